@@ -1,0 +1,55 @@
+"""Shared fixtures: where the real data and weights are, and an offline, quiet TensorFlow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never download anything: weights come from the offline folder or not at all.
+os.environ.setdefault("TRANSFER_OFFLINE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_DEFAULT_SHARED = REPO_ROOT.parent / "shared"
+
+
+def _shared_path(env_name: str, default: Path) -> Path | None:
+    value = os.environ.get(env_name)
+    path = Path(value) if value else default
+    return path if path.exists() else None
+
+
+@pytest.fixture(scope="session")
+def shared_weights_dir() -> Path:
+    """../shared/weights (or $TRANSFER_WEIGHTS_DIR); skips with a reason when absent."""
+    path = _shared_path("TRANSFER_WEIGHTS_DIR", _DEFAULT_SHARED / "weights")
+    if path is None:
+        pytest.skip("Real ImageNet weights not found: set TRANSFER_WEIGHTS_DIR to ../shared/weights.")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_datasets_dir() -> Path:
+    """../shared/datasets (or $TRANSFER_TEST_DATA); skips with a reason when absent."""
+    path = _shared_path("TRANSFER_TEST_DATA", _DEFAULT_SHARED / "datasets")
+    if path is None:
+        pytest.skip("Real test data not found: set TRANSFER_TEST_DATA to ../shared/datasets.")
+    return path
+
+
+@pytest.fixture(scope="session")
+def hymenoptera_dir(shared_datasets_dir: Path) -> Path:
+    path = shared_datasets_dir / "hymenoptera_data"
+    if not path.exists():
+        pytest.skip(f"{path} is missing.")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_images_dir() -> Path:
+    path = _DEFAULT_SHARED / "images"
+    if not path.exists():
+        pytest.skip(f"{path} is missing.")
+    return path

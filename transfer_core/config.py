@@ -1,0 +1,347 @@
+"""Configuration: one frozen, validated dataclass per concept, plus settings.
+
+Every dataclass validates itself in ``__post_init__`` and raises
+``ValueError("... Received: name=value")`` so that a bad setting is reported
+before any work starts. Dataclasses round-trip through plain dicts
+(``to_dict`` / ``from_dict``) so a run's ``config.json`` fully describes it.
+
+This module must stay cheap to import: no TensorFlow, no Streamlit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("feature_extraction", "fine_tuning", "from_scratch")
+FREEZE_MODES = ("all_frozen", "top_blocks", "from_layer", "all_trainable", "custom")
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
+AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast")
+WEIGHTS_CHOICES = ("imagenet", "random")
+
+
+def _fail(message: str, **received: Any) -> None:
+    shown = ", ".join(f"{name}={value!r}" for name, value in received.items())
+    raise ValueError(f"{message} Received: {shown}")
+
+
+def _as_tuple(value: Any) -> tuple:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+class _DictMixin:
+    """Round-trip a frozen dataclass through JSON-friendly dicts."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, _DictMixin):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - known
+        if unknown:
+            _fail(f"Unknown {cls.__name__} fields {sorted(unknown)}.", data=data)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class DatasetSpec(_DictMixin):
+    """A labelled image set on disk: one folder per class plus ``manifest.csv``.
+
+    Args:
+        root: Folder that holds ``manifest.csv`` and the images it lists
+            (paths in the manifest are relative to ``root``).
+        class_names: Class labels in index order (the model's output order).
+        seed: Seed of the train/validation split.
+        val_fraction: Share of each class kept for validation when the source
+            had no split of its own.
+        test_fraction: Share of each class kept for a held-out test split.
+    """
+
+    root: str
+    class_names: tuple[str, ...]
+    seed: int = 0
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", str(self.root))
+        object.__setattr__(self, "class_names", _as_tuple(self.class_names))
+        if len(self.class_names) < 2:
+            _fail("A data set needs at least 2 classes.", class_names=self.class_names)
+        if len(set(self.class_names)) != len(self.class_names):
+            _fail("Class names must be unique.", class_names=self.class_names)
+        if not 0.0 < self.val_fraction < 1.0:
+            _fail("val_fraction must be between 0 and 1.", val_fraction=self.val_fraction)
+        if not 0.0 <= self.test_fraction < 1.0 - self.val_fraction:
+            _fail(
+                "test_fraction must be >= 0 and leave room for training.",
+                test_fraction=self.test_fraction,
+            )
+
+    @property
+    def manifest_path(self) -> Path:
+        return Path(self.root) / "manifest.csv"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class ModelSpec(_DictMixin):
+    """Which pretrained backbone, at which input size, with which head.
+
+    Args:
+        backbone: Key in the zoo, e.g. ``"mobilenet_v2_0.35"``.
+        input_size: Square input side in pixels; ``0`` means the backbone's default.
+        weights: ``"imagenet"`` (pretrained, resolved offline first) or
+            ``"random"`` (no transfer; the from-scratch baseline).
+        dropout_rate: Dropout before the classifier.
+        hidden_units: Width of an optional hidden Dense layer in the head (0 = none).
+    """
+
+    backbone: str = "mobilenet_v2_0.35"
+    input_size: int = 0
+    weights: str = "imagenet"
+    dropout_rate: float = 0.2
+    hidden_units: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.backbone:
+            _fail("backbone must be a zoo key.", backbone=self.backbone)
+        if self.input_size != 0 and not 32 <= self.input_size <= 1024:
+            _fail("input_size must be 0 (default) or 32..1024 pixels.", input_size=self.input_size)
+        if self.weights not in WEIGHTS_CHOICES:
+            _fail(f"weights must be one of {WEIGHTS_CHOICES}.", weights=self.weights)
+        if not 0.0 <= self.dropout_rate < 1.0:
+            _fail("dropout_rate must be in [0, 1).", dropout_rate=self.dropout_rate)
+        if not 0 <= self.hidden_units <= 4096:
+            _fail("hidden_units must be in 0..4096.", hidden_units=self.hidden_units)
+
+
+@dataclass(frozen=True)
+class FreezePlan(_DictMixin):
+    """Which parts of the backbone train during fine-tuning.
+
+    Args:
+        mode: ``all_frozen`` (feature extraction), ``top_blocks`` (the last
+            ``top_blocks`` blocks train), ``from_layer`` (layers with index >=
+            ``from_layer`` train), ``all_trainable``, or ``custom`` (the blocks
+            named in ``trainable_blocks`` train).
+        top_blocks: Number of top blocks to train for ``top_blocks`` mode.
+        from_layer: First trainable layer index for ``from_layer`` mode.
+        trainable_blocks: Block names for ``custom`` mode.
+        train_batchnorm: Let BatchNormalization layers update their statistics
+            (the "BatchNorm pitfall"; the Keras recipe keeps this False).
+    """
+
+    mode: str = "top_blocks"
+    top_blocks: int = 2
+    from_layer: int = 0
+    trainable_blocks: tuple[str, ...] = ()
+    train_batchnorm: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trainable_blocks", _as_tuple(self.trainable_blocks))
+        if self.mode not in FREEZE_MODES:
+            _fail(f"mode must be one of {FREEZE_MODES}.", mode=self.mode)
+        if self.top_blocks < 0:
+            _fail("top_blocks must be >= 0.", top_blocks=self.top_blocks)
+        if self.from_layer < 0:
+            _fail("from_layer must be >= 0.", from_layer=self.from_layer)
+        if self.mode == "top_blocks" and self.top_blocks == 0:
+            _fail("top_blocks mode needs top_blocks >= 1.", top_blocks=self.top_blocks)
+
+
+@dataclass(frozen=True)
+class TrainConfig(_DictMixin):
+    """How to train.
+
+    Args:
+        strategy: ``feature_extraction``, ``fine_tuning`` or ``from_scratch``.
+        epochs: Epochs of head training (feature extraction, stage 1 of
+            fine-tuning) or of the whole network (from scratch).
+        fine_tune_epochs: Epochs of stage 2 of fine-tuning (unfrozen blocks).
+        batch_size: Images per batch.
+        learning_rate: Learning rate of the head (and of from-scratch training).
+        fine_tune_learning_rate: Lower learning rate of stage 2 of fine-tuning.
+        optimizer: ``adam``, ``sgd``, ``rmsprop`` or ``adamw``.
+        augmentation: Any of ``flip``, ``rotate``, ``zoom``, ``contrast``.
+            Augmentation turns feature caching off (the images change every epoch).
+        early_stopping_patience: Stop after this many epochs without a better
+            validation loss (0 = never stop early).
+        seed: Seed of weight initialisation, shuffling and augmentation.
+        class_weights: Weight the loss by inverse class frequency.
+        use_cache: Cache backbone features on disk when augmentation is off.
+    """
+
+    strategy: str = "feature_extraction"
+    epochs: int = 10
+    fine_tune_epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    optimizer: str = "adam"
+    augmentation: tuple[str, ...] = ()
+    early_stopping_patience: int = 0
+    seed: int = 0
+    class_weights: bool = False
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "augmentation", _as_tuple(self.augmentation))
+        if self.strategy not in STRATEGIES:
+            _fail(f"strategy must be one of {STRATEGIES}.", strategy=self.strategy)
+        if not 1 <= self.epochs <= 1000:
+            _fail("epochs must be between 1 and 1000.", epochs=self.epochs)
+        if not 0 <= self.fine_tune_epochs <= 1000:
+            _fail("fine_tune_epochs must be between 0 and 1000.", fine_tune_epochs=self.fine_tune_epochs)
+        if self.strategy == "fine_tuning" and self.fine_tune_epochs == 0:
+            _fail("fine_tuning needs fine_tune_epochs >= 1.", fine_tune_epochs=self.fine_tune_epochs)
+        if not 1 <= self.batch_size <= 4096:
+            _fail("batch_size must be between 1 and 4096.", batch_size=self.batch_size)
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 10.0:
+                _fail(f"{name} must be > 0 and <= 10.", **{name: value})
+        if self.optimizer not in OPTIMIZERS:
+            _fail(f"optimizer must be one of {OPTIMIZERS}.", optimizer=self.optimizer)
+        unknown = [a for a in self.augmentation if a not in AUGMENTATIONS]
+        if unknown:
+            _fail(f"augmentation must be among {AUGMENTATIONS}.", augmentation=self.augmentation)
+        if self.early_stopping_patience < 0:
+            _fail("early_stopping_patience must be >= 0.", early_stopping_patience=self.early_stopping_patience)
+
+    @property
+    def caches_features(self) -> bool:
+        """Whether backbone features can be computed once and reused."""
+        return self.use_cache and not self.augmentation
+
+
+@dataclass(frozen=True)
+class RunConfig(_DictMixin):
+    """Everything that defines one training run."""
+
+    dataset: DatasetSpec
+    model: ModelSpec = field(default_factory=ModelSpec)
+    freeze: FreezePlan = field(default_factory=FreezePlan)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        for attr, cls in (
+            ("dataset", DatasetSpec),
+            ("model", ModelSpec),
+            ("freeze", FreezePlan),
+            ("train", TrainConfig),
+        ):
+            value = getattr(self, attr)
+            if isinstance(value, dict):
+                object.__setattr__(self, attr, cls.from_dict(value))
+            elif not isinstance(value, cls):
+                _fail(f"{attr} must be a {cls.__name__}.", **{attr: value})
+        if self.train.strategy == "from_scratch" and self.model.weights != "random":
+            # From scratch means no transfer: the same architecture, random weights.
+            object.__setattr__(self, "model", dataclasses.replace(self.model, weights="random"))
+        if len(self.name) > 200:
+            _fail("name must be at most 200 characters.", name=self.name)
+
+
+def _env_path(name: str, default: Path | None) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"Environment variable {name} must be an integer. Received: {name}={value!r}") from None
+
+
+def _env_paths(name: str) -> tuple[Path, ...]:
+    value = os.environ.get(name, "").strip()
+    return tuple(Path(p).expanduser() for p in value.split(os.pathsep) if p.strip())
+
+
+@dataclass(frozen=True)
+class Settings(_DictMixin):
+    """Operator settings, read from environment variables (see README).
+
+    Args:
+        home: Root of workspaces (uploaded data) and runs. ``TRANSFER_HOME``.
+        weights_dir: Offline ImageNet weights folder. ``TRANSFER_WEIGHTS_DIR``.
+        max_concurrent_runs: Runs that train at once; more wait in a queue.
+            ``TRANSFER_MAX_CONCURRENT_RUNS``.
+        max_upload_mb: Largest upload or ZIP accepted. ``TRANSFER_MAX_UPLOAD_MB``.
+        max_files: Most images accepted in one data set. ``TRANSFER_MAX_FILES``.
+        max_pixels: Largest image (width x height) decoded. ``TRANSFER_MAX_PIXELS``.
+        max_session_disk_mb: Disk one browser session may fill. ``TRANSFER_MAX_SESSION_DISK_MB``.
+        allowed_data_dirs: Server folders the app may read data from
+            (``os.pathsep``-separated). ``TRANSFER_ALLOWED_DATA_DIRS``.
+    """
+
+    home: Path = Path("workspace")
+    weights_dir: Path | None = None
+    max_concurrent_runs: int = 1
+    max_upload_mb: int = 200
+    max_files: int = 20000
+    max_pixels: int = 40_000_000
+    max_session_disk_mb: int = 2000
+    allowed_data_dirs: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home))
+        if self.weights_dir is not None:
+            object.__setattr__(self, "weights_dir", Path(self.weights_dir))
+        object.__setattr__(self, "allowed_data_dirs", tuple(Path(p) for p in self.allowed_data_dirs))
+        for name in ("max_concurrent_runs", "max_upload_mb", "max_files", "max_pixels", "max_session_disk_mb"):
+            if getattr(self, name) < 1:
+                _fail(f"{name} must be >= 1.", **{name: getattr(self, name)})
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.home / "workspaces"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read settings from ``TRANSFER_*`` environment variables."""
+        return cls(
+            home=_env_path("TRANSFER_HOME", Path("workspace")),
+            weights_dir=_env_path("TRANSFER_WEIGHTS_DIR", None),
+            max_concurrent_runs=_env_int("TRANSFER_MAX_CONCURRENT_RUNS", 1),
+            max_upload_mb=_env_int("TRANSFER_MAX_UPLOAD_MB", 200),
+            max_files=_env_int("TRANSFER_MAX_FILES", 20000),
+            max_pixels=_env_int("TRANSFER_MAX_PIXELS", 40_000_000),
+            max_session_disk_mb=_env_int("TRANSFER_MAX_SESSION_DISK_MB", 2000),
+            allowed_data_dirs=_env_paths("TRANSFER_ALLOWED_DATA_DIRS"),
+        )
