@@ -1,0 +1,49 @@
+"""transfer_core: the library behind Transfer Lab's app and command line.
+
+Importing this package is cheap (no TensorFlow); modules that need TensorFlow
+import it inside their functions. Never imports streamlit.
+"""
+
+from transfer_core.config import (
+    AUGMENTATIONS,
+    FREEZE_MODES,
+    OPTIMIZERS,
+    STRATEGIES,
+    DatasetSpec,
+    FreezePlan,
+    ModelSpec,
+    RunConfig,
+    Settings,
+    TrainConfig,
+)
+from transfer_core.evaluate import evaluate_predictions
+from transfer_core.jobs import enforce_stop, follow, queue_position, request_stop, start_run, stop_and_wait
+from transfer_core.runs import RunInfo, RunStore, batch_frame, epoch_frame, load_run, read_events
+from transfer_core.workspace import Workspace
+
+__all__ = [
+    "AUGMENTATIONS",
+    "FREEZE_MODES",
+    "OPTIMIZERS",
+    "STRATEGIES",
+    "DatasetSpec",
+    "FreezePlan",
+    "ModelSpec",
+    "RunConfig",
+    "RunInfo",
+    "RunStore",
+    "Settings",
+    "TrainConfig",
+    "Workspace",
+    "batch_frame",
+    "enforce_stop",
+    "epoch_frame",
+    "evaluate_predictions",
+    "follow",
+    "load_run",
+    "queue_position",
+    "read_events",
+    "request_stop",
+    "start_run",
+    "stop_and_wait",
+]

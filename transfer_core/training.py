@@ -1,0 +1,650 @@
+"""The training engine: strategies, caching, progress events, stop and evaluation.
+
+Three strategies share one data split and one architecture:
+
+- ``feature_extraction``: the backbone is frozen. Its pooled features are
+  computed once per image (and cached on disk, keyed by backbone, weights,
+  input size and image content), then only the head trains on them. This
+  costs one forward pass instead of one per epoch.
+- ``fine_tuning``: stage 1 trains the head as above; stage 2 unfreezes the
+  blocks of the freeze plan, recompiles with a lower learning rate and trains
+  on. Without augmentation the frozen prefix's output is cached too, so each
+  epoch only runs the trainable top of the network.
+- ``from_scratch``: the same architecture with random weights, all trainable:
+  the no-transfer baseline.
+
+Progress is a stream of plain dict events passed to ``emit`` (see
+``EVENT_TYPES``). ``should_stop`` is polled after every batch; a stop keeps the
+best weights seen so far.
+
+Keras global state (``clear_session``) is touched only in
+:func:`reset_keras_state`, called once at the start of each run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from transfer_core.config import FreezePlan, RunConfig, Settings
+from transfer_core.evaluate import evaluate_predictions
+from transfer_core.runs import EPOCH_COLUMNS
+
+EVENT_TYPES = (
+    "run_started",  # strategy, backbone, classes, num_train, num_val, epochs_total
+    "stage",  # stage, description, epochs, cached
+    "progress",  # stage, done, total (feature computation)
+    "batch_end",  # stage, epoch, batch, batches, step, loss, accuracy
+    "epoch_end",  # stage, epoch, loss, accuracy, val_loss, val_accuracy, seconds, elapsed
+    "finished",
+    "stopped",
+    "failed",  # reason
+)
+
+Emit = Callable[[dict[str, Any]], None]
+ShouldStop = Callable[[], bool]
+
+# Frozen-prefix outputs larger than this are not cached (they would not fit
+# comfortably in memory on a laptop); training then runs the whole network.
+MAX_PREFIX_CACHE_BYTES = 1_500_000_000
+
+
+class RunStopped(Exception):
+    """Raised inside the engine when a stop was requested."""
+
+
+class RunFailed(Exception):
+    """Raised inside the engine for a failure with a user-facing reason."""
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`."""
+
+    status: str  # finished | stopped | failed
+    reason: str
+    classifier: Any | None  # transfer_core.models.Classifier
+    history: pd.DataFrame
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def reset_keras_state(seed: int) -> None:
+    """The one place that clears Keras' global state: fresh graph, fixed seeds."""
+    import keras
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+
+
+def _make_optimizer(name: str, learning_rate: float):
+    import keras
+
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=learning_rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=learning_rate)
+    return keras.optimizers.Adam(learning_rate=learning_rate)
+
+
+def _compile(model, optimizer: str, learning_rate: float) -> None:
+    # Recompiling is what makes a change of `trainable` take effect.
+    model.compile(
+        optimizer=_make_optimizer(optimizer, learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def _class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    total = counts.sum()
+    return {i: float(total / (num_classes * c)) if c > 0 else 0.0 for i, c in enumerate(counts)}
+
+
+@dataclass
+class _SplitData:
+    paths: list[str]
+    labels: np.ndarray
+    shas: list[str]
+
+
+def _load_split(spec, split: str) -> _SplitData:
+    from transfer_core.data import read_manifest
+
+    frame = read_manifest(spec)
+    frame = frame[frame["split"] == split]
+    index = {name: i for i, name in enumerate(spec.class_names)}
+    root = Path(spec.root)
+    return _SplitData(
+        paths=[str(root / p) for p in frame["path"]],
+        labels=np.array([index[label] for label in frame["label"]], dtype=np.int32),
+        shas=list(frame["sha256"]),
+    )
+
+
+class _Progress:
+    """Keras callback factory + shared state for one run's event stream."""
+
+    def __init__(self, emit: Emit, should_stop: ShouldStop, patience: int) -> None:
+        self.emit = emit
+        self.should_stop = should_stop
+        self.patience = patience
+        self.started = time.perf_counter()
+        self.epoch = 0  # Global epoch counter across stages.
+        self.step = 0
+        self.rows: list[dict[str, Any]] = []
+        self.stop_reason = ""  # "stopped" | "nan" | "early" | ""
+        self.nan_detail = ""
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def check_stop(self) -> None:
+        if self.should_stop():
+            raise RunStopped()
+
+    def callback(self, stage: str, batches: int, num_images: int):
+        import keras
+
+        progress = self
+
+        class _Callback(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.best_loss = math.inf
+                self.best_weights = None
+                self.best_epoch = 0
+                self.waited = 0
+                self.epoch_started = 0.0
+                self.stage_epoch = 0
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch_started = time.perf_counter()
+                self.stage_epoch = epoch + 1
+
+            def on_train_batch_end(self, batch, logs=None):
+                logs = logs or {}
+                progress.step += 1
+                loss = float(logs.get("loss", float("nan")))
+                progress.emit(
+                    {
+                        "type": "batch_end",
+                        "stage": stage,
+                        "epoch": progress.epoch + 1,
+                        "batch": batch + 1,
+                        "batches": batches,
+                        "step": progress.step,
+                        "loss": loss,
+                        "accuracy": float(logs.get("accuracy", float("nan"))),
+                    }
+                )
+                if not math.isfinite(loss):
+                    progress.stop_reason = "nan"
+                    progress.nan_detail = f"epoch {progress.epoch + 1}, batch {batch + 1}"
+                    self.model.stop_training = True
+                elif progress.should_stop():
+                    progress.stop_reason = "stopped"
+                    self.model.stop_training = True
+
+            def on_epoch_end(self, epoch, logs=None):
+                if progress.stop_reason in ("nan", "stopped"):
+                    return  # A partial epoch is not an epoch: no row, no snapshot.
+                logs = logs or {}
+                progress.epoch += 1
+                seconds = time.perf_counter() - self.epoch_started
+                row = {
+                    "epoch": progress.epoch,
+                    "stage": stage,
+                    "loss": float(logs.get("loss", float("nan"))),
+                    "accuracy": float(logs.get("accuracy", float("nan"))),
+                    "val_loss": float(logs.get("val_loss", float("nan"))),
+                    "val_accuracy": float(logs.get("val_accuracy", float("nan"))),
+                    "seconds": round(seconds, 4),
+                    "elapsed": round(progress.elapsed(), 4),
+                    "images_per_second": round(num_images / seconds, 2) if seconds > 0 else None,
+                }
+                progress.rows.append(row)
+                progress.emit({"type": "epoch_end", "stage_epoch": self.stage_epoch, **row})
+                if not math.isfinite(row["loss"]):
+                    progress.stop_reason = "nan"
+                    progress.nan_detail = f"epoch {progress.epoch}"
+                    self.model.stop_training = True
+                    return
+                val_loss = row["val_loss"] if math.isfinite(row["val_loss"]) else math.inf
+                if val_loss < self.best_loss:
+                    self.best_loss = val_loss
+                    self.best_weights = self.model.get_weights()
+                    self.best_epoch = progress.epoch
+                    self.waited = 0
+                else:
+                    self.waited += 1
+                    if progress.patience and self.waited >= progress.patience:
+                        progress.stop_reason = "early"
+                        self.model.stop_training = True
+
+            def restore_best(self) -> None:
+                if self.best_weights is not None:
+                    self.model.set_weights(self.best_weights)
+
+        return _Callback()
+
+
+class _Engine:
+    """One run of :func:`train`; holds the run's state so the steps stay small."""
+
+    def __init__(self, config: RunConfig, emit: Emit, should_stop: ShouldStop, settings: Settings) -> None:
+        self.config = config
+        self.spec = config.dataset
+        self.train_config = config.train
+        self.emit = emit
+        self.settings = settings
+        self.progress = _Progress(emit, should_stop, config.train.early_stopping_patience)
+        self.classifier = None
+        self.train_data: _SplitData | None = None
+        self.val_data: _SplitData | None = None
+        self.test_data: _SplitData | None = None
+        self.cache_hits: list[str] = []
+        self.feature_seconds = 0.0
+        self.best_epoch = 0
+        self.final_inputs: tuple[Any, Any] | None = None  # (model, val inputs) for evaluation
+
+    # ----- data -----------------------------------------------------------------
+    def load_data(self) -> None:
+        self.train_data = _load_split(self.spec, "train")
+        self.val_data = _load_split(self.spec, "val")
+        self.test_data = _load_split(self.spec, "test")
+        if len(self.train_data.paths) == 0:
+            raise RunFailed("The training split is empty: add images or lower the validation share.")
+        if len(self.val_data.paths) == 0:
+            raise RunFailed(
+                "The validation split is empty, so accuracy could not be measured honestly: "
+                "add images (at least 2 per class) or raise the validation share."
+            )
+        present = set(self.train_data.labels.tolist())
+        if len(present) < 2:
+            raise RunFailed("The training split holds fewer than 2 classes.")
+
+    def image_dataset(self, data: _SplitData, *, training: bool):
+        import tensorflow as tf
+
+        from transfer_core.data import make_tf_dataset
+
+        split = "train" if data is self.train_data else ("val" if data is self.val_data else "test")
+        ds = make_tf_dataset(
+            self.spec,
+            split,
+            image_size=self.classifier.input_size,
+            batch_size=self.train_config.batch_size,
+            shuffle=training,
+            seed=self.train_config.seed,
+        )
+        if training and self.train_config.augmentation:
+            augmenter = _augmenter(self.train_config.augmentation, self.train_config.seed)
+            ds = ds.map(
+                lambda x, y: (augmenter(x, training=True), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            ).prefetch(tf.data.AUTOTUNE)
+        return ds
+
+    # ----- caching --------------------------------------------------------------
+    def _cache_key(self, what: str, data: _SplitData) -> str | None:
+        from transfer_core import zoo
+
+        model = self.config.model
+        if model.weights != "imagenet":
+            return None  # Random weights differ per seed; nothing worth reusing.
+        try:
+            weights_file = Path(zoo.resolve_weights(model.backbone, self.classifier.input_size, settings=self.settings))
+            weights_id = f"{weights_file.name}:{weights_file.stat().st_size}"
+        except Exception:  # noqa: BLE001 - an unresolvable file just means no cache.
+            return None
+        import keras
+
+        payload = {
+            "what": what,
+            "backbone": model.backbone,
+            "weights": weights_id,
+            "input_size": self.classifier.input_size,
+            "images": data.shas,
+            "keras": keras.__version__,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+    def compute_outputs(self, model, data: _SplitData, what: str, stage: str) -> np.ndarray:
+        """Run ``model`` over ``data``'s images once, with an on-disk cache."""
+        key = self._cache_key(what, data) if self.train_config.use_cache else None
+        cache_path = self.settings.cache_dir / "features" / f"{key}.npy" if key else None
+        if cache_path is not None and cache_path.exists():
+            try:
+                outputs = np.load(cache_path, allow_pickle=False)
+                if outputs.shape[0] == len(data.paths):
+                    self.cache_hits.append(what)
+                    self.emit({"type": "progress", "stage": stage, "done": len(data.paths),
+                               "total": len(data.paths), "cached": True})
+                    return outputs
+            except (OSError, ValueError):
+                pass  # A damaged cache file is recomputed.
+        started = time.perf_counter()
+        outputs = self._predict_with_progress(model, data, stage)
+        self.feature_seconds += time.perf_counter() - started
+        if cache_path is not None and outputs.nbytes <= MAX_PREFIX_CACHE_BYTES:
+            import io
+
+            from transfer_core.runs import atomic_write_bytes
+
+            buffer = io.BytesIO()
+            np.save(buffer, outputs, allow_pickle=False)
+            atomic_write_bytes(cache_path, buffer.getvalue())
+        return outputs
+
+    def _predict_with_progress(self, model, data: _SplitData, stage: str) -> np.ndarray:
+        import tensorflow as tf
+
+        ds = self.image_dataset(data, training=False)
+        total = len(data.paths)
+        done = 0
+        chunks = []
+        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        for images, _ in ds:
+            self.progress.check_stop()
+            chunks.append(predict(images).numpy())
+            done += int(images.shape[0])
+            self.emit({"type": "progress", "stage": stage, "done": done, "total": total})
+        return np.concatenate(chunks, axis=0)
+
+    # ----- fitting --------------------------------------------------------------
+    def fit(self, model, stage: str, epochs: int, learning_rate: float, train_inputs, val_inputs) -> None:
+        """Compile and fit ``model`` on arrays (cached) or a tf.data pipeline (images)."""
+        train_config = self.train_config
+        if self.progress.stop_reason == "early":
+            self.progress.stop_reason = ""  # Early stopping ends a stage, not the run.
+        _compile(model, train_config.optimizer, learning_rate)
+        num_train = len(self.train_data.paths)
+        batches = math.ceil(num_train / train_config.batch_size)
+        callback = self.progress.callback(stage, batches, num_train)
+        class_weight = (
+            _class_weights(self.train_data.labels, self.spec.num_classes) if train_config.class_weights else None
+        )
+        kwargs: dict[str, Any] = {"epochs": epochs, "verbose": 0, "callbacks": [callback],
+                                  "class_weight": class_weight}
+        if isinstance(train_inputs, np.ndarray):
+            kwargs.update(
+                x=train_inputs,
+                y=self.train_data.labels,
+                batch_size=train_config.batch_size,
+                shuffle=True,
+                validation_data=(val_inputs, self.val_data.labels),
+            )
+        else:
+            kwargs.update(x=train_inputs, validation_data=val_inputs)
+        model.fit(**kwargs)
+        reason = self.progress.stop_reason
+        if reason in ("stopped", "nan", "early"):
+            callback.restore_best()
+        if callback.best_epoch:
+            self.best_epoch = callback.best_epoch
+        self.final_inputs = (model, val_inputs)
+        if reason == "stopped":
+            raise RunStopped()
+        if reason == "nan":
+            raise RunFailed(
+                f"The loss became NaN ({self.progress.nan_detail}): training diverged. "
+                f"Lower the learning rate (now {learning_rate:g}; try 1e-3 for the head, 1e-4 or "
+                "lower for fine-tuning)."
+            )
+
+    def stage(self, stage: str, description: str, epochs: int, cached: bool) -> None:
+        self.progress.check_stop()
+        self.emit({"type": "stage", "stage": stage, "description": description, "epochs": epochs,
+                   "cached": cached})
+
+    def train_head(self) -> None:
+        """Feature extraction (and stage 1 of fine-tuning)."""
+        classifier = self.classifier
+        epochs = self.train_config.epochs
+        lr = self.train_config.learning_rate
+        if self.train_config.caches_features:
+            self.stage("features", "Computing backbone features once for every image", 0, True)
+            train_features = self.compute_outputs(classifier.feature_extractor, self.train_data, "pool", "features")
+            val_features = self.compute_outputs(classifier.feature_extractor, self.val_data, "pool", "features")
+            self.stage("head", "Training the new head on cached features", epochs, True)
+            self.fit(classifier.head, "head", epochs, lr, train_features, val_features)
+        else:
+            why = "augmentation is on" if self.train_config.augmentation else "caching is off"
+            self.stage("head", f"Training the head; the frozen backbone runs every epoch ({why})", epochs, False)
+            self.fit(classifier.model, "head", epochs, lr,
+                     self.image_dataset(self.train_data, training=True),
+                     self.image_dataset(self.val_data, training=False))
+
+    def fine_tune(self) -> None:
+        """Stage 2 of fine-tuning: unfreeze per the plan, lower LR, recompile, train."""
+        from transfer_core import freezing
+        from transfer_core.models import split_classifier
+
+        classifier = self.classifier
+        freezing.apply_freeze_plan(classifier.backbone, self.config.freeze)
+        epochs = self.train_config.fine_tune_epochs
+        lr = self.train_config.fine_tune_learning_rate
+        first = freezing.first_trainable_layer(classifier.backbone)
+        cut = None
+        if self.train_config.caches_features and first is not None:
+            cut = freezing.cut_layer(classifier.backbone, first)
+        if cut is not None:
+            prefix, trainable_part = split_classifier(classifier, cut)
+            size = _estimated_bytes(prefix, len(self.train_data.paths) + len(self.val_data.paths))
+            if size <= MAX_PREFIX_CACHE_BYTES:
+                self.stage("prefix", f"Caching the frozen layers' output (up to '{cut}') once", 0, True)
+                train_cut = self.compute_outputs(prefix, self.train_data, f"prefix:{cut}", "prefix")
+                val_cut = self.compute_outputs(prefix, self.val_data, f"prefix:{cut}", "prefix")
+                self.stage("fine_tune", "Fine-tuning the unfrozen top blocks on the cached prefix",
+                           epochs, True)
+                self.fit(trainable_part, "fine_tune", epochs, lr, train_cut, val_cut)
+                return
+        if self.train_config.augmentation:
+            why = "augmentation is on, so every epoch sees new images"
+        elif first is None:
+            why = "nothing is frozen"
+        else:
+            why = "no single cut point before the first trainable layer"
+        self.stage("fine_tune", f"Fine-tuning the whole network each epoch ({why})", epochs, False)
+        self.fit(classifier.model, "fine_tune", epochs, lr,
+                 self.image_dataset(self.train_data, training=True),
+                 self.image_dataset(self.val_data, training=False))
+
+    def from_scratch(self) -> None:
+        from transfer_core import freezing
+
+        freezing.apply_freeze_plan(
+            self.classifier.backbone, FreezePlan(mode="all_trainable", train_batchnorm=True)
+        )
+        epochs = self.train_config.epochs
+        self.stage("scratch", "Training every layer from random weights (no transfer)", epochs, False)
+        self.fit(self.classifier.model, "scratch", epochs, self.train_config.learning_rate,
+                 self.image_dataset(self.train_data, training=True),
+                 self.image_dataset(self.val_data, training=False))
+
+    # ----- evaluation -------------------------------------------------------------
+    def evaluate(self) -> dict[str, Any]:
+        """Validation (and test) metrics of the final model."""
+        model, val_inputs = self.final_inputs
+        if isinstance(val_inputs, np.ndarray):
+            val_probs = model.predict(val_inputs, batch_size=256, verbose=0)
+        else:
+            val_probs = self.classifier.model.predict(
+                self.image_dataset(self.val_data, training=False), verbose=0
+            )
+        root = Path(self.spec.root)
+        rel = [str(Path(p).relative_to(root)) for p in self.val_data.paths]
+        result = {"val": evaluate_predictions(self.val_data.labels, val_probs, self.spec.class_names, rel)}
+        if self.test_data.paths:
+            test_probs = self.classifier.model.predict(
+                self.image_dataset(self.test_data, training=False), verbose=0
+            )
+            rel_test = [str(Path(p).relative_to(root)) for p in self.test_data.paths]
+            result["test"] = evaluate_predictions(
+                self.test_data.labels, test_probs, self.spec.class_names, rel_test
+            )
+        return result
+
+
+def _estimated_bytes(prefix, num_images: int) -> int:
+    shape = prefix.output.shape[1:]
+    return int(np.prod([int(d) for d in shape])) * 4 * num_images
+
+
+def _augmenter(augmentation: tuple[str, ...], seed: int):
+    import keras
+
+    layers = []
+    if "flip" in augmentation:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if "rotate" in augmentation:
+        layers.append(keras.layers.RandomRotation(0.1, seed=seed))
+    if "zoom" in augmentation:
+        layers.append(keras.layers.RandomZoom(0.15, seed=seed))
+    if "contrast" in augmentation:
+        layers.append(keras.layers.RandomContrast(0.2, seed=seed, value_range=(0, 255)))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def _param_counts(model) -> tuple[int, int]:
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    frozen = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+    return trainable, frozen
+
+
+def train(
+    config: RunConfig,
+    *,
+    emit: Emit | None = None,
+    should_stop: ShouldStop | None = None,
+    settings: Settings | None = None,
+) -> TrainResult:
+    """Train one run in this process and evaluate it.
+
+    Args:
+        config: What to train (data set, model, freeze plan, training settings).
+        emit: Receives every progress event (a dict with a ``type``); see ``EVENT_TYPES``.
+        should_stop: Polled after every batch; returning True stops the run
+            within one batch and keeps the best weights so far.
+        settings: Weights folder and cache location (``Settings.from_env()`` when None).
+
+    Returns:
+        A :class:`TrainResult`. Failures (missing weights, empty splits, NaN
+        loss, ...) come back as ``status="failed"`` with a reason, not as exceptions.
+    """
+    emit = emit or (lambda event: None)
+    should_stop = should_stop or (lambda: False)
+    settings = settings or Settings.from_env()
+    engine = _Engine(config, emit, should_stop, settings)
+    status, reason = "finished", ""
+    report: dict[str, Any] = {}
+    try:
+        reset_keras_state(config.train.seed)
+        engine.load_data()
+        emit(
+            {
+                "type": "run_started",
+                "strategy": config.train.strategy,
+                "backbone": config.model.backbone,
+                "weights": config.model.weights,
+                "classes": list(config.dataset.class_names),
+                "num_train": len(engine.train_data.paths),
+                "num_val": len(engine.val_data.paths),
+                "epochs_total": _epochs_total(config),
+                "batch_size": config.train.batch_size,
+            }
+        )
+        engine.classifier = _build(config, settings)
+        strategy = config.train.strategy
+        if strategy == "from_scratch":
+            engine.from_scratch()
+        else:
+            engine.train_head()
+            if strategy == "fine_tuning":
+                engine.fine_tune()
+    except RunStopped:
+        status, reason = "stopped", "stopped on request; the best weights so far were kept"
+    except RunFailed as error:
+        status, reason = "failed", str(error)
+    except Exception as error:  # noqa: BLE001 - every failure becomes a reason a person can read.
+        from transfer_core.zoo import WeightsUnavailableError
+
+        status = "failed"
+        if isinstance(error, (WeightsUnavailableError, ValueError)):
+            reason = str(error)
+        else:
+            reason = f"{type(error).__name__}: {error}"
+    history = pd.DataFrame(engine.progress.rows, columns=EPOCH_COLUMNS)
+    if status != "failed" and engine.final_inputs is None:
+        # Stopped before any epoch finished: there is nothing worth keeping.
+        return TrainResult(status, reason, None, history, {"status": status, "reason": reason})
+    if status != "failed":
+        try:
+            report = _report(config, engine, history, status, reason)
+        except Exception as error:  # noqa: BLE001
+            status, reason = "failed", f"Evaluation failed: {type(error).__name__}: {error}"
+    if status == "failed":
+        return TrainResult(status, reason, None, history, {"status": status, "reason": reason})
+    return TrainResult(status, reason, engine.classifier, history, report)
+
+
+def _build(config: RunConfig, settings: Settings):
+    from transfer_core.models import build_classifier
+
+    train_batchnorm = config.freeze.train_batchnorm or config.train.strategy == "from_scratch"
+    return build_classifier(
+        config.model, config.dataset.num_classes, settings=settings, train_batchnorm=train_batchnorm
+    )
+
+
+def _epochs_total(config: RunConfig) -> int:
+    if config.train.strategy == "fine_tuning":
+        return config.train.epochs + config.train.fine_tune_epochs
+    return config.train.epochs
+
+
+def _report(config: RunConfig, engine: _Engine, history: pd.DataFrame, status: str, reason: str) -> dict:
+    evaluation = engine.evaluate()
+    trainable, frozen = _param_counts(engine.classifier.model)
+    training_seconds = float(history["seconds"].sum()) if len(history) else 0.0
+    epochs_run = len(history)
+    num_train = len(engine.train_data.paths)
+    val = evaluation["val"]
+    return {
+        "status": status,
+        "reason": reason,
+        "strategy": config.train.strategy,
+        "backbone": config.model.backbone,
+        "weights": config.model.weights,
+        "input_size": engine.classifier.input_size,
+        "class_names": list(config.dataset.class_names),
+        "num_train": num_train,
+        "num_val": len(engine.val_data.paths),
+        "val_accuracy": val["accuracy"],
+        "val_loss": val["loss"],
+        "best_val_accuracy": float(history["val_accuracy"].max()) if epochs_run else None,
+        "best_val_loss": float(history["val_loss"].min()) if epochs_run else None,
+        "best_epoch": engine.best_epoch,
+        "epochs": epochs_run,
+        "seconds": round(engine.progress.elapsed(), 3),
+        "training_seconds": round(training_seconds, 3),
+        "feature_seconds": round(engine.feature_seconds, 3),
+        "seconds_per_epoch": round(training_seconds / epochs_run, 4) if epochs_run else None,
+        "images_per_second": round(num_train * epochs_run / training_seconds, 2) if training_seconds else None,
+        "trainable_params": trainable,
+        "frozen_params": frozen,
+        "cache_hits": engine.cache_hits,
+        "evaluation": evaluation,
+    }
