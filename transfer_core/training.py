@@ -136,8 +136,11 @@ def _load_split(spec, split: str) -> _SplitData:
 class _Progress:
     """Keras callback factory + shared state for one run's event stream."""
 
-    def __init__(self, emit: Emit, should_stop: ShouldStop, patience: int) -> None:
+    def __init__(self, emit: Emit, should_stop: ShouldStop, patience: int, num_classes: int) -> None:
         self.emit = emit
+        # Cross-entropy at chance level is ln(num_classes); a hundred times that means the
+        # weights have blown up even when Keras' probability clipping keeps the loss finite.
+        self.divergence_loss = 100.0 * math.log(max(num_classes, 2))
         self.should_stop = should_stop
         self.patience = patience
         self.started = time.perf_counter()
@@ -146,6 +149,9 @@ class _Progress:
         self.rows: list[dict[str, Any]] = []
         self.stop_reason = ""  # "stopped" | "nan" | "early" | ""
         self.nan_detail = ""
+
+    def diverged(self, loss: float) -> bool:
+        return not math.isfinite(loss) or loss > self.divergence_loss
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -189,9 +195,9 @@ class _Progress:
                         "accuracy": float(logs.get("accuracy", float("nan"))),
                     }
                 )
-                if not math.isfinite(loss):
+                if progress.diverged(loss):
                     progress.stop_reason = "nan"
-                    progress.nan_detail = f"epoch {progress.epoch + 1}, batch {batch + 1}"
+                    progress.nan_detail = f"loss {loss:g} at epoch {progress.epoch + 1}, batch {batch + 1}"
                     self.model.stop_training = True
                 elif progress.should_stop():
                     progress.stop_reason = "stopped"
@@ -216,9 +222,9 @@ class _Progress:
                 }
                 progress.rows.append(row)
                 progress.emit({"type": "epoch_end", "stage_epoch": self.stage_epoch, **row})
-                if not math.isfinite(row["loss"]):
+                if progress.diverged(row["loss"]):
                     progress.stop_reason = "nan"
-                    progress.nan_detail = f"epoch {progress.epoch}"
+                    progress.nan_detail = f"loss {row['loss']:g} at epoch {progress.epoch}"
                     self.model.stop_training = True
                     return
                 val_loss = row["val_loss"] if math.isfinite(row["val_loss"]) else math.inf
@@ -249,7 +255,9 @@ class _Engine:
         self.train_config = config.train
         self.emit = emit
         self.settings = settings
-        self.progress = _Progress(emit, should_stop, config.train.early_stopping_patience)
+        self.progress = _Progress(
+            emit, should_stop, config.train.early_stopping_patience, config.dataset.num_classes
+        )
         self.classifier = None
         self.train_data: _SplitData | None = None
         self.val_data: _SplitData | None = None
@@ -399,7 +407,7 @@ class _Engine:
             raise RunStopped()
         if reason == "nan":
             raise RunFailed(
-                f"The loss became NaN ({self.progress.nan_detail}): training diverged. "
+                f"The loss became NaN or exploded ({self.progress.nan_detail}): training diverged. "
                 f"Lower the learning rate (now {learning_rate:g}; try 1e-3 for the head, 1e-4 or "
                 "lower for fine-tuning)."
             )

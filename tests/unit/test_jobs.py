@@ -1,0 +1,107 @@
+"""The job runner with real worker processes: finish, artefacts, queue, stop, a killed worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.jobs import follow, queue_position, request_stop, start_run, stop_and_wait
+from transfer_core.runs import RunStore, load_run, read_events, read_pid
+
+pytestmark = pytest.mark.slow  # Each test starts worker processes that import TensorFlow.
+
+TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random")
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> DatasetSpec:
+    from transfer_core.data import make_demo_dataset
+
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=12, image_size=32)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(home=tmp_path / "home", max_concurrent_runs=1)
+
+
+def _config(spec, **kwargs) -> RunConfig:
+    return RunConfig(dataset=spec, model=TINY_MODEL, train=TrainConfig(**{"epochs": 2, "batch_size": 8, **kwargs}))
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_worker_run_writes_every_artefact_and_the_model_reloads(tiny_dataset, settings, tmp_path):
+    import keras
+    import numpy as np
+
+    run_dir = start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=settings)
+    seen = []
+    status = follow(run_dir, seen.append, timeout=180)
+    assert status == "finished", load_run(run_dir).reason
+    assert {"config.json", "events.jsonl", "metrics.csv", "model.keras", "report.json"} <= {
+        p.name for p in run_dir.iterdir()
+    }
+    assert [e["type"] for e in seen][-1] == "finished"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["epochs"] == 2
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    images = np.zeros((1, 32, 32, 3), dtype="float32")
+    assert model.predict(images, verbose=0).shape == (1, tiny_dataset.num_classes)
+    assert RunStore(tmp_path / "runs").list_runs()[0].status == "finished"
+
+
+def test_second_run_waits_in_a_visible_queue(tiny_dataset, settings, tmp_path):
+    first = start_run(_config(tiny_dataset, epochs=4), runs_dir=tmp_path / "runs", settings=settings)
+    assert _wait_for(lambda: load_run(first).status == "running", 60)
+    second = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings)
+    assert _wait_for(lambda: any(e["type"] == "queued" for e in read_events(second / "events.jsonl")[0]), 60)
+    assert load_run(second).status == "queued"
+    assert queue_position(second, settings) == 0
+    assert follow(first, timeout=180) == "finished"
+    assert follow(second, timeout=180) == "finished"
+
+
+def test_stop_ends_a_live_run_quickly(tiny_dataset, settings, tmp_path):
+    run_dir = start_run(_config(tiny_dataset, epochs=200), runs_dir=tmp_path / "runs", settings=settings)
+    assert _wait_for(
+        lambda: any(e["type"] == "epoch_end" for e in read_events(run_dir / "events.jsonl")[0]), 120
+    )
+    asked = time.time()
+    status = stop_and_wait(run_dir, timeout=30)
+    assert status == "stopped"
+    assert time.time() - asked < 5.0
+    assert (run_dir / "model.keras").exists()  # The best weights so far were kept.
+
+
+def test_killed_worker_shows_as_interrupted_and_the_next_run_starts(tiny_dataset, settings, tmp_path):
+    run_dir = start_run(_config(tiny_dataset, epochs=200), runs_dir=tmp_path / "runs", settings=settings)
+    assert _wait_for(lambda: load_run(run_dir).status == "running", 60)
+    pid, _ = read_pid(run_dir)
+    os.killpg(pid, signal.SIGKILL)
+    assert _wait_for(lambda: load_run(run_dir).status == "interrupted", 10)
+    assert "worker process ended" in load_run(run_dir).reason
+    # The slot was released by the kernel: the next run is not stuck in the queue.
+    following = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings)
+    assert follow(following, timeout=180) == "finished"
+
+
+def test_stop_while_queued(tiny_dataset, settings, tmp_path):
+    first = start_run(_config(tiny_dataset, epochs=200), runs_dir=tmp_path / "runs", settings=settings)
+    second = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings)
+    assert _wait_for(lambda: any(e["type"] == "queued" for e in read_events(second / "events.jsonl")[0]), 60)
+    request_stop(second)
+    assert follow(second, timeout=30) == "stopped"
+    assert stop_and_wait(first, timeout=60) == "stopped"

@@ -1,0 +1,129 @@
+"""The run store: atomic writes, incremental event reads, status derived from files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from transfer_core.config import DatasetSpec, RunConfig
+from transfer_core.runs import (
+    EventLog,
+    RunStore,
+    atomic_write_json,
+    epoch_frame,
+    load_run,
+    read_events,
+    write_pid,
+)
+
+
+@pytest.fixture
+def config(tmp_path):
+    return RunConfig(dataset=DatasetSpec(root=str(tmp_path / "data"), class_names=("a", "b")))
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_created_run_round_trips_its_config(tmp_path, config):
+    store = RunStore(tmp_path / "runs")
+    path = store.create(config)
+    info = store.load(path.name)
+    assert info.config == config
+    assert [r.run_id for r in store.list_runs()] == [path.name]
+
+
+def test_read_events_is_incremental_and_ignores_a_partial_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with EventLog(path) as log:
+        log.write({"type": "run_started"})
+        log.write({"type": "epoch_end", "epoch": 1})
+    events, offset = read_events(path)
+    assert [e["type"] for e in events] == ["run_started", "epoch_end"]
+    with open(path, "a") as handle:
+        handle.write('{"type": "epoch_e')  # A writer mid-line.
+    more, offset2 = read_events(path, offset)
+    assert more == [] and offset2 == offset
+    with open(path, "a") as handle:
+        handle.write('nd", "epoch": 2}\n')
+    more, _ = read_events(path, offset)
+    assert more[0]["epoch"] == 2
+
+
+def test_dead_worker_without_terminal_event_is_interrupted_not_running(tmp_path, config):
+    store = RunStore(tmp_path / "runs")
+    path = store.create(config)
+    write_pid(path, _dead_pid())
+    with EventLog(path / "events.jsonl") as log:
+        log.write({"type": "run_started"})
+        log.write({"type": "epoch_end", "epoch": 1, "loss": 0.5})
+    info = load_run(path)
+    assert info.status == "interrupted"
+    assert "worker process ended" in info.reason
+    assert not info.is_active
+
+
+def test_live_worker_is_running(tmp_path, config):
+    path = RunStore(tmp_path / "runs").create(config)
+    write_pid(path, os.getpid())
+    with EventLog(path / "events.jsonl") as log:
+        log.write({"type": "run_started"})
+    assert load_run(path).status == "running"
+
+
+def test_finished_event_without_report_is_not_shown_as_finished(tmp_path, config):
+    path = RunStore(tmp_path / "runs").create(config)
+    write_pid(path, _dead_pid())
+    with EventLog(path / "events.jsonl") as log:
+        log.write({"type": "finished"})
+    assert load_run(path).status == "interrupted"
+    atomic_write_json(path / "report.json", {"status": "finished", "val_accuracy": 0.9})
+    assert load_run(path).status == "finished"
+
+
+def test_failed_atomic_write_leaves_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "report.json"
+    atomic_write_json(target, {"ok": 1})
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        atomic_write_json(target, {"ok": 2})
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # No temp file left behind.
+
+
+def test_delete_refuses_active_runs_and_removes_finished(tmp_path, config):
+    store = RunStore(tmp_path / "runs")
+    path = store.create(config)
+    write_pid(path, os.getpid())
+    with EventLog(path / "events.jsonl") as log:
+        log.write({"type": "run_started"})
+    with pytest.raises(RuntimeError, match="stop it"):
+        store.delete(path.name)
+    with EventLog(path / "events.jsonl") as log:
+        log.write({"type": "stopped", "reason": "x"})
+    atomic_write_json(path / "report.json", {"status": "stopped"})
+    store.delete(path.name)
+    assert store.list_runs() == []
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", ".hidden", ""])
+def test_run_ids_cannot_escape_the_store(tmp_path, bad):
+    with pytest.raises(ValueError, match="Not a run id"):
+        RunStore(tmp_path).path_of(bad)
+
+
+def test_epoch_frame_has_one_row_per_epoch():
+    events = [{"type": "batch_end"}, {"type": "epoch_end", "epoch": 1, "loss": 1.0, "val_accuracy": 0.5},
+              {"type": "epoch_end", "epoch": 2, "loss": 0.5, "val_accuracy": 0.75}]
+    frame = epoch_frame(events)
+    assert frame["epoch"].tolist() == [1, 2]
+    assert frame["val_accuracy"].tolist() == [0.5, 0.75]

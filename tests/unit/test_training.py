@@ -1,0 +1,159 @@
+"""The training engine on tiny synthetic data (random weights, 32 px): strategies, events, stop, NaN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.training import train
+
+TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> DatasetSpec:
+    from transfer_core.data import make_demo_dataset
+
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=12, image_size=32)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+def _config(spec, **train_kwargs) -> RunConfig:
+    freeze = train_kwargs.pop("freeze", FreezePlan(mode="top_blocks", top_blocks=2))
+    model = train_kwargs.pop("model", TINY_MODEL)
+    return RunConfig(dataset=spec, model=model, freeze=freeze,
+                     train=TrainConfig(**{"epochs": 2, "batch_size": 8, **train_kwargs}))
+
+
+def _collect(config, settings, should_stop=None):
+    events = []
+    result = train(config, emit=events.append, should_stop=should_stop, settings=settings)
+    return result, events
+
+
+def test_feature_extraction_runs_head_on_features_computed_once(tiny_dataset, settings):
+    result, events = _collect(_config(tiny_dataset), settings)
+    assert result.status == "finished", result.reason
+    types = [e["type"] for e in events]
+    assert types[0] == "run_started"
+    stages = [e["stage"] for e in events if e["type"] == "stage"]
+    assert stages == ["features", "head"]
+    epochs = [e for e in events if e["type"] == "epoch_end"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert all(np.isfinite(e["val_loss"]) for e in epochs)
+    batches = [e for e in events if e["type"] == "batch_end"]
+    assert len(batches) == 2 * batches[0]["batches"]
+    report = result.report
+    assert report["epochs"] == 2 and 0.0 <= report["val_accuracy"] <= 1.0
+    assert report["evaluation"]["val"]["num_images"] == report["num_val"]
+    # Only the head trains: trainable parameters are the classifier's weights and bias.
+    assert report["trainable_params"] == result.classifier.head.count_params()
+
+
+def test_feature_extraction_leaves_backbone_weights_unchanged(tiny_dataset, settings):
+    import keras
+
+    from transfer_core.models import build_classifier
+
+    keras.utils.set_random_seed(0)
+    reference = build_classifier(TINY_MODEL, tiny_dataset.num_classes).backbone.get_weights()
+    result, _ = _collect(_config(tiny_dataset, seed=0), settings)
+    after = result.classifier.backbone.get_weights()
+    assert len(after) == len(reference)
+    for before_w, after_w in zip(reference, after, strict=True):
+        np.testing.assert_array_equal(before_w, after_w)
+
+
+def test_fine_tuning_trains_top_blocks_on_cached_prefix_and_keeps_lower_blocks(tiny_dataset, settings):
+    import keras
+
+    from transfer_core.models import build_classifier
+
+    keras.utils.set_random_seed(0)
+    before = build_classifier(TINY_MODEL, tiny_dataset.num_classes).backbone
+    before_weights = {w.path: w.numpy().copy() for w in before.weights}
+    config = _config(tiny_dataset, strategy="fine_tuning", fine_tune_epochs=2, fine_tune_learning_rate=1e-3,
+                     freeze=FreezePlan(mode="top_blocks", top_blocks=2))
+    result, events = _collect(config, settings)
+    assert result.status == "finished", result.reason
+    stage_events = [e for e in events if e["type"] == "stage"]
+    assert [e["stage"] for e in stage_events] == ["features", "head", "prefix", "fine_tune"]
+    assert stage_events[-1]["cached"] is True
+    assert [e["stage"] for e in events if e["type"] == "epoch_end"] == ["head"] * 2 + ["fine_tune"] * 2
+    backbone = result.classifier.backbone
+    changed = {w.path for w in backbone.weights if not np.array_equal(w.numpy(), before_weights[w.path])}
+    assert changed, "fine-tuning changed no backbone weight"
+    assert not any(path.startswith("block_1_") or path.startswith("Conv1") for path in changed)
+    # BatchNorm statistics stay in inference mode (the Keras recipe): moving stats never change.
+    assert not any("moving_mean" in path or "moving_variance" in path for path in changed)
+    assert result.report["trainable_params"] > result.classifier.head.count_params()
+
+
+def test_fine_tuning_cached_prefix_predicts_like_the_full_model(tiny_dataset, settings):
+    from transfer_core import freezing
+    from transfer_core.models import build_classifier, split_classifier
+
+    classifier = build_classifier(TINY_MODEL, tiny_dataset.num_classes)
+    freezing.apply_freeze_plan(classifier.backbone, FreezePlan(mode="top_blocks", top_blocks=2))
+    cut = freezing.cut_layer(classifier.backbone, freezing.first_trainable_layer(classifier.backbone))
+    assert cut is not None
+    prefix, trainable_part = split_classifier(classifier, cut)
+    images = np.random.default_rng(0).uniform(0, 255, size=(4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(trainable_part(prefix(images)), classifier.model(images), atol=1e-5)
+
+
+def test_augmentation_turns_cache_off_and_says_why(tiny_dataset, settings):
+    result, events = _collect(_config(tiny_dataset, epochs=1, augmentation=("flip", "contrast")), settings)
+    assert result.status == "finished", result.reason
+    stages = [e for e in events if e["type"] == "stage"]
+    assert [e["stage"] for e in stages] == ["head"]
+    assert stages[0]["cached"] is False and "augmentation" in stages[0]["description"]
+
+
+def test_from_scratch_trains_every_layer(tiny_dataset, settings):
+    result, _ = _collect(_config(tiny_dataset, strategy="from_scratch", epochs=1), settings)
+    assert result.status == "finished", result.reason
+    model = result.classifier.model
+    assert result.report["weights"] == "random"
+    assert result.report["trainable_params"] == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert result.report["trainable_params"] > 0.9 * model.count_params()
+
+
+def test_stop_request_ends_within_one_batch_and_keeps_best_weights(tiny_dataset, settings):
+    events = []
+
+    def should_stop() -> bool:
+        # Ask for a stop once the first batch of the second epoch has ended.
+        batches = [e for e in events if e["type"] == "batch_end"]
+        return bool(batches) and len(batches) > batches[0]["batches"]
+
+    result = train(_config(tiny_dataset, epochs=5), emit=events.append, settings=settings,
+                   should_stop=should_stop)
+    assert result.status == "stopped"
+    epoch_ends = [e for e in events if e["type"] == "epoch_end"]
+    assert len(epoch_ends) == 1  # The interrupted second epoch is not reported as an epoch.
+    batches = [e for e in events if e["type"] == "batch_end"]
+    assert len(batches) == batches[0]["batches"] + 1  # Stopped right after the batch that asked.
+    assert result.classifier is not None
+    assert result.report["epochs"] == 1
+
+
+def test_nan_loss_fails_with_a_reason_and_a_fix(tiny_dataset, settings):
+    config = _config(tiny_dataset, strategy="from_scratch", epochs=3, learning_rate=10.0, optimizer="adam")
+    result, _ = _collect(config, settings)
+    assert result.status == "failed"
+    assert "NaN" in result.reason and "learning rate" in result.reason
+
+
+def test_missing_pretrained_weights_fail_with_the_file_name(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
+    settings = Settings(home=tmp_path / "home", weights_dir=tmp_path / "no_weights_here")
+    model = ModelSpec(backbone="mobilenet_v2_0.35", input_size=96, weights="imagenet")
+    result, _ = _collect(_config(tiny_dataset, model=model), settings)
+    assert result.status == "failed"
+    assert ".h5" in result.reason and "random" in result.reason

@@ -1,0 +1,50 @@
+"""Data: ingest (folder, ZIP, uploads), safe decoding, split, health report, tf.data pipeline, demo set.
+
+Importing this package does not import TensorFlow; only ``make_tf_dataset``,
+``load_split_arrays`` and ``decode_for_model`` load it, when called.
+"""
+
+from transfer_core.data.demo import DEMO_CLASSES, make_demo_dataset
+from transfer_core.data.health import HealthReport, health_report
+from transfer_core.data.images import MAX_STORED_SIDE, ImageRejected, decode_for_model, load_image
+from transfer_core.data.ingest import IngestResult, ingest_folder, ingest_uploads, ingest_zip
+from transfer_core.data.manifest import (
+    MANIFEST_COLUMNS,
+    DataError,
+    SkippedFile,
+    has_own_split,
+    load_dataset,
+    read_manifest,
+    read_notes,
+    read_skipped,
+    split_paths,
+)
+from transfer_core.data.pipeline import load_split_arrays, make_tf_dataset
+from transfer_core.data.split import resplit
+
+__all__ = [
+    "DEMO_CLASSES",
+    "MANIFEST_COLUMNS",
+    "MAX_STORED_SIDE",
+    "DataError",
+    "HealthReport",
+    "ImageRejected",
+    "IngestResult",
+    "SkippedFile",
+    "decode_for_model",
+    "has_own_split",
+    "health_report",
+    "ingest_folder",
+    "ingest_uploads",
+    "ingest_zip",
+    "load_dataset",
+    "load_image",
+    "load_split_arrays",
+    "make_demo_dataset",
+    "make_tf_dataset",
+    "read_manifest",
+    "read_notes",
+    "read_skipped",
+    "resplit",
+    "split_paths",
+]

@@ -1,0 +1,115 @@
+"""The tf.data input pipeline over a data set's manifest.
+
+TensorFlow is imported inside the functions: importing ``transfer_core.data``
+must stay fast, because the app's first page imports it and TensorFlow takes
+seconds to load.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from transfer_core.config import DatasetSpec
+from transfer_core.data.manifest import DataError, split_paths
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+
+def make_tf_dataset(
+    spec: DatasetSpec,
+    split: str,
+    *,
+    image_size: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """A batched ``tf.data.Dataset`` of one split.
+
+    Each element is ``(images, labels)``: images float32 ``(B, S, S, 3)`` with
+    values in 0..255 (the model's own preprocessing layer scales them), labels
+    int32 ``(B,)`` indexing ``spec.class_names``. Images are resized with
+    bilinear interpolation, not cropped, exactly like ``decode_for_model``.
+
+    Args:
+        spec: The data set.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        image_size: Side of the square images in pixels.
+        batch_size: Images per batch (the last batch may be smaller).
+        shuffle: Shuffle the whole split, differently each epoch but
+            reproducibly for a given ``seed``.
+        seed: Shuffle seed.
+        repeat: Repeat forever (for ``steps_per_epoch`` style training).
+
+    Returns:
+        The dataset, prefetching in the background.
+
+    Raises:
+        ValueError: When ``split``, ``image_size`` or ``batch_size`` is invalid.
+        DataError: When the split has no images.
+    """
+    import tensorflow as tf
+
+    _check_sizes(image_size, batch_size)
+    paths, labels = split_paths(spec, split)
+    if not paths:
+        raise DataError(f"The {split!r} split of the data set at {spec.root} has no images.")
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels.astype(np.int32)))
+    if shuffle:
+        # Shuffling file names (not decoded images) keeps the buffer tiny, so the
+        # whole split fits in it and the shuffle is uniform.
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+
+    def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return _decode_and_resize(tf.io.read_file(path), image_size), label
+
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def load_split_arrays(spec: DatasetSpec, split: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One whole split as NumPy arrays, for small data sets (explanations, tests, plots).
+
+    Args:
+        spec: The data set.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        image_size: Side of the square images in pixels.
+
+    Returns:
+        Images float32 ``(N, S, S, 3)`` in 0..255 and labels int32 ``(N,)``,
+        in manifest order. An empty split gives arrays with ``N = 0``.
+
+    Raises:
+        ValueError: When ``split`` or ``image_size`` is invalid.
+    """
+    _check_sizes(image_size, 1)
+    paths, _ = split_paths(spec, split)
+    if not paths:
+        return np.zeros((0, image_size, image_size, 3), np.float32), np.zeros((0,), np.int32)
+    batches = list(make_tf_dataset(spec, split, image_size=image_size, batch_size=64).as_numpy_iterator())
+    images = np.concatenate([batch[0] for batch in batches]).astype(np.float32, copy=False)
+    labels = np.concatenate([batch[1] for batch in batches]).astype(np.int32, copy=False)
+    return images, labels
+
+
+def _decode_and_resize(contents: Any, image_size: int) -> tf.Tensor:
+    """Decode stored image bytes and resize them: the one function both training and prediction use."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(image, (image_size, image_size), method="bilinear")
+    return tf.cast(image, tf.float32)
+
+
+def _check_sizes(image_size: int, batch_size: int) -> None:
+    if not isinstance(image_size, int | np.integer) or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer. Received: image_size={image_size!r}")
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
