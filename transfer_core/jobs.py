@@ -61,13 +61,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_run(config: RunConfig, *, runs_dir: Path, settings: Settings | None = None) -> Path:
+def start_run(
+    config: RunConfig, *, runs_dir: Path, settings: Settings | None = None, after: Path | None = None
+) -> Path:
     """Create a run directory and start its worker process; returns at once.
 
     Args:
         config: The run to train.
         runs_dir: Folder of the run store this run belongs to.
         settings: Passed to the worker through environment variables.
+        after: Another run's directory; this run waits until that one has ended
+            before it queues for a slot (a comparison runs one after another,
+            so its timings are not skewed by sharing the CPU).
 
     Returns:
         The new run's directory. Follow it with :func:`follow` or
@@ -75,6 +80,8 @@ def start_run(config: RunConfig, *, runs_dir: Path, settings: Settings | None = 
     """
     settings = settings or Settings.from_env()
     run_dir = RunStore(runs_dir).create(config)
+    if after is not None:
+        atomic_write_text(run_dir / "after", str(Path(after).resolve()))
     env = {**os.environ, **settings_env(settings)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH", "")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -214,6 +221,29 @@ def _acquire_slot(settings: Settings, run_dir: Path, log: EventLog, should_stop)
         entry.unlink(missing_ok=True)
 
 
+def _wait_for_predecessor(run_dir: Path, log: EventLog, should_stop) -> bool:
+    """Wait until the run named in ``run_dir/after`` has ended; False if stopped meanwhile."""
+    after_file = run_dir / "after"
+    if not after_file.exists():
+        return True
+    predecessor = Path(after_file.read_text().strip())
+    announced = False
+    while True:
+        if should_stop():
+            return False
+        try:
+            info = load_run(predecessor)
+        except FileNotFoundError:
+            return True  # Deleted: nothing to wait for.
+        if not info.is_active:
+            return True
+        if not announced:
+            log.write({"type": "queued", "position": None,
+                       "message": f"waiting for the {info.strategy} run to finish first"})
+            announced = True
+        time.sleep(0.25)
+
+
 def worker_main(run_dir: Path) -> int:
     """Entry point of a worker process: wait for a slot, train, write artefacts."""
     run_dir = Path(run_dir).resolve()
@@ -230,6 +260,9 @@ def worker_main(run_dir: Path) -> int:
         except (OSError, ValueError, TypeError) as error:
             _finish(run_dir, log, "failed", f"config.json is unreadable: {error}", {})
             return 1
+        if not _wait_for_predecessor(run_dir, log, should_stop):
+            _finish(run_dir, log, "stopped", "stopped while waiting for the previous run", {})
+            return 0
         slot = _acquire_slot(settings, run_dir, log, should_stop)
         if slot is None:
             _finish(run_dir, log, "stopped", "stopped while waiting in the queue", {})
