@@ -253,7 +253,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise SystemExit(f"error: unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
-    configs = [_run_config(args, spec, strategy) for strategy in strategies]  # Validate all before any work.
+    configs = [_run_config(args, spec, strategy) for strategy in strategies]
+    from transfer_core.training import preflight
+
+    for config in configs:  # Validate every run before any work starts.
+        preflight(config, settings)
     runs = [_run_one(config, settings, runs_dir, args.quiet) for config in configs]
     report = {"data": spec.root, "backbone": args.backbone, "seed": args.seed, "runs": runs}
     if args.report:
@@ -380,8 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from transfer_core.zoo import WeightsUnavailableError
+
     try:
         return args.func(args)
-    except ValueError as error:
+    except (ValueError, WeightsUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

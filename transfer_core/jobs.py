@@ -77,8 +77,14 @@ def start_run(
     Returns:
         The new run's directory. Follow it with :func:`follow` or
         :func:`transfer_core.runs.load_run`.
+
+    Raises:
+        ValueError, WeightsUnavailableError: from :func:`transfer_core.training.preflight`.
     """
+    from transfer_core.training import preflight
+
     settings = settings or Settings.from_env()
+    preflight(config, settings)  # A bad setting is reported before any work starts.
     run_dir = RunStore(runs_dir).create(config)
     if after is not None:
         atomic_write_text(run_dir / "after", str(Path(after).resolve()))

@@ -532,6 +532,36 @@ def _param_counts(model) -> tuple[int, int]:
     return trainable, frozen
 
 
+def preflight(config: RunConfig, settings: Settings | None = None) -> None:
+    """Check a run before any work starts; cheap (no TensorFlow).
+
+    Raises:
+        ValueError: Unknown backbone, an input size the backbone rejects, a data
+            set that is missing or has an empty training or validation split.
+        transfer_core.zoo.WeightsUnavailableError: ImageNet weights are needed,
+            are not available offline and downloads are off.
+    """
+    from transfer_core import zoo
+    from transfer_core.data import DataError, read_manifest
+
+    settings = settings or Settings.from_env()
+    zoo.get_backbone_info(config.model.backbone)
+    input_size = zoo.check_input_size(config.model.backbone, config.model.input_size)
+    try:
+        manifest = read_manifest(config.dataset)
+    except (DataError, OSError) as error:
+        raise ValueError(f"The data set at {config.dataset.root} cannot be read: {error}") from None
+    counts = manifest["split"].value_counts()
+    if counts.get("train", 0) == 0 or counts.get("val", 0) == 0:
+        raise ValueError(
+            "Training needs images in both the training and the validation split. "
+            f"Received: train={int(counts.get('train', 0))}, val={int(counts.get('val', 0))} images"
+        )
+    if config.model.weights == "imagenet" and zoo._offline_only():
+        # Resolving raises WeightsUnavailableError with the file name and where to put it.
+        zoo.resolve_weights(config.model.backbone, input_size, settings=settings)
+
+
 def train(
     config: RunConfig,
     *,

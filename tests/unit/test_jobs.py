@@ -105,3 +105,17 @@ def test_stop_while_queued(tiny_dataset, settings, tmp_path):
     request_stop(second)
     assert follow(second, timeout=30) == "stopped"
     assert stop_and_wait(first, timeout=60) == "stopped"
+
+
+def test_run_started_after_another_waits_for_it_to_end(tiny_dataset, tmp_path):
+    settings = Settings(home=tmp_path / "home", max_concurrent_runs=2)  # Slots would allow both at once.
+    first = start_run(_config(tiny_dataset, epochs=3), runs_dir=tmp_path / "runs", settings=settings)
+    second = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings,
+                       after=first)
+    assert follow(second, timeout=240) == "finished"
+    first_events = read_events(first / "events.jsonl")[0]
+    second_events = read_events(second / "events.jsonl")[0]
+    assert any("waiting for the" in e.get("message", "") for e in second_events)
+    first_end = next(e["time"] for e in first_events if e["type"] == "finished")
+    second_start = next(e["time"] for e in second_events if e["type"] == "run_started")
+    assert second_start >= first_end
