@@ -168,6 +168,8 @@ def _run_config(args: argparse.Namespace, spec: DatasetSpec, strategy: str) -> R
             seed=args.seed,
             class_weights=args.class_weights,
             use_cache=not args.no_cache,
+            precision=args.precision,
+            distribution=args.strategy_distribute,
         ),
         name=args.name or "",
     )
@@ -328,6 +330,11 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
                         help="validation share when the data has no split of its own")
     parser.add_argument("--class-weights", action="store_true", help="weight the loss against class imbalance")
     parser.add_argument("--no-cache", action="store_true", help="do not cache backbone features")
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"],
+                        help="compute precision; auto = mixed_float16 on a GPU, float32 on a CPU")
+    parser.add_argument("--distribute", dest="strategy_distribute", default="none", choices=["none", "mirrored"],
+                        help="tf.distribute strategy: mirrored = MirroredStrategy over all visible GPUs "
+                             "(or the CPU); TensorFlow uses a GPU automatically either way")
     parser.add_argument("--runs-dir", help="where run directories go (default <home>/runs)")
     parser.add_argument("--name", help="a label for the run")
     parser.add_argument("--quiet", action="store_true", help="no progress output")

@@ -20,6 +20,8 @@ STRATEGIES = ("feature_extraction", "fine_tuning", "from_scratch")
 FREEZE_MODES = ("all_frozen", "top_blocks", "from_layer", "all_trainable", "custom")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+DISTRIBUTIONS = ("none", "mirrored")
 WEIGHTS_CHOICES = ("imagenet", "random")
 
 
@@ -191,6 +193,11 @@ class TrainConfig(_DictMixin):
         seed: Seed of weight initialisation, shuffling and augmentation.
         class_weights: Weight the loss by inverse class frequency.
         use_cache: Cache backbone features on disk when augmentation is off.
+        precision: ``float32``; ``mixed_bfloat16`` / ``mixed_float16`` compute in
+            16 bits with float32 weights; ``auto`` picks ``mixed_float16`` on a GPU
+            and ``float32`` on a CPU (see BENCHMARKS.md for why).
+        distribution: ``none`` or ``mirrored`` (``tf.distribute.MirroredStrategy``
+            over every visible GPU, or the CPU when there is none).
     """
 
     strategy: str = "feature_extraction"
@@ -205,9 +212,15 @@ class TrainConfig(_DictMixin):
     seed: int = 0
     class_weights: bool = False
     use_cache: bool = True
+    precision: str = "float32"
+    distribution: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augmentation", _as_tuple(self.augmentation))
+        if self.precision not in PRECISIONS:
+            _fail(f"precision must be one of {PRECISIONS}.", precision=self.precision)
+        if self.distribution not in DISTRIBUTIONS:
+            _fail(f"distribution must be one of {DISTRIBUTIONS}.", distribution=self.distribution)
         if self.strategy not in STRATEGIES:
             _fail(f"strategy must be one of {STRATEGIES}.", strategy=self.strategy)
         if not 1 <= self.epochs <= 1000:

@@ -61,7 +61,9 @@ def build_head(feature_dim: int, num_classes: int, spec: ModelSpec) -> keras.Mod
         x = keras.layers.Dense(spec.hidden_units, activation="relu", name="hidden")(x)
         if spec.dropout_rate > 0:
             x = keras.layers.Dropout(spec.dropout_rate, name="hidden_dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    # float32 output even under a mixed-precision policy: softmax in 16 bits loses the
+    # small probabilities that the loss and the parity checks depend on.
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier", dtype="float32")(x)
     return keras.Model(features, outputs, name=HEAD_LAYER)
 
 

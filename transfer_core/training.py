@@ -77,12 +77,43 @@ class TrainResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def reset_keras_state(seed: int) -> None:
-    """The one place that clears Keras' global state: fresh graph, fixed seeds."""
+def reset_keras_state(seed: int, precision: str = "float32") -> str:
+    """The one place that touches Keras' global state: fresh graph, seeds, dtype policy.
+
+    Returns:
+        The dtype policy in force (``auto`` resolved).
+    """
     import keras
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
+    policy = resolve_precision(precision)
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> ``mixed_float16`` when TensorFlow sees a GPU, else ``float32``.
+
+    On CPUs bfloat16 only pays off with AMX/AVX512-BF16 kernels; it is an explicit
+    option rather than the default (measured in BENCHMARKS.md).
+    """
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+
+
+def _distribution_scope(distribution: str):
+    """A ``tf.distribute`` strategy scope (``mirrored``) or a no-op context."""
+    import contextlib
+
+    if distribution == "mirrored":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy().scope()
+    return contextlib.nullcontext()
 
 
 def _make_optimizer(name: str, learning_rate: float):
@@ -103,6 +134,9 @@ def _compile(model, optimizer: str, learning_rate: float) -> None:
         optimizer=_make_optimizer(optimizer, learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        # XLA compilation ("auto") costs more than it saves for the small models and
+        # short runs of a classroom; plain graph mode starts faster on a CPU.
+        jit_compile=False,
     )
 
 
@@ -266,6 +300,7 @@ class _Engine:
         self.feature_seconds = 0.0
         self.best_epoch = 0
         self.final_inputs: tuple[Any, Any] | None = None  # (model, val inputs) for evaluation
+        self._inference_functions: dict[int, Any] = {}
 
     # ----- data -----------------------------------------------------------------
     def load_data(self) -> None:
@@ -324,6 +359,7 @@ class _Engine:
             "backbone": model.backbone,
             "weights": weights_id,
             "input_size": self.classifier.input_size,
+            "precision": resolve_precision(self.train_config.precision),
             "images": data.shas,
             "keras": keras.__version__,
         }
@@ -357,13 +393,11 @@ class _Engine:
         return outputs
 
     def _predict_with_progress(self, model, data: _SplitData, stage: str) -> np.ndarray:
-        import tensorflow as tf
-
         ds = self.image_dataset(data, training=False)
         total = len(data.paths)
         done = 0
         chunks = []
-        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        predict = self._inference_function(model)
         for images, _ in ds:
             self.progress.check_stop()
             chunks.append(predict(images).numpy())
@@ -371,15 +405,28 @@ class _Engine:
             self.emit({"type": "progress", "stage": stage, "done": done, "total": total})
         return np.concatenate(chunks, axis=0)
 
+    def _inference_function(self, model):
+        """One traced graph per model, for any batch size: tracing costs more than the
+        forward pass itself on a small data set, so it must happen once per run."""
+        import tensorflow as tf
+
+        if id(model) not in self._inference_functions:
+            size = self.classifier.input_size
+            signature = [tf.TensorSpec([None, size, size, 3], tf.float32)]
+            self._inference_functions[id(model)] = tf.function(
+                lambda images: model(images, training=False), input_signature=signature
+            )
+        return self._inference_functions[id(model)]
+
     # ----- fitting --------------------------------------------------------------
     def fit(self, model, stage: str, epochs: int, learning_rate: float, train_inputs, val_inputs) -> None:
         """Compile and fit ``model`` on arrays (cached) or a tf.data pipeline (images)."""
         train_config = self.train_config
         if self.progress.stop_reason == "early":
             self.progress.stop_reason = ""  # Early stopping ends a stage, not the run.
-        _compile(model, train_config.optimizer, learning_rate)
         num_train = len(self.train_data.paths)
         batches = math.ceil(num_train / train_config.batch_size)
+        _compile(model, train_config.optimizer, learning_rate)
         callback = self.progress.callback(stage, batches, num_train)
         class_weight = (
             _class_weights(self.train_data.labels, self.spec.num_classes) if train_config.class_weights else None
@@ -589,7 +636,7 @@ def train(
     status, reason = "finished", ""
     report: dict[str, Any] = {}
     try:
-        reset_keras_state(config.train.seed)
+        policy = reset_keras_state(config.train.seed, config.train.precision)
         engine.load_data()
         emit(
             {
@@ -602,16 +649,19 @@ def train(
                 "num_val": len(engine.val_data.paths),
                 "epochs_total": _epochs_total(config),
                 "batch_size": config.train.batch_size,
+                "precision": policy,
+                "distribution": config.train.distribution,
             }
         )
-        engine.classifier = _build(config, settings)
-        strategy = config.train.strategy
-        if strategy == "from_scratch":
-            engine.from_scratch()
-        else:
-            engine.train_head()
-            if strategy == "fine_tuning":
-                engine.fine_tune()
+        with _distribution_scope(config.train.distribution):
+            engine.classifier = _build(config, settings)
+            strategy = config.train.strategy
+            if strategy == "from_scratch":
+                engine.from_scratch()
+            else:
+                engine.train_head()
+                if strategy == "fine_tuning":
+                    engine.fine_tune()
     except RunStopped:
         status, reason = "stopped", "stopped on request; the best weights so far were kept"
     except RunFailed as error:
@@ -667,6 +717,8 @@ def _report(config: RunConfig, engine: _Engine, history: pd.DataFrame, status: s
         "backbone": config.model.backbone,
         "weights": config.model.weights,
         "input_size": engine.classifier.input_size,
+        "precision": resolve_precision(config.train.precision),
+        "distribution": config.train.distribution,
         "class_names": list(config.dataset.class_names),
         "num_train": num_train,
         "num_val": len(engine.val_data.paths),

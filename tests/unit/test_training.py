@@ -157,3 +157,25 @@ def test_missing_pretrained_weights_fail_with_the_file_name(tiny_dataset, tmp_pa
     result, _ = _collect(_config(tiny_dataset, model=model), settings)
     assert result.status == "failed"
     assert ".h5" in result.reason and "random" in result.reason
+
+
+def test_mirrored_strategy_runs_on_the_cpu(tiny_dataset, settings):
+    result, events = _collect(_config(tiny_dataset, epochs=1, distribution="mirrored"), settings)
+    assert result.status == "finished", result.reason
+    assert events[0]["distribution"] == "mirrored"
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "auto"])
+def test_precision_policies_train_and_keep_float32_outputs(tiny_dataset, settings, precision):
+    result, events = _collect(_config(tiny_dataset, epochs=1, precision=precision), settings)
+    assert result.status == "finished", result.reason
+    expected = "float32" if precision == "auto" else precision  # No GPU here.
+    assert events[0]["precision"] == expected
+    assert result.classifier.model.output.dtype == "float32"
+    # The next run starts from a clean float32 policy.
+    import keras
+
+    from transfer_core.training import reset_keras_state
+
+    reset_keras_state(0)
+    assert keras.mixed_precision.global_policy().name == "float32"
