@@ -442,7 +442,8 @@ class _Engine:
                 validation_data=(val_inputs, self.val_data.labels),
             )
         else:
-            kwargs.update(x=train_inputs, validation_data=val_inputs)
+            # The tf.data pipeline shuffles (seeded) itself.
+            kwargs.update(x=train_inputs, validation_data=val_inputs, shuffle=False)
         model.fit(**kwargs)
         reason = self.progress.stop_reason
         if reason in ("stopped", "nan", "early"):
@@ -571,6 +572,13 @@ def _augmenter(augmentation: tuple[str, ...], seed: int):
     if "contrast" in augmentation:
         layers.append(keras.layers.RandomContrast(0.2, seed=seed, value_range=(0, 255)))
     return keras.Sequential(layers, name="augmentation")
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _param_counts(model) -> tuple[int, int]:
@@ -736,5 +744,6 @@ def _report(config: RunConfig, engine: _Engine, history: pd.DataFrame, status: s
         "trainable_params": trainable,
         "frozen_params": frozen,
         "cache_hits": engine.cache_hits,
+        "peak_rss_mb": _peak_rss_mb(),
         "evaluation": evaluation,
     }
