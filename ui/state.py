@@ -6,6 +6,11 @@ Keys in ``st.session_state``:
 - ``dataset_root``: folder of the active data set (str) or absent.
 - ``run_id``: the run the Train page follows / shows, or absent.
 - ``model_spec``, ``freeze_plan``: the Model page's choices (config dataclasses).
+- ``train_config``: the Train form's last values (a TrainConfig).
+- ``followers``: run id -> :class:`transfer_core.live.EventFollower`.
+- ``notice``: a one-time message for the next page (e.g. after "Try the demo").
+
+Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from functools import lru_cache
 
 import streamlit as st
 
-from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, Settings
+from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, Settings, TrainConfig
+from transfer_core.live import EventFollower
+from transfer_core.runs import RunInfo
 from transfer_core.workspace import Workspace
 
 
@@ -60,8 +67,28 @@ def model_spec() -> ModelSpec:
     return st.session_state.get("model_spec") or ModelSpec()
 
 
+def set_model_spec(spec: ModelSpec) -> None:
+    st.session_state["model_spec"] = spec
+
+
 def freeze_plan() -> FreezePlan:
     return st.session_state.get("freeze_plan") or FreezePlan()
+
+
+def set_freeze_plan(plan: FreezePlan) -> None:
+    st.session_state["freeze_plan"] = plan
+
+
+def train_config() -> TrainConfig | None:
+    """The Train form's last submitted (or preset) values, or None for the defaults."""
+    return st.session_state.get("train_config")
+
+
+def set_train_config(config: TrainConfig | None) -> None:
+    if config is None:
+        st.session_state.pop("train_config", None)
+    else:
+        st.session_state["train_config"] = config
 
 
 def active_run_id() -> str | None:
@@ -73,3 +100,32 @@ def set_active_run(run_id: str | None) -> None:
         st.session_state.pop("run_id", None)
     else:
         st.session_state["run_id"] = run_id
+
+
+def active_run() -> RunInfo | None:
+    """The run the session follows, read from the run store (None if unknown or deleted)."""
+    run_id = active_run_id()
+    if not run_id:
+        return None
+    try:
+        return workspace().store.load(run_id)
+    except (FileNotFoundError, ValueError):
+        set_active_run(None)
+        return None
+
+
+def follower(run_id: str) -> EventFollower:
+    """The incremental event reader of ``run_id`` (one per run, kept across reruns)."""
+    followers: dict[str, EventFollower] = st.session_state.setdefault("followers", {})
+    if run_id not in followers:
+        followers[run_id] = EventFollower(workspace().store.path_of(run_id))
+    return followers[run_id]
+
+
+def set_notice(text: str, kind: str = "info") -> None:
+    """A message the next page shows once."""
+    st.session_state["notice"] = (kind, text)
+
+
+def pop_notice() -> tuple[str, str] | None:
+    return st.session_state.pop("notice", None)

@@ -1,0 +1,29 @@
+"""Transfer Lab: the router. Page config, navigation over pages/, and the sidebar status.
+
+Run with ``streamlit run app.py``. Nothing here imports TensorFlow, so the first
+screen appears quickly; pages import what they need when they need it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import state
+from ui.widgets import sidebar_status
+
+st.set_page_config(page_title="Transfer Lab", page_icon=":material/school:", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
+    st.Page("pages/model.py", title="Model", icon=":material/account_tree:"),
+    st.Page("pages/train.py", title="Train", icon=":material/monitoring:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/explore.py", title="Explore", icon=":material/search:"),
+    st.Page("pages/export.py", title="Export", icon=":material/download:"),
+]
+
+page = st.navigation(PAGES)
+state.workspace()  # Create (or reopen from ?ws=) this session's workspace before any page runs.
+sidebar_status()
+page.run()

@@ -1,0 +1,244 @@
+"""Explore: predict new images with Grad-CAM, click the confusion matrix, watch embeddings separate."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from transfer_core import compare, compare_charts, explain
+from transfer_core.data import ImageRejected, decode_for_model
+from transfer_core.evaluate import confusion_matrix
+from transfer_core.runs import load_run
+from ui import state, widgets
+
+MAX_CELL_IMAGES = 12
+
+st.title("Explore")
+widgets.show_notice()
+ws = state.workspace()
+settings = state.settings()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model...")
+def _model(path: str, modified: float):
+    # Read-only: this model is only used for inference (predictions, Grad-CAM, features), never trained or
+    # changed, so one copy may be shared by every session. `modified` makes a replaced file load again.
+    return explain.load_model(path)
+
+
+@st.cache_data(max_entries=8, show_spinner="Predicting the validation images...")
+def _validation_predictions(run_path: str, modified: float) -> pd.DataFrame:
+    run = load_run(Path(run_path))
+    frame, _ = explain.validation_predictions(_model(str(run.model_path), modified), run.config)
+    return frame
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _cam_for_file(model_path: str, modified: float, image_path: str, class_index: int) -> tuple[np.ndarray, float]:
+    model = _model(model_path, modified)
+    image = decode_for_model(image_path, int(model.inputs[0].shape[1]))
+    cam = explain.grad_cam(model, image, class_index)
+    return cam.overlay, cam.probability
+
+
+runs = [info for info in compare.finished_runs(ws.store.list_runs()) if info.model_path.exists()]
+if not runs:
+    st.info("No trained model yet. Train one on the Train page or run a comparison, then come back to look "
+            "inside it.")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/monitoring:")
+    st.stop()
+
+by_id = {info.run_id: info for info in runs}
+ids = list(by_id)
+active = state.active_run_id()
+run_id = st.selectbox(
+    "Model to explore", ids, index=ids.index(active) if active in ids else 0, key="explore_run",
+    format_func=lambda r: compare.describe_run(by_id[r]),
+    help="Any finished run of this session. Everything below uses that run's saved model.")
+info = by_id[run_id]
+config = info.config
+class_names = list(config.dataset.class_names)
+model_path = str(info.model_path)
+modified = info.model_path.stat().st_mtime
+model = _model(model_path, modified)
+input_size = int(model.inputs[0].shape[1])
+
+predict_tab, matrix_tab, embedding_tab, sees_tab = st.tabs(
+    ["Predict new images", "Mistakes", "Embeddings", "What the model sees"])
+
+# ----- predict ---------------------------------------------------------------------------------------
+
+with predict_tab:
+    st.markdown("Give the model pictures it has never seen. It answers with a probability per class, and "
+                "**Grad-CAM** colours the places that pushed it towards its answer (red = strong evidence).")
+    uploads = st.file_uploader(
+        "Images", type=["jpg", "jpeg", "png", "bmp", "gif", "webp"], accept_multiple_files=True,
+        key="explore_upload", help="Any size: they are resized to the model's input size, like the training images.")
+    camera = None
+    if st.toggle("Use the camera", key="explore_camera_on",
+                 help="Take a photo with this device's camera (the browser asks for permission)."):
+        camera = st.camera_input("Photo", key="explore_camera")
+    top = st.slider("Classes to list", 1, max(1, min(5, len(class_names))), min(3, len(class_names)),
+                    key="explore_top_k", help="How many of the most likely classes to show per image.")
+    pictures = [(f.name, f.getvalue()) for f in (uploads or [])]
+    if camera is not None:
+        pictures.append(("camera photo", camera.getvalue()))
+    if not pictures:
+        st.caption("Upload an image (or take a photo) to see the prediction.")
+    feature_map_size = None
+    for number, (name, data) in enumerate(pictures[:12]):
+        try:
+            image = decode_for_model(data, input_size, settings.max_pixels)
+        except ImageRejected as error:
+            st.warning(f"{name}: {error}")
+            continue
+        cam = explain.grad_cam(model, image)
+        feature_map_size = cam.feature_map_size
+        probabilities = explain.predict(model, image)[0]
+        original_col, cam_col, table_col = st.columns([1, 1, 1.3])
+        original_col.image(data, caption=name, width="stretch")
+        cam_col.image(cam.overlay, caption=f"Grad-CAM for '{class_names[cam.class_index]}'", width="stretch")
+        with table_col:
+            st.markdown(f"**{class_names[cam.class_index]}** ({cam.probability:.0%})")
+            st.dataframe(
+                explain.top_k(probabilities, class_names, top), hide_index=True, width="stretch",
+                key=f"explore_topk_{number}",
+                column_config={"rank": None,
+                               "probability": st.column_config.ProgressColumn("probability", min_value=0,
+                                                                              max_value=1, format="percent")})
+            if not cam.has_evidence:
+                st.caption("Grad-CAM found no location with positive evidence for this class.")
+    if feature_map_size:
+        st.caption(f"The heat map has the resolution of the backbone's last feature map "
+                   f"({feature_map_size}x{feature_map_size}), stretched over the image: it shows roughly "
+                   "where, not exact outlines. The model only knows its classes: a picture of something else "
+                   "still gets one of them, often with high confidence.")
+
+# ----- confusion matrix ---------------------------------------------------------------------------------
+
+with matrix_tab:
+    frame = _validation_predictions(str(info.path), modified)
+    if frame.empty:
+        st.info("This run's data set has no validation images.")
+    else:
+        st.markdown("Rows are the true classes, columns what the model said. The diagonal is right; everything "
+                    "else is a mistake. **Click a cell** (or choose it below) to see those validation images "
+                    "with Grad-CAM.")
+        matrix = confusion_matrix(frame["true_index"].to_numpy(), frame["predicted_index"].to_numpy(),
+                                  len(class_names))
+        event = st.plotly_chart(compare_charts.clickable_confusion_figure(matrix, class_names),
+                                key="explore_confusion", on_select="rerun", selection_mode="points")
+        points = (event.selection.points if event is not None and hasattr(event, "selection") else []) or []
+        if points:
+            index = int(points[0].get("point_index", points[0].get("point_number", 0)))
+            clicked = (class_names[index // len(class_names)], class_names[index % len(class_names)])
+            if st.session_state.get("explore_last_click") != clicked:
+                st.session_state["explore_last_click"] = clicked
+                st.session_state["explore_cell_true"], st.session_state["explore_cell_predicted"] = clicked
+        if "explore_cell_true" not in st.session_state or st.session_state["explore_cell_true"] not in class_names:
+            off = matrix.astype(float).copy()
+            np.fill_diagonal(off, -1)
+            row, col = np.unravel_index(int(np.argmax(off)), off.shape)
+            if off[row, col] <= 0:
+                row = col = 0
+            st.session_state["explore_cell_true"] = class_names[row]
+            st.session_state["explore_cell_predicted"] = class_names[col]
+        if st.session_state.get("explore_cell_predicted") not in class_names:
+            st.session_state["explore_cell_predicted"] = class_names[0]
+        true_col, predicted_col, explain_col = st.columns(3)
+        true_name = true_col.selectbox("True class", class_names, key="explore_cell_true")
+        predicted_name = predicted_col.selectbox("Predicted class", class_names, key="explore_cell_predicted")
+        target = explain_col.radio(
+            "Grad-CAM explains", ["predicted", "true"], horizontal=True, key="explore_cam_target",
+            format_func={"predicted": "the prediction", "true": "the true class"}.get,
+            help="'The prediction' shows what convinced the model; 'the true class' shows where it would have "
+                 "looked for the right answer.")
+        cell = frame[(frame["true"] == true_name) & (frame["predicted"] == predicted_name)]
+        verdict = "correct" if true_name == predicted_name else "mistakes"
+        st.markdown(f"**{len(cell)} image(s)** of true class *{true_name}* predicted as *{predicted_name}* "
+                    f"({verdict}).")
+        if len(cell) > MAX_CELL_IMAGES:
+            st.caption(f"Showing the {MAX_CELL_IMAGES} most confident.")
+        cell = cell.sort_values("confidence", ascending=False).head(MAX_CELL_IMAGES)
+        columns = st.columns(4)
+        root = Path(config.dataset.root)
+        for position, (_, row) in enumerate(cell.iterrows()):
+            class_index = int(row["predicted_index"] if target == "predicted" else row["true_index"])
+            overlay, probability = _cam_for_file(model_path, modified, str(root / row["path"]), class_index)
+            with columns[position % 4]:
+                st.image(overlay, width="stretch")
+                st.caption(f"{Path(row['path']).name}: said **{row['predicted']}** ({row['confidence']:.0%})")
+
+# ----- embeddings -----------------------------------------------------------------------------------------
+
+with embedding_tab:
+    st.markdown(
+        "Each dot is one validation image, placed by the backbone's pooled features (the numbers the head "
+        "reads), squeezed to 2-D. **Before**: the backbone as it came (ImageNet or random weights). **After**: "
+        "this run's backbone. When fine-tuning helps, the colours (classes) pull apart.")
+    st.caption("PCA keeps the biggest directions of variation (a linear view); t-SNE keeps neighbours together "
+               "(clusters are meaningful, distances between clusters are not). t-SNE is only offered for up to "
+               f"{explain.TSNE_MAX_IMAGES} images.")
+    cached = st.session_state.get("explore_embeddings")
+    if st.button("Compute embeddings", key="explore_embed",
+                 help="Runs both backbones over the validation images: a few seconds to a minute."):
+        with st.spinner("Computing features before and after, and projecting them..."):
+            try:
+                cached = (run_id, explain.embeddings(model, config, settings=settings))
+            except Exception as error:  # noqa: BLE001 - shown to the person.
+                st.error(f"Could not compute embeddings: {error}")
+                cached = None
+        st.session_state["explore_embeddings"] = cached
+    if cached is not None and cached[0] == run_id:
+        result = cached[1]
+        method = st.radio("Projection", result.methods, horizontal=True, key="explore_embed_method",
+                          help="Switch between the two views of the same features.")
+        before_col, after_col = st.columns(2)
+        for column, which, name in ((before_col, "before", result.before_name), (after_col, "after", result.after_name)):
+            part = result.frame[(result.frame["model"] == which) & (result.frame["method"] == method)]
+            column.plotly_chart(compare_charts.embedding_figure(part, name.capitalize(), class_names),
+                                key=f"explore_embed_{which}")
+            score = result.separation.get(which)
+            column.metric("Class separation (silhouette)", "-" if score is None else f"{score:.2f}",
+                          help="-1..1 in the full feature space: higher means images sit closer to their own "
+                               "class than to others.")
+        for note in result.notes:
+            st.caption(note)
+
+# ----- what the model sees -----------------------------------------------------------------------------------
+
+with sees_tab:
+    st.markdown("Before the backbone sees an image, it is **resized** to its input size and its pixel values "
+                "are **rescaled** the way the backbone was trained on ImageNet. Both steps are inside the model.")
+    frame = _validation_predictions(str(info.path), modified)
+    choices = list(frame["path"])[:60]
+    if uploads:
+        choices = [f"upload: {f.name}" for f in uploads] + choices
+    if not choices:
+        st.caption("No image to show: upload one in the first tab.")
+    else:
+        picked = st.selectbox("Image", choices, key="explore_sees_image",
+                              help="A validation image, or one you uploaded in the first tab.")
+        if picked.startswith("upload: "):
+            source = next(f.getvalue() for f in uploads if f"upload: {f.name}" == picked)
+        else:
+            source = Path(config.dataset.root) / picked
+        try:
+            view = explain.model_view(source, config.model.backbone, input_size)
+        except (ImageRejected, ValueError) as error:
+            st.warning(f"Cannot show this image: {error}")
+        else:
+            original_col, resized_col, pre_col = st.columns(3)
+            original_col.image(source if isinstance(source, bytes) else str(source), width="stretch",
+                               caption=f"Original: {view.original_size[0]}x{view.original_size[1]} pixels")
+            resized_col.image(view.resized, width="stretch",
+                              caption=f"Resized: {input_size}x{input_size}, values {view.input_range[0]:.0f}.."
+                                      f"{view.input_range[1]:.0f}")
+            pre_col.image(view.display, width="stretch",
+                          caption=f"After preprocessing: values {view.output_range[0]:.2f}..{view.output_range[1]:.2f}"
+                                  " (rescaled to show)")
+            st.markdown(view.description)
+            means = ", ".join(f"{name} {value:.2f}" for name, value in zip("RGB", view.channel_means, strict=True))
+            st.caption(f"Mean per input channel after preprocessing: {means}. Squashing a wide photo into a "
+                       "square is why circles can look like ovals to the model.")

@@ -1,0 +1,153 @@
+"""Export: take the trained model away (.keras, SavedModel, TFLite, labels), check it, reproduce it."""
+
+import functools
+from pathlib import Path
+
+import streamlit as st
+
+from transfer_core import compare, explain, export
+from ui import state, widgets
+
+st.title("Export")
+widgets.show_notice()
+ws = state.workspace()
+
+MIME = {
+    "keras": "application/zip",
+    "saved_model": "application/zip",
+    "tflite_float": "application/octet-stream",
+    "tflite_quantized": "application/octet-stream",
+    "labels": "text/plain",
+}
+EXPLAIN_FORMAT = {
+    "keras": "Keras 3's own format: load it with `keras.saving.load_model` to predict or to train further.",
+    "saved_model": "For TensorFlow Serving and other TensorFlow tools; needs no Keras code to load.",
+    "tflite_float": "For phones and small devices (TensorFlow Lite / LiteRT): same numbers as the model.",
+    "tflite_quantized": "Weights stored as 8-bit integers: about 4x smaller, tiny differences in probabilities.",
+    "labels": "The class names, one per line, in the order of the model's outputs.",
+}
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model...")
+def _model(path: str, modified: float):
+    # Read-only: used to export and as the reference of the parity check; never trained or changed,
+    # so one copy may be shared by every session.
+    return explain.load_model(path)
+
+
+@st.cache_data(max_entries=16, show_spinner="Writing the script...")
+def _script(run_path: str, modified: float) -> str:
+    from transfer_core.runs import load_run
+
+    info = load_run(Path(run_path))
+    return export.generate_script(info.config, info.run_id, (info.report or {}).get("val_accuracy"))
+
+
+runs = [info for info in compare.finished_runs(ws.store.list_runs()) if info.model_path.exists()]
+if not runs:
+    st.info("No trained model yet. Train one on the Train page or run a comparison, then export it here.")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/monitoring:")
+    st.stop()
+
+by_id = {info.run_id: info for info in runs}
+ids = list(by_id)
+active = state.active_run_id()
+run_id = st.selectbox(
+    "Model to export", ids, index=ids.index(active) if active in ids else 0, key="export_run",
+    format_func=lambda r: compare.describe_run(by_id[r]),
+    help="Any finished run of this session.")
+info = by_id[run_id]
+config = info.config
+modified = info.model_path.stat().st_mtime
+input_size = (info.report or {}).get("input_size") or config.model.input_size
+short = run_id.rsplit("-", 1)[-1]
+
+st.markdown(
+    f"Every file takes **raw RGB pixels (0..255) at {input_size}x{input_size}**: the resizing is yours, the "
+    "preprocessing is inside the model. So the model gives the same answers anywhere, with no hidden step to "
+    "forget."
+)
+
+# ----- files -------------------------------------------------------------------------------------------
+
+st.subheader("Files")
+if st.button("Export and check", key="export_make", type="primary",
+             help="Writes every format (about half a minute for a small model), then reloads each file and "
+                  "compares its predictions with the trained model on the validation images."):
+    model = _model(str(info.model_path), modified)
+    try:
+        with st.spinner("Exporting .keras, SavedModel and TFLite..."):
+            bundle = export.export_run(info.path, model=model)
+        with st.spinner("Reloading each file and comparing predictions..."):
+            parity = export.parity_check(info.path, bundle, reference_model=model)
+            export.save_parity(parity, info.path)
+    except Exception as error:  # noqa: BLE001 - shown to the person.
+        st.error(f"Export failed: {type(error).__name__}: {error}")
+
+files = export.existing_exports(info.path)
+if not files:
+    st.caption("Nothing exported yet for this run: press **Export and check**.")
+else:
+    for name, path in files.items():
+        file_col, button_col = st.columns([3, 1], vertical_alignment="center")
+        file_col.markdown(f"**{export.FORMAT_NAMES[name]}** · {path.stat().st_size / 1e6:.2f} MB  \n"
+                          f"{EXPLAIN_FORMAT[name]}")
+        button_col.download_button(
+            "Download", data=functools.partial(Path.read_bytes, path), file_name=f"{short}-{path.name}",
+            mime=MIME[name], key=f"export_download_{name}", on_click="ignore", width="stretch")
+
+# ----- parity ------------------------------------------------------------------------------------------
+
+st.subheader("Parity check")
+parity = export.load_parity(info.path)
+if parity is None or parity.empty:
+    st.caption("Appears after **Export and check**.")
+else:
+    passed = bool(parity["passed"].all())
+    (st.success if passed else st.error)(
+        "Every exported file gives the trained model's answers." if passed
+        else "Some exported files disagree with the trained model: see the table.")
+    st.dataframe(
+        parity[["name", "passed", "top1_agreement", "max_abs_diff", "mean_abs_diff", "images", "ms_per_image",
+                "size_mb", "note"]],
+        hide_index=True, width="stretch", key="export_parity_table",
+        column_config={
+            "name": "Format",
+            "passed": st.column_config.CheckboxColumn("Passed"),
+            "top1_agreement": st.column_config.NumberColumn(
+                "Same top-1 class", format="percent",
+                help="Share of validation images whose most likely class matches the trained model's."),
+            "max_abs_diff": st.column_config.NumberColumn(
+                "Largest difference", format="%.2e",
+                help="The largest gap between any class probability of this file and the trained model's."),
+            "mean_abs_diff": st.column_config.NumberColumn("Mean difference", format="%.2e"),
+            "images": "Images",
+            "ms_per_image": st.column_config.NumberColumn("ms / image", format="%.1f",
+                                                          help="Prediction time on this server, in batches."),
+            "size_mb": st.column_config.NumberColumn("MB", format="%.2f"),
+            "note": "Note",
+        },
+    )
+    st.caption(f"Float formats pass with 100% agreement and differences below {export.FLOAT_TOLERANCE:g} "
+               "(rounding). The quantised TFLite passes when every image the model is sure about keeps its class "
+               f"(only near-ties may flip) and no probability moves by more than {export.QUANTIZED_MAX_DIFF:g}.")
+
+# ----- reproduce ---------------------------------------------------------------------------------------------
+
+st.subheader("Reproduce it and use it")
+script = _script(str(info.path), modified)
+snippet = export.predict_snippet(config)
+script_col, snippet_col = st.columns(2)
+script_col.markdown("**A script that trains this model again**, with plain Keras and TensorFlow: the same split "
+                    "(from the data set's manifest.csv), backbone, preprocessing, head and recipe.")
+script_col.download_button("Download train script", script, file_name=f"train_{short}.py", mime="text/x-python",
+                           key="export_download_script", on_click="ignore")
+snippet_col.markdown("**A few lines that load the exported `.keras` file and predict an image.**")
+snippet_col.download_button("Download predict.py", snippet, file_name="predict.py", mime="text/x-python",
+                            key="export_download_snippet", on_click="ignore")
+st.caption(f"Run the script with the data set folder: `python train_{short}.py {config.dataset.root}`. "
+           "Expect a validation accuracy close to the run's, not identical: random starts differ outside the app.")
+with st.expander("The train script", expanded=False):
+    st.code(script, language="python")
+with st.expander("predict.py", expanded=True):
+    st.code(snippet, language="python")

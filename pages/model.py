@@ -1,0 +1,183 @@
+"""Model: choose a pretrained backbone, what to freeze, and the head; see what ImageNet sees."""
+
+import streamlit as st
+
+from transfer_core import blockmap, charts, presets, views, zoo
+from transfer_core.config import ModelSpec
+from ui import state, widgets
+
+st.title("Model")
+widgets.show_notice()
+settings = state.settings()
+dataset = state.active_dataset()
+current = state.model_spec()
+current_plan = state.freeze_plan()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _zoo_table(weights_dir: str):
+    return zoo.zoo_table(settings)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _block_map(key: str, input_size: int) -> blockmap.BlockMap:
+    # Built with random weights: the same structure, read into plain numbers; no model is kept.
+    return blockmap.block_map(key, input_size)
+
+
+# ----- the zoo --------------------------------------------------------------------------------
+
+st.subheader("Pretrained backbones")
+table = _zoo_table(str(settings.weights_dir))
+st.dataframe(
+    table[["name", "key", "params_millions", "depth", "default_input_size", "imagenet_top1", "size_mb",
+           "weights_offline", "top_weights_offline"]],
+    hide_index=True,
+    width="stretch",
+    height=35 * (len(table) + 1) + 3,
+    key="model_zoo_table",
+    column_config={
+        "name": "Backbone",
+        "key": "Key",
+        "params_millions": st.column_config.NumberColumn("Parameters (M)", format="%.2f"),
+        "depth": "Depth",
+        "default_input_size": "Input size",
+        "imagenet_top1": st.column_config.NumberColumn("ImageNet top-1 %", format="%.1f"),
+        "size_mb": st.column_config.NumberColumn("Size (MB)", format="%.1f"),
+        "weights_offline": st.column_config.CheckboxColumn("Weights offline"),
+        "top_weights_offline": st.column_config.CheckboxColumn(
+            "Classifier offline", help="The ImageNet classifier (with its top) is on this server too"),
+    },
+)
+st.caption("Click a column header to sort. 'Weights offline' means the pretrained weights are on this "
+           "server, so no download is needed.")
+
+offline = dict(zip(table["key"], table["weights_offline"], strict=True))
+keys = list(table["key"])
+names = dict(zip(table["key"], table["name"], strict=True))
+
+choose_col, size_col, weights_col = st.columns(3)
+backbone = choose_col.selectbox(
+    "Backbone", keys, index=keys.index(current.backbone) if current.backbone in keys else 0,
+    format_func=lambda key: f"{names[key]}{'' if offline[key] else ' (weights not offline)'}",
+    key="model_backbone",
+)
+info = zoo.get_backbone_info(backbone)
+sizes = list(info.allowed_input_sizes)
+wanted_size = current.input_size or info.default_input_size
+input_size = size_col.selectbox(
+    "Input size (pixels)", sizes, index=sizes.index(wanted_size) if wanted_size in sizes else len(sizes) - 1,
+    key="model_input_size", help="Smaller inputs train much faster; 96 or 128 is plenty for small pictures.",
+)
+weights = weights_col.radio(
+    "Weights", ["imagenet", "random"], index=0 if current.weights == "imagenet" else 1, key="model_weights",
+    format_func=lambda w: "ImageNet (transfer)" if w == "imagenet" else "Random (no transfer)",
+)
+if weights == "imagenet" and not zoo.weights_available_offline(backbone, input_size, settings=settings):
+    st.warning(
+        f"The ImageNet weights of {info.display_name} are not on this server "
+        f"(file `{info.weights_file(False, input_size)}`). Training will try to download them and fail "
+        "when offline: put the file in the folder named by TRANSFER_WEIGHTS_DIR, pick a backbone with "
+        "weights offline, or choose random weights (no transfer)."
+    )
+
+# ----- freezing ----------------------------------------------------------------------------------
+
+st.subheader("What trains")
+with st.spinner("Reading the backbone's blocks (loads TensorFlow the first time)..."):
+    blocks = _block_map(backbone, int(input_size))
+num_blocks = len(blocks.block_names)
+presets_list = list(presets.FREEZE_PRESETS)
+preset = st.radio(
+    "Freeze plan", presets_list, index=presets_list.index(presets.preset_of_plan(current_plan)),
+    format_func=lambda p: presets.FREEZE_PRESETS[p], horizontal=True, key="model_freeze_preset",
+)
+top_blocks = min(max(current_plan.top_blocks, 1), num_blocks)
+trainable_blocks: tuple[str, ...] = ()
+if preset == "top_blocks":
+    top_blocks = st.slider("Blocks to fine-tune, counted from the top", 1, num_blocks, top_blocks,
+                           key="model_top_blocks")
+elif preset == "custom":
+    chosen = set(current_plan.trainable_blocks) & set(blocks.block_names)
+    editor_frame = blocks.blocks[["block", "layers", "params"]].assign(train=[b in chosen for b in blocks.block_names])
+    edited = st.data_editor(
+        editor_frame, hide_index=True, disabled=["block", "layers", "params"], key="model_custom_blocks",
+        column_config={"train": st.column_config.CheckboxColumn("Train this block")}, width="stretch",
+    )
+    trainable_blocks = tuple(edited.loc[edited["train"], "block"])
+train_batchnorm = st.checkbox(
+    "Let BatchNorm layers train too", value=current_plan.train_batchnorm, key="model_train_bn",
+    help="The Keras recipe keeps BatchNormalization frozen (inference mode) when fine-tuning: with small "
+         "batches its statistics would drift away from ImageNet's and wreck the pretrained features.",
+)
+plan = presets.freeze_plan_for_preset(preset, top_blocks, trainable_blocks, train_batchnorm)
+
+num_classes = dataset.num_classes if dataset is not None else 2
+head_col, hidden_col = st.columns(2)
+dropout = head_col.slider("Head dropout", 0.0, 0.8, float(current.dropout_rate), 0.05, key="model_dropout")
+hidden_choices = [0, 32, 64, 128, 256, 512]
+hidden_units = hidden_col.selectbox(
+    "Hidden units in the head", hidden_choices,
+    index=hidden_choices.index(current.hidden_units) if current.hidden_units in hidden_choices else 0,
+    format_func=lambda n: "none (one Dense layer)" if n == 0 else f"{n} (Dense + ReLU, then the classifier)",
+    key="model_hidden_units",
+)
+counts = blockmap.classifier_counts(blocks, plan, num_classes, hidden_units)
+trainable_col, frozen_col, share_col = st.columns(3)
+trainable_col.metric("Trainable parameters", f"{counts.trainable:,}")
+frozen_col.metric("Frozen parameters", f"{counts.frozen:,}")
+share_col.metric("Share that trains", f"{counts.trainable / max(counts.total, 1):.1%}")
+st.caption(
+    f"Whole classifier: backbone ({num_blocks} blocks, {blocks.backbone_params:,} parameters) + head "
+    f"({blockmap.head_params(blocks.feature_dim, num_classes, hidden_units):,} parameters for "
+    f"{num_classes} classes{'' if dataset is not None else ', assumed until you choose a data set'}). "
+    "Frozen counts include BatchNorm statistics, which never train."
+)
+plan_frame = blockmap.plan_table(blocks, plan)
+st.plotly_chart(charts.block_map_figure(plan_frame), key="model_block_chart")
+with st.expander("Block map as a table"):
+    st.dataframe(plan_frame, hide_index=True, width="stretch", key="model_block_table")
+
+state.set_model_spec(ModelSpec(backbone=backbone, input_size=int(input_size), weights=weights,
+                               dropout_rate=float(dropout), hidden_units=int(hidden_units)))
+state.set_freeze_plan(plan)
+st.caption(f"Feature extraction trains {blockmap.head_params(blocks.feature_dim, num_classes, hidden_units):,} "
+           "parameters (the head); the plan above is used by fine-tuning. Choose the strategy on the Train page.")
+
+# ----- before transfer ------------------------------------------------------------------------------
+
+st.subheader("Before transfer: what the ImageNet model sees")
+with_top = [key for key, has_top in zip(table["key"], table["top_weights_offline"], strict=True) if has_top]
+if dataset is None:
+    st.info("Choose a data set on the Data page to see the pretrained model's guesses for your images.")
+    st.stop()
+if not with_top:
+    st.info("No ImageNet classifier (with-top) weights are on this server, e.g. `mobilenet_2_5_224_tf.h5`; "
+            "put one in the folder named by TRANSFER_WEIGHTS_DIR to see this.")
+    st.stop()
+pretrained_key = st.selectbox(
+    "Pretrained classifier", with_top, index=with_top.index(backbone) if backbone in with_top else 0,
+    format_func=lambda key: names[key], key="model_pretrained_key",
+)
+st.caption("The unmodified network with its original 1000-class ImageNet head: it knows nothing of your "
+           "classes, but its guesses show what its features capture.")
+if st.button("Show its top-3 guesses", key="model_pretrained_run"):
+    from transfer_core.pretrained import imagenet_predictions
+
+    thumbs = views.thumbnails_by_class(dataset, per_class=2)
+    chosen_images = [(path, label) for label, items in thumbs.items() for path, _ in items][:8]
+    with st.spinner("Running the ImageNet classifier..."):
+        try:
+            predictions = imagenet_predictions([p for p, _ in chosen_images], pretrained_key, settings, top=3)
+        except (zoo.WeightsUnavailableError, ValueError) as error:
+            st.error(str(error))
+            predictions = []
+    labelled = list(zip(predictions, [label for _, label in chosen_images], strict=False))
+    st.session_state["pretrained_predictions"] = (pretrained_key, dataset.root, labelled)
+saved = st.session_state.get("pretrained_predictions")
+if saved and saved[0] == pretrained_key and saved[1] == dataset.root and saved[2]:
+    columns = st.columns(4)
+    for index, (prediction, label) in enumerate(saved[2]):
+        with columns[index % 4]:
+            st.image(prediction.path, width=140, caption=f"your class: {label}")
+            st.caption("  \n".join(f"{name.replace('_', ' ')}: {p:.0%}" for name, p in prediction.top))

@@ -1,0 +1,39 @@
+"""AppTest fixtures: a private TRANSFER_HOME per test, offline, settings cache cleared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+APP = str(REPO_ROOT / "app.py")
+SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh TRANSFER_HOME; the shared offline weights when they exist."""
+    from ui import state
+
+    monkeypatch.setenv("TRANSFER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TRANSFER_OFFLINE", "1")
+    monkeypatch.delenv("TRANSFER_ALLOWED_DATA_DIRS", raising=False)
+    if SHARED_WEIGHTS.exists():
+        monkeypatch.setenv("TRANSFER_WEIGHTS_DIR", str(SHARED_WEIGHTS))
+    else:
+        monkeypatch.delenv("TRANSFER_WEIGHTS_DIR", raising=False)
+    state.settings.cache_clear()
+    yield tmp_path / "home"
+    state.settings.cache_clear()
+
+
+@pytest.fixture
+def app(home):
+    """An AppTest of app.py that has run once (on Home)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at

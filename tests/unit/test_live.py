@@ -1,0 +1,123 @@
+"""Following a run: incremental event reads, progress and ETA, log lines, status lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from transfer_core import live
+from transfer_core.config import DatasetSpec, RunConfig, TrainConfig
+from transfer_core.runs import EventLog, RunInfo
+
+
+def _events(t0: float = 1000.0) -> list[dict]:
+    events = [
+        {"type": "run_started", "time": t0, "epochs_total": 4, "num_train": 40, "num_val": 10,
+         "strategy": "feature_extraction", "backbone": "b", "weights": "imagenet"},
+        {"type": "stage", "time": t0 + 1, "stage": "features", "description": "features once", "epochs": 0},
+        {"type": "progress", "time": t0 + 3, "stage": "features", "done": 20, "total": 50},
+    ]
+    return events
+
+
+def test_follower_reads_only_new_complete_lines(tmp_path):
+    follower = live.EventFollower(tmp_path)
+    assert follower.poll() == []
+    with EventLog(tmp_path / "events.jsonl") as log:
+        log.write({"type": "run_started"})
+        log.write({"type": "stage", "stage": "head"})
+    assert [e["type"] for e in follower.poll()] == ["run_started", "stage"]
+    offset = follower.offset
+    with open(tmp_path / "events.jsonl", "a") as handle:
+        handle.write(json.dumps({"type": "batch_end"}))  # No newline yet: a writer mid-line.
+    assert follower.poll() == [] and follower.offset == offset
+    with open(tmp_path / "events.jsonl", "a") as handle:
+        handle.write("\n")
+    assert [e["type"] for e in follower.poll()] == ["batch_end"]
+    assert len(follower.events) == 3
+
+
+def test_progress_during_feature_computation_estimates_from_images_per_second():
+    progress = live.summarise_progress(_events(), now=1003.0)
+    assert progress.stage == "features"
+    assert progress.features_done == 20 and progress.features_total == 50
+    # 20 images in 2 s -> 30 images left take 3 s.
+    assert progress.eta_seconds == pytest.approx(3.0)
+    assert "20/50 images" in progress.text
+
+
+def test_progress_mid_epoch_uses_the_stage_pace_per_batch():
+    events = _events() + [{"type": "stage", "time": 1004.0, "stage": "head", "description": "head", "epochs": 4}]
+    for step in range(1, 6):  # Epoch 1 has 4 batches; one batch per second.
+        epoch, batch = (1, step) if step <= 4 else (2, step - 4)
+        events.append({"type": "batch_end", "time": 1004.0 + step, "stage": "head", "epoch": epoch, "batch": batch,
+                       "batches": 4, "step": step, "loss": 1.0 / step})
+        if step == 4:
+            events.append({"type": "epoch_end", "time": 1008.1, "epoch": 1, "stage": "head", "val_accuracy": 0.5})
+    progress = live.summarise_progress(events, now=1010.0)
+    assert progress.epoch == 1 and progress.batch == 1
+    assert progress.fraction == pytest.approx((1 + 1 / 4) / 4)
+    # 4 s over 4 steps -> 1 s per batch; 3 batches left in epoch 2 and 2 more epochs of 4.
+    assert progress.eta_seconds == pytest.approx(11.0)
+    assert progress.text.startswith("training the head · epoch 2 of 4 · batch 1 of 4 · val accuracy 50.0%")
+
+
+def test_progress_of_a_queued_run_says_so():
+    progress = live.summarise_progress([{"type": "queued", "time": 1.0, "position": 2}], now=2.0)
+    assert progress.queued_position == 2
+    assert "2 run(s) ahead" in progress.text
+
+
+def test_progress_at_the_end_has_no_time_left():
+    events = [{"type": "run_started", "time": 0.0, "epochs_total": 1},
+              {"type": "stage", "time": 0.0, "stage": "head", "epochs": 1},
+              {"type": "epoch_end", "time": 1.0, "epoch": 1, "stage": "head", "val_accuracy": 1.0}]
+    progress = live.summarise_progress(events, now=1.0)
+    assert progress.fraction == 1.0 and progress.eta_seconds == 0.0
+    assert "1 of 1 epochs done" in progress.text
+
+
+def test_empty_events_give_a_starting_summary():
+    progress = live.summarise_progress([], now=5.0)
+    assert progress.fraction == 0.0 and progress.eta_seconds is None
+    assert progress.text.startswith("starting")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, "?"), (4.4, "4 s"), (75, "1 min 15 s"), (3700, "1 h 01 min")])
+def test_format_seconds(seconds, text):
+    assert live.format_seconds(seconds) == text
+
+
+def test_event_log_leaves_out_batches_and_keeps_the_last_progress():
+    events = _events() + [{"type": "batch_end", "time": 1005.0, "epoch": 1, "batch": 1, "batches": 2, "loss": 1.0},
+                          {"type": "failed", "time": 1006.0, "reason": "out of memory"}]
+    lines = live.event_log(events)
+    assert len(lines) == 4
+    assert "run_started" in lines[0] and "40 training and 10 validation images" in lines[0]
+    assert "failed" in lines[2] and "out of memory" in lines[2]
+    assert "20/50" in lines[3]
+
+
+def _info(tmp_path, status: str, last_event=None, report=None, reason="") -> RunInfo:
+    spec = DatasetSpec(root=str(tmp_path), class_names=("a", "b"))
+    config = RunConfig(dataset=spec, train=TrainConfig(strategy="fine_tuning", epochs=3, fine_tune_epochs=2))
+    return RunInfo("r1", tmp_path, config, status, reason, 0.0, last_event, report)
+
+
+def test_status_lines(tmp_path):
+    assert live.status_line(_info(tmp_path, "queued"), 0) == "queued (next)"
+    assert live.status_line(_info(tmp_path, "queued"), 2) == "queued (2 run(s) ahead)"
+    running = _info(tmp_path, "running", {"type": "batch_end", "epoch": 4})
+    assert live.status_line(running) == "running: epoch 4 of 5"
+    finished = _info(tmp_path, "finished", report={"val_accuracy": 0.875})
+    assert live.status_line(finished) == "finished: val accuracy 87.5%"
+    failed = _info(tmp_path, "failed", reason="weights missing")
+    assert live.status_line(failed) == "failed: weights missing"
+    assert live.status_line(_info(tmp_path, "interrupted", reason="killed")) == "interrupted: killed"
+
+
+def test_runs_table_has_one_row_per_run(tmp_path):
+    table = live.runs_table([_info(tmp_path, "finished", report={"val_accuracy": 0.5, "epochs": 5})])
+    assert list(table["status"]) == ["finished"]
+    assert table.loc[0, "strategy"] == "fine_tuning" and table.loc[0, "val accuracy"] == 0.5

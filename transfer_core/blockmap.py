@@ -1,0 +1,129 @@
+"""The block map of a backbone and parameter counts of a freeze plan, as plain data.
+
+The Model page shows which blocks a freeze plan trains and how many parameters
+the whole classifier (backbone + head) then trains, updating as a slider moves.
+Building a backbone for every slider position would be slow, and a model must
+not be shared between browser sessions, so :func:`block_map` builds the
+backbone once (random weights: same structure, no download) and keeps only
+numbers; :func:`classifier_counts` then answers for any block-aligned plan
+without TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from transfer_core.config import FreezePlan
+from transfer_core.freezing import ParamCounts
+
+BLOCK_COLUMNS = ["block", "first_layer", "last_layer", "layers", "params", "trainable_params",
+                 "trainable_params_with_bn"]
+
+
+@dataclass(frozen=True)
+class BlockMap:
+    """Blocks of one backbone at one input size, with what each trains when unfrozen.
+
+    Args:
+        key: Zoo key.
+        input_size: Input side in pixels.
+        blocks: One row per block (``BLOCK_COLUMNS``): ``trainable_params`` is what
+            the block trains when unfrozen with BatchNorm kept frozen (the Keras
+            recipe), ``trainable_params_with_bn`` with BatchNorm training too.
+        backbone_params: All backbone parameters (including BatchNorm statistics).
+        feature_dim: Width of the pooled features the head receives.
+    """
+
+    key: str
+    input_size: int
+    blocks: pd.DataFrame
+    backbone_params: int
+    feature_dim: int
+
+    @property
+    def block_names(self) -> list[str]:
+        return list(self.blocks["block"])
+
+
+def block_map(key: str, input_size: int = 0) -> BlockMap:
+    """Build ``key`` once with random weights and record its blocks and parameter counts.
+
+    Args:
+        key: Zoo key.
+        input_size: Input side; 0 means the backbone's default.
+
+    Returns:
+        The :class:`BlockMap`; it holds no model.
+
+    Raises:
+        ValueError: Unknown key or rejected input size.
+    """
+    from transfer_core import freezing, zoo
+
+    size = zoo.check_input_size(key, input_size)
+    base = zoo.build_backbone(key, size, weights="random")
+    frozen_bn = freezing.freeze_table(base, FreezePlan(mode="all_trainable", train_batchnorm=False))
+    with_bn = freezing.freeze_table(base, FreezePlan(mode="all_trainable", train_batchnorm=True))
+    blocks = frozen_bn[["block", "first_layer", "last_layer", "layers", "params", "trainable_params"]].copy()
+    blocks["trainable_params_with_bn"] = with_bn["trainable_params"].to_numpy()
+    for column in blocks.columns[1:]:
+        blocks[column] = blocks[column].astype("int64")
+    return BlockMap(key, size, blocks.reset_index(drop=True), int(base.count_params()),
+                    int(base.output.shape[-1]))
+
+
+def head_params(feature_dim: int, num_classes: int, hidden_units: int = 0) -> int:
+    """Parameters of the classification head (all trainable): Dense layers' weights and biases."""
+    if hidden_units > 0:
+        return feature_dim * hidden_units + hidden_units + hidden_units * num_classes + num_classes
+    return feature_dim * num_classes + num_classes
+
+
+def trainable_blocks(blocks: BlockMap, plan: FreezePlan) -> list[bool]:
+    """Which blocks ``plan`` unfreezes, in block order.
+
+    Raises:
+        ValueError: ``from_layer`` plans (not block-aligned), ``top_blocks`` out of
+            range, or unknown custom block names.
+    """
+    names = blocks.block_names
+    if plan.mode == "all_frozen":
+        return [False] * len(names)
+    if plan.mode == "all_trainable":
+        return [True] * len(names)
+    if plan.mode == "top_blocks":
+        if not 1 <= plan.top_blocks <= len(names):
+            raise ValueError(
+                f"top_blocks must be between 1 and {len(names)} (the number of blocks of this backbone). "
+                f"Received: top_blocks={plan.top_blocks}"
+            )
+        return [index >= len(names) - plan.top_blocks for index in range(len(names))]
+    if plan.mode == "custom":
+        unknown = [name for name in plan.trainable_blocks if name not in names]
+        if unknown:
+            raise ValueError(f"Unknown block names {unknown}. Received: trainable_blocks={list(plan.trainable_blocks)}")
+        return [name in plan.trainable_blocks for name in names]
+    raise ValueError(f"The block map shows block-aligned plans only. Received: mode={plan.mode!r}")
+
+
+def plan_table(blocks: BlockMap, plan: FreezePlan) -> pd.DataFrame:
+    """The block map under ``plan``: ``block``, ``layers``, ``params``, ``trains`` and ``trainable_params``."""
+    mask = trainable_blocks(blocks, plan)
+    column = "trainable_params_with_bn" if plan.train_batchnorm else "trainable_params"
+    frame = blocks.blocks[["block", "first_layer", "last_layer", "layers", "params"]].copy()
+    frame["trains"] = mask
+    frame["trainable_params"] = [int(v) if m else 0 for v, m in zip(blocks.blocks[column], mask, strict=True)]
+    return frame
+
+
+def classifier_counts(blocks: BlockMap, plan: FreezePlan, num_classes: int, hidden_units: int = 0) -> ParamCounts:
+    """Trainable and frozen parameters of the whole classifier (backbone + head) under ``plan``.
+
+    Matches ``freezing.parameter_counts`` of the built classifier after
+    ``apply_freeze_plan`` (the head always trains).
+    """
+    trainable_backbone = int(plan_table(blocks, plan)["trainable_params"].sum())
+    head = head_params(blocks.feature_dim, num_classes, hidden_units)
+    return ParamCounts(trainable=trainable_backbone + head, frozen=blocks.backbone_params - trainable_backbone)

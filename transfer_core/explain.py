@@ -1,0 +1,690 @@
+"""Look inside a trained classifier: predictions, Grad-CAM, embeddings, and what the model sees.
+
+Every function works on the classifier :func:`transfer_core.models.build_classifier`
+makes, or on the same model loaded back from a run's ``model.keras``::
+
+    image -> preprocessing layers -> backbone (nested) -> "pool" -> "head" (nested)
+
+Grad-CAM (Selvaraju et al., 2017) needs the backbone's last feature map and the
+gradient of a class score with respect to it. Because the backbone is a nested
+model, the graph is walked by hand: preprocessing, then the backbone (in
+inference mode), then pooling and the head, all inside one
+``tf.GradientTape``. The class score is the logit (the classifier's input to
+the softmax), so a confident prediction still has a useful gradient.
+
+Nothing here trains or changes a model, so a loaded model may be shared
+read-only (e.g. cached by the app). TensorFlow is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from transfer_core.config import RunConfig, Settings
+
+if TYPE_CHECKING:  # pragma: no cover - typing only.
+    import keras
+
+__all__ = [
+    "TSNE_MAX_IMAGES",
+    "ClassifierParts",
+    "EmbeddingResult",
+    "GradCam",
+    "ModelView",
+    "classifier_parts",
+    "colorize",
+    "embeddings",
+    "grad_cam",
+    "grad_cam_batch",
+    "load_model",
+    "model_view",
+    "overlay",
+    "pooled_features",
+    "predict",
+    "project",
+    "top_k",
+    "validation_predictions",
+]
+
+# t-SNE costs O(n^2) memory and time; above this many images only PCA is computed.
+TSNE_MAX_IMAGES = 500
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a ``.keras`` model file in safe mode (no arbitrary code runs).
+
+    Args:
+        path: A ``model.keras`` file, or a run directory that holds one.
+
+    Returns:
+        The model, ready for inference.
+
+    Raises:
+        FileNotFoundError: No model file at ``path``.
+    """
+    import keras
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"No trained model at {path}: the run has not finished or was deleted.")
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+@dataclass
+class ClassifierParts:
+    """The pieces of a classifier model that Grad-CAM and embeddings need (all shared, not copies)."""
+
+    preprocessing: list
+    backbone: Any
+    pool: Any
+    head: Any
+    input_size: int
+
+
+def classifier_parts(model: keras.Model) -> ClassifierParts:
+    """Find preprocessing, backbone, pooling and head inside a classifier model.
+
+    Args:
+        model: A model from ``build_classifier(...).model`` or loaded from ``model.keras``.
+
+    Returns:
+        The parts, sharing layers and weights with ``model``.
+
+    Raises:
+        ValueError: The model does not have the ``backbone``/``pool``/``head`` structure.
+    """
+    import keras
+
+    from transfer_core.models import BACKBONE_LAYER, HEAD_LAYER, POOL_LAYER
+
+    names = [layer.name for layer in model.layers]
+    missing = [n for n in (BACKBONE_LAYER, POOL_LAYER, HEAD_LAYER) if n not in names]
+    if missing:
+        raise ValueError(
+            f"Not a Transfer Lab classifier: layers {missing} are missing. Received: layers={names}"
+        )
+    backbone_index = names.index(BACKBONE_LAYER)
+    preprocessing = [
+        layer for layer in model.layers[:backbone_index] if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    input_size = int(model.inputs[0].shape[1])
+    return ClassifierParts(
+        preprocessing=preprocessing,
+        backbone=model.get_layer(BACKBONE_LAYER),
+        pool=model.get_layer(POOL_LAYER),
+        head=model.get_layer(HEAD_LAYER),
+        input_size=input_size,
+    )
+
+
+def _as_batch(images: np.ndarray, input_size: int) -> np.ndarray:
+    """Float32 ``(N, S, S, 3)`` at the model's size (bilinear resize when needed, like the pipeline)."""
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise ValueError(f"images must have shape (N, H, W, 3) or (H, W, 3). Received: shape={array.shape}")
+    if array.shape[1:3] != (input_size, input_size):
+        import tensorflow as tf
+
+        array = tf.image.resize(array, (input_size, input_size), method="bilinear").numpy()
+    return array
+
+
+def predict(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities for raw 0..255 RGB images.
+
+    Args:
+        model: The classifier.
+        images: ``(N, H, W, 3)`` or one ``(H, W, 3)`` image, values 0..255;
+            resized to the model's input size when needed.
+        batch_size: Images per forward pass.
+
+    Returns:
+        Probabilities ``(N, num_classes)``.
+    """
+    parts_size = int(model.inputs[0].shape[1])
+    batch = _as_batch(images, parts_size)
+    if len(batch) == 0:
+        return np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
+    chunks = [np.asarray(model(batch[i : i + batch_size], training=False)) for i in range(0, len(batch), batch_size)]
+    return np.concatenate(chunks, axis=0)
+
+
+def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 3) -> pd.DataFrame:
+    """The ``k`` most likely classes of one image.
+
+    Args:
+        probabilities: ``(num_classes,)`` probabilities of one image.
+        class_names: Names in output order.
+        k: How many classes to keep (capped at the number of classes).
+
+    Returns:
+        Columns ``rank``, ``class``, ``probability``; most likely first.
+
+    Raises:
+        ValueError: ``k`` < 1 or a length mismatch.
+    """
+    probabilities = np.asarray(probabilities, dtype=float).reshape(-1)
+    if k < 1:
+        raise ValueError(f"k must be >= 1. Received: k={k}")
+    if len(probabilities) != len(class_names):
+        raise ValueError(
+            f"One probability per class is needed. Received: {len(probabilities)} probabilities, "
+            f"{len(class_names)} classes"
+        )
+    order = np.argsort(-probabilities, kind="stable")[: min(k, len(class_names))]
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(order) + 1),
+            "class": [class_names[i] for i in order],
+            "probability": probabilities[order],
+        }
+    )
+
+
+# ----- Grad-CAM -------------------------------------------------------------------------------
+
+
+@dataclass
+class GradCam:
+    """Grad-CAM of one image.
+
+    Attributes:
+        heatmap: ``(H, W)`` floats in 0..1 at the image's size (1 = most evidence for the class).
+        overlay: ``(H, W, 3)`` uint8: the image with the heat map blended on top.
+        class_index: The class explained.
+        probability: The model's probability of that class.
+        feature_map_size: Side of the backbone's last feature map (the heat map's real resolution).
+        has_evidence: False when no location had positive evidence (the heat map is all zeros).
+    """
+
+    heatmap: np.ndarray
+    overlay: np.ndarray
+    class_index: int
+    probability: float
+    feature_map_size: int
+    has_evidence: bool = True
+
+
+def _head_logits(head: Any, features: Any) -> Any:
+    """Run the head, but return the classifier's logits instead of its softmax output."""
+    import keras
+
+    layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
+    *body, classifier = layers
+    x = features
+    for layer in body:
+        x = layer(x, training=False)
+    return keras.ops.matmul(x, classifier.kernel) + classifier.bias
+
+
+def grad_cam_batch(
+    model: keras.Model, images: np.ndarray, class_indices: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Grad-CAM heat maps for a batch of images at the model's input size.
+
+    Args:
+        model: The classifier.
+        images: ``(N, H, W, 3)`` raw 0..255 RGB; resized to the input size when needed.
+        class_indices: The class to explain per image; the predicted class when None.
+
+    Returns:
+        ``(heatmaps, probabilities, feature_map_size)``: heat maps ``(N, S, S)`` in 0..1 at
+        the input size, probabilities ``(N, num_classes)``, and the feature map's side.
+
+    Raises:
+        ValueError: Wrong image shape, a class index out of range, or not a Transfer Lab classifier.
+    """
+    import tensorflow as tf
+
+    parts = classifier_parts(model)
+    batch = tf.constant(_as_batch(images, parts.input_size))
+    num_classes = int(model.outputs[0].shape[-1])
+    with tf.GradientTape() as tape:
+        x = batch
+        for layer in parts.preprocessing:
+            x = layer(x)
+        feature_map = parts.backbone(x, training=False)
+        tape.watch(feature_map)
+        logits = _head_logits(parts.head, parts.pool(feature_map))
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        if class_indices is None:
+            targets = tf.argmax(logits, axis=-1)
+        else:
+            targets = tf.constant(np.asarray(class_indices, dtype=np.int64).reshape(-1))
+            if int(tf.size(targets)) != int(batch.shape[0]):
+                raise ValueError(
+                    f"One class index per image is needed. Received: {int(tf.size(targets))} for "
+                    f"{int(batch.shape[0])} images"
+                )
+            if bool(tf.reduce_any((targets < 0) | (targets >= num_classes))):
+                raise ValueError(
+                    f"class_indices must lie in 0..{num_classes - 1}. Received: class_indices={list(class_indices)}"
+                )
+        score = tf.reduce_sum(logits * tf.one_hot(targets, num_classes), axis=-1)
+    gradients = tape.gradient(score, feature_map)
+    # Channel weights: the gradient averaged over positions (the "global average" of Grad-CAM).
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1))  # (N, h, w)
+    peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
+    cam = tf.math.divide_no_nan(cam, peak)
+    resized = tf.image.resize(cam[..., None], (parts.input_size, parts.input_size), method="bilinear")[..., 0]
+    # Bilinear resizing may miss the peak by a little: scale again so the strongest evidence is exactly 1.
+    resized = tf.math.divide_no_nan(resized, tf.reduce_max(resized, axis=(1, 2), keepdims=True))
+    heatmaps = np.clip(resized.numpy(), 0.0, 1.0).astype(np.float32)
+    return heatmaps, probabilities.numpy(), int(feature_map.shape[1])
+
+
+def colorize(heatmap: np.ndarray) -> np.ndarray:
+    """Map 0..1 values to RGB with a "jet"-like colour scale (blue = low, red = high).
+
+    Args:
+        heatmap: ``(H, W)`` floats in 0..1.
+
+    Returns:
+        ``(H, W, 3)`` uint8 colours.
+    """
+    x = np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0)
+    red = np.clip(1.5 - np.abs(4.0 * x - 3.0), 0.0, 1.0)
+    green = np.clip(1.5 - np.abs(4.0 * x - 2.0), 0.0, 1.0)
+    blue = np.clip(1.5 - np.abs(4.0 * x - 1.0), 0.0, 1.0)
+    return (np.stack([red, green, blue], axis=-1) * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a heat map over an image; stronger evidence is more opaque.
+
+    Args:
+        image: ``(H, W, 3)`` RGB, 0..255.
+        heatmap: ``(h, w)`` in 0..1; resized to ``(H, W)`` when it differs.
+        alpha: Opacity of the heat map where it is 1.
+
+    Returns:
+        ``(H, W, 3)`` uint8.
+
+    Raises:
+        ValueError: ``alpha`` outside 0..1 or a wrong image shape.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in 0..1. Received: alpha={alpha}")
+    base = np.asarray(image, dtype=np.float32)
+    if base.ndim != 3 or base.shape[-1] != 3:
+        raise ValueError(f"image must have shape (H, W, 3). Received: shape={base.shape}")
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.shape != base.shape[:2]:
+        import tensorflow as tf
+
+        heat = tf.image.resize(heat[..., None], base.shape[:2], method="bilinear").numpy()[..., 0]
+    heat = np.clip(heat, 0.0, 1.0)
+    colours = colorize(heat).astype(np.float32)
+    weight = (alpha * (0.25 + 0.75 * heat))[..., None]
+    return np.clip(base * (1.0 - weight) + colours * weight, 0, 255).astype(np.uint8)
+
+
+def grad_cam(
+    model: keras.Model, image: np.ndarray, class_index: int | None = None, alpha: float = 0.45
+) -> GradCam:
+    """Grad-CAM of one image: where the model found evidence for a class.
+
+    Args:
+        model: The classifier.
+        image: ``(H, W, 3)`` raw 0..255 RGB at any size (``decode_for_model`` gives
+            exactly what the pipeline sees); the heat map comes back at this size.
+        class_index: The class to explain; the predicted class when None.
+        alpha: Opacity of the heat map in the overlay.
+
+    Returns:
+        A :class:`GradCam`.
+
+    Raises:
+        ValueError: Wrong image shape or class index.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"image must have shape (H, W, 3). Received: shape={image.shape}")
+    heatmaps, probabilities, size = grad_cam_batch(
+        model, image[None], None if class_index is None else [class_index]
+    )
+    index = int(np.argmax(probabilities[0])) if class_index is None else int(class_index)
+    heatmap = heatmaps[0]
+    if heatmap.shape != image.shape[:2]:
+        import tensorflow as tf
+
+        heatmap = tf.image.resize(heatmap[..., None], image.shape[:2], method="bilinear").numpy()[..., 0]
+        peak = float(heatmap.max())
+        heatmap = np.clip(heatmap / peak if peak > 0 else heatmap, 0.0, 1.0).astype(np.float32)
+    return GradCam(
+        heatmap=heatmap,
+        overlay=overlay(image, heatmap, alpha),
+        class_index=index,
+        probability=float(probabilities[0, index]),
+        feature_map_size=size,
+        has_evidence=bool(heatmap.max() > 0),
+    )
+
+
+# ----- validation predictions ------------------------------------------------------------------
+
+
+def validation_predictions(model: keras.Model, config: RunConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """Predictions of ``model`` for every validation image of the run's data set.
+
+    Args:
+        model: The run's classifier.
+        config: The run's configuration (data set and split).
+
+    Returns:
+        ``(frame, images)``: one row per validation image (manifest order) with
+        ``path`` (relative to the data set root), ``true``, ``predicted``,
+        ``confidence``, ``true_index``, ``predicted_index``; and the images
+        ``(N, S, S, 3)`` exactly as the pipeline gives them.
+    """
+    from transfer_core.data import load_split_arrays, read_manifest
+
+    spec = config.dataset
+    size = int(model.inputs[0].shape[1])
+    images, labels = load_split_arrays(spec, "val", size)
+    manifest = read_manifest(spec)
+    paths = list(manifest.loc[manifest["split"] == "val", "path"])
+    probabilities = predict(model, images)
+    predicted = probabilities.argmax(axis=1) if len(images) else np.zeros((0,), int)
+    names = list(spec.class_names)
+    frame = pd.DataFrame(
+        {
+            "path": paths,
+            "true": [names[i] for i in labels],
+            "predicted": [names[i] for i in predicted],
+            "confidence": probabilities.max(axis=1) if len(images) else np.zeros((0,)),
+            "true_index": labels.astype(int),
+            "predicted_index": predicted.astype(int),
+        }
+    )
+    return frame, images
+
+
+# ----- embeddings ---------------------------------------------------------------------------------
+
+
+def pooled_features(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """The pooled backbone features (the head's input) of raw 0..255 images.
+
+    Args:
+        model: A classifier (built or loaded).
+        images: ``(N, H, W, 3)``; resized to the input size when needed.
+        batch_size: Images per forward pass.
+
+    Returns:
+        ``(N, feature_dim)`` float32.
+    """
+    import keras
+
+    from transfer_core.models import POOL_LAYER
+
+    extractor = keras.Model(model.inputs[0], model.get_layer(POOL_LAYER).output, name="pooled_features")
+    batch = _as_batch(images, int(model.inputs[0].shape[1]))
+    if len(batch) == 0:
+        return np.zeros((0, int(extractor.outputs[0].shape[-1])), np.float32)
+    chunks = [
+        np.asarray(extractor(batch[i : i + batch_size], training=False)) for i in range(0, len(batch), batch_size)
+    ]
+    return np.concatenate(chunks, axis=0).astype(np.float32)
+
+
+def project(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """Project feature vectors to 2-D.
+
+    Args:
+        features: ``(N, D)`` features.
+        method: ``"pca"`` (linear, keeps global distances) or ``"tsne"`` (non-linear,
+            keeps neighbourhoods; only for ``N`` <= :data:`TSNE_MAX_IMAGES`).
+        seed: Random state of t-SNE.
+
+    Returns:
+        ``(N, 2)`` coordinates.
+
+    Raises:
+        ValueError: Unknown method, fewer than 3 points, or too many points for t-SNE.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    n = len(features)
+    if method not in ("pca", "tsne"):
+        raise ValueError(f'method must be "pca" or "tsne". Received: method={method!r}')
+    if n < 3:
+        raise ValueError(f"At least 3 points are needed for a projection. Received: {n} points")
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        components = min(2, features.shape[1])
+        coords = PCA(n_components=components, random_state=seed).fit_transform(features)
+        if components < 2:
+            coords = np.hstack([coords, np.zeros((n, 1))])
+        return coords
+    if n > TSNE_MAX_IMAGES:
+        raise ValueError(f"t-SNE is limited to {TSNE_MAX_IMAGES} points here. Received: {n} points")
+    from sklearn.manifold import TSNE
+
+    perplexity = float(max(2.0, min(30.0, (n - 1) / 3.0)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
+
+
+def _separation(features: np.ndarray, labels: np.ndarray) -> float | None:
+    """Silhouette score of the classes in feature space (-1..1; higher = better separated)."""
+    from sklearn.metrics import silhouette_score
+
+    if len(set(labels.tolist())) < 2 or len(features) <= len(set(labels.tolist())):
+        return None
+    return float(silhouette_score(features, labels, metric="cosine"))
+
+
+@dataclass
+class EmbeddingResult:
+    """Validation images projected to 2-D, before and after training.
+
+    Attributes:
+        frame: One row per (model, method, image): ``model`` ("before"/"after"),
+            ``method`` ("PCA"/"t-SNE"), ``x``, ``y``, ``label``, ``path``.
+        separation: ``{"before": score, "after": score}``: silhouette score of the
+            classes in the pooled feature space (cosine; -1..1, higher = classes
+            further apart). None when it cannot be computed.
+        before_name: What "before" is, in words.
+        after_name: What "after" is, in words.
+        methods: The methods computed (t-SNE only for small sets).
+        notes: Plain-language remarks (e.g. why t-SNE was skipped).
+    """
+
+    frame: pd.DataFrame
+    separation: dict[str, float | None]
+    before_name: str
+    after_name: str
+    methods: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def embeddings(
+    run_model: keras.Model,
+    config: RunConfig,
+    *,
+    settings: Settings | None = None,
+    max_images: int = 1000,
+    seed: int = 0,
+) -> EmbeddingResult:
+    """Validation images' pooled features, before and after training, projected to 2-D.
+
+    "Before" is a freshly built classifier with the run's backbone and weights
+    choice (ImageNet weights, or random weights for a from-scratch run): the
+    base as it was before this run trained. "After" is the run's model.
+
+    Args:
+        run_model: The run's trained classifier (e.g. from :func:`load_model`).
+        config: The run's configuration.
+        settings: Where the offline weights are (``Settings.from_env()`` when None).
+        max_images: Use at most this many validation images (a stratified-free
+            prefix of the manifest order).
+        seed: Seed of t-SNE (and of a random-weights base).
+
+    Returns:
+        An :class:`EmbeddingResult`.
+
+    Raises:
+        ValueError: Fewer than 3 validation images.
+        transfer_core.zoo.WeightsUnavailableError: The pretrained weights are gone.
+    """
+    import keras
+
+    from transfer_core.data import load_split_arrays, read_manifest
+    from transfer_core.models import build_classifier
+
+    settings = settings or Settings.from_env()
+    spec = config.dataset
+    size = int(run_model.inputs[0].shape[1])
+    images, labels = load_split_arrays(spec, "val", size)
+    manifest = read_manifest(spec)
+    paths = list(manifest.loc[manifest["split"] == "val", "path"])
+    images, labels, paths = images[:max_images], labels[:max_images], paths[:max_images]
+    if len(images) < 3:
+        raise ValueError(f"Embeddings need at least 3 validation images. Received: {len(images)} images")
+    if config.model.weights == "random":
+        # The same seed as the run, so "before" is (close to) the random start the run had.
+        keras.utils.set_random_seed(config.train.seed)
+    base = build_classifier(config.model, spec.num_classes, settings=settings)
+    before = pooled_features(base.model, images)
+    after = pooled_features(run_model, images)
+    del base
+    methods = ["PCA"]
+    notes = []
+    if len(images) <= TSNE_MAX_IMAGES:
+        methods.append("t-SNE")
+    else:
+        notes.append(f"t-SNE was skipped: it is slow above {TSNE_MAX_IMAGES} images; PCA is shown.")
+    names = list(spec.class_names)
+    rows = []
+    for which, features in (("before", before), ("after", after)):
+        for method in methods:
+            coords = project(features, "pca" if method == "PCA" else "tsne", seed=seed)
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "model": which,
+                        "method": method,
+                        "x": coords[:, 0],
+                        "y": coords[:, 1],
+                        "label": [names[i] for i in labels],
+                        "path": paths,
+                    }
+                )
+            )
+    weights_word = "random weights" if config.model.weights == "random" else "ImageNet weights"
+    if config.train.strategy == "feature_extraction":
+        notes.append(
+            "Feature extraction never changes the backbone, so 'before' and 'after' features are the same: "
+            "only the head learned. Compare with a fine-tuning run to see the features move."
+        )
+    return EmbeddingResult(
+        frame=pd.concat(rows, ignore_index=True),
+        separation={"before": _separation(before, labels), "after": _separation(after, labels)},
+        before_name=f"{config.model.backbone} with {weights_word}, before training",
+        after_name=f"after {config.train.strategy.replace('_', ' ')}",
+        methods=methods,
+        notes=notes,
+    )
+
+
+# ----- what the model sees -----------------------------------------------------------------------
+
+
+@dataclass
+class ModelView:
+    """An image on its way into the backbone.
+
+    Attributes:
+        original_size: ``(width, height)`` of the image as given.
+        resized: ``(S, S, 3)`` uint8: the image resized to the input size (no crop,
+            so the aspect ratio may change), exactly as the pipeline does.
+        preprocessed: ``(S, S, 3)`` float32: what the backbone receives.
+        display: ``preprocessed`` rescaled to 0..255 per image, to look at.
+        input_range: ``(min, max)`` of the resized pixels.
+        output_range: ``(min, max)`` after the preprocessing layers.
+        channel_means: Mean of each channel after preprocessing.
+        description: What the preprocessing does, in words.
+    """
+
+    original_size: tuple[int, int]
+    resized: np.ndarray
+    preprocessed: np.ndarray
+    display: np.ndarray
+    input_range: tuple[float, float]
+    output_range: tuple[float, float]
+    channel_means: tuple[float, float, float]
+    description: str
+
+
+_PREPROCESSING_WORDS = {
+    "tf": "scales pixels from 0..255 to -1..1 (x / 127.5 - 1)",
+    "torch": "scales pixels to 0..1, then subtracts the ImageNet mean and divides by its standard "
+    "deviation per channel (values roughly -2..2.6)",
+    "caffe": "swaps the channels to BGR and subtracts the ImageNet mean per channel (values roughly "
+    "-124..152), the way the original Caffe model was trained",
+    "none": "nothing outside the backbone: this backbone rescales and normalises inside itself, so it "
+    "takes raw 0..255 pixels",
+}
+
+
+def model_view(image: bytes | str | os.PathLike | np.ndarray, backbone: str, input_size: int = 0) -> ModelView:
+    """Show what the preprocessing of ``backbone`` does to one image.
+
+    Args:
+        image: Image bytes, a file path, or an ``(H, W, 3)`` 0..255 array.
+        backbone: Zoo key.
+        input_size: Input side; 0 means the backbone's default.
+
+    Returns:
+        A :class:`ModelView`.
+
+    Raises:
+        transfer_core.data.ImageRejected: Bytes or a file that are not a usable image.
+        ValueError: Unknown backbone or bad input size.
+    """
+    from transfer_core import zoo
+    from transfer_core.data import decode_for_model, load_image
+
+    size = zoo.check_input_size(backbone, input_size)
+    info = zoo.get_backbone_info(backbone)
+    if isinstance(image, np.ndarray):
+        array = np.asarray(image, dtype=np.float32)
+        original = (int(array.shape[1]), int(array.shape[0]))
+        resized = _as_batch(array, size)[0]
+    else:
+        data = image if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
+        picture, _ = load_image(bytes(data), "image", Settings().max_pixels)
+        original = picture.size
+        resized = decode_for_model(bytes(data), size)
+    x = resized[None]
+    for layer in zoo.preprocessing_layers(backbone):
+        x = layer(x)
+    preprocessed = np.asarray(x)[0].astype(np.float32)
+    low, high = float(preprocessed.min()), float(preprocessed.max())
+    span = high - low if high > low else 1.0
+    display = ((preprocessed - low) / span * 255.0).astype(np.uint8)
+    return ModelView(
+        original_size=(int(original[0]), int(original[1])),
+        resized=np.clip(resized, 0, 255).astype(np.uint8),
+        preprocessed=preprocessed,
+        display=display,
+        input_range=(float(resized.min()), float(resized.max())),
+        output_range=(low, high),
+        channel_means=tuple(float(v) for v in preprocessed.reshape(-1, 3).mean(axis=0)),
+        description=(
+            f"{info.display_name} sees a {size}x{size} image (resized without cropping, bilinear). "
+            f"Its preprocessing {_PREPROCESSING_WORDS[info.preprocessing]}."
+        ),
+    )

@@ -1,0 +1,319 @@
+"""Follow a run while it trains: read its events incrementally and summarise them.
+
+The Train page polls a run every second. :class:`EventFollower` reads only the
+bytes appended to ``events.jsonl`` since the last poll, and
+:func:`summarise_progress` turns the events seen so far into what a person
+reads: the stage, epoch x of y, batch b of n, a fraction done and an ETA.
+Pure Python (no Streamlit, no TensorFlow), so it is tested without a browser.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from transfer_core.runs import RunInfo, batch_frame, epoch_frame, read_events
+
+# The stages of a run, in the words the page shows.
+STAGE_LABELS = {
+    "features": "computing backbone features",
+    "prefix": "caching the frozen layers' output",
+    "head": "training the head",
+    "fine_tune": "fine-tuning",
+    "scratch": "training from scratch",
+}
+
+
+class EventFollower:
+    """Incremental reader of one run's ``events.jsonl``.
+
+    Keeps the byte offset of the last complete line read and every event seen,
+    so each :meth:`poll` costs only the new bytes. Safe to keep in
+    ``st.session_state`` (plain attributes, defined in a module).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.offset = 0
+        self.events: list[dict[str, Any]] = []
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / "events.jsonl"
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Read events appended since the last call; returns only the new ones."""
+        new, self.offset = read_events(self.path, self.offset)
+        self.events.extend(new)
+        return new
+
+    def epochs(self) -> pd.DataFrame:
+        return epoch_frame(self.events)
+
+    def batches(self) -> pd.DataFrame:
+        return batch_frame(self.events)
+
+
+@dataclass
+class RunProgress:
+    """What the progress bar and status line show for a run's events so far."""
+
+    stage: str = ""
+    description: str = ""
+    epoch: int = 0  # Epochs finished, all stages together.
+    epochs_total: int = 0
+    batch: int = 0  # Batches finished in the current epoch.
+    batches: int = 0
+    features_done: int = 0
+    features_total: int = 0
+    fraction: float = 0.0  # 0..1 of the whole run.
+    eta_seconds: float | None = None
+    elapsed_seconds: float = 0.0
+    last_loss: float | None = None
+    last_val_accuracy: float | None = None
+    queued_position: int | None = None
+    num_train: int = 0
+    num_val: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """One line for the progress bar: stage, epoch, batch, ETA."""
+        if self.queued_position is not None and not self.stage:
+            return f"Waiting for a free training slot ({self.queued_position} run(s) ahead)"
+        parts = [STAGE_LABELS.get(self.stage, self.stage or "starting")]
+        if self.stage in ("features", "prefix") and self.features_total:
+            parts.append(f"{self.features_done}/{self.features_total} images")
+        elif self.epochs_total:
+            if self.batch:
+                parts.append(f"epoch {min(self.epoch + 1, self.epochs_total)} of {self.epochs_total}")
+                parts.append(f"batch {self.batch} of {self.batches}")
+            else:
+                parts.append(f"{self.epoch} of {self.epochs_total} epochs done")
+                if self.epoch == 0 and self.stage in ("head", "fine_tune", "scratch") and not self.batches:
+                    parts.append("preparing the first batch (building the training step)")
+        if self.last_val_accuracy is not None:
+            parts.append(f"val accuracy {self.last_val_accuracy:.1%}")
+        parts.append(f"ETA {format_seconds(self.eta_seconds)}" if self.eta_seconds is not None else "ETA …")
+        return " · ".join(parts)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``75`` -> ``"1 min 15 s"``; ``None`` -> ``"?"``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def summarise_progress(events: list[dict[str, Any]], now: float | None = None) -> RunProgress:
+    """Summarise a run's events into a :class:`RunProgress`.
+
+    The ETA uses the measured pace of the current stage: seconds per batch
+    within the stage (from batch timestamps), else seconds per finished epoch.
+    Feature computation is counted as one extra epoch's worth of work.
+
+    Args:
+        events: Events in the order written (``time`` field in epoch seconds).
+        now: The current time (``time.time()`` when None), for the elapsed time.
+
+    Returns:
+        The summary; fields stay at their defaults until events fill them.
+    """
+    now = time.time() if now is None else now
+    progress = RunProgress()
+    started_at: float | None = None
+    stage_started_at: float | None = None
+    stage_first_batch: tuple[float, int] | None = None  # (time, global step) of the stage's first batch
+    stage_epochs_done_at_start = 0
+    stage_epochs = 0
+    last_step = 0
+    for event in events:
+        kind = event.get("type")
+        moment = float(event.get("time", now))
+        if started_at is None:
+            started_at = moment
+        if kind == "queued":
+            progress.queued_position = int(event.get("position", 0))
+        elif kind == "run_started":
+            progress.queued_position = None
+            progress.epochs_total = int(event.get("epochs_total", 0))
+            progress.num_train = int(event.get("num_train", 0))
+            progress.num_val = int(event.get("num_val", 0))
+            started_at = moment
+        elif kind == "stage":
+            progress.stage = str(event.get("stage", ""))
+            progress.description = str(event.get("description", ""))
+            progress.batch = progress.batches = 0
+            stage_started_at = moment
+            stage_first_batch = None
+            stage_epochs_done_at_start = progress.epoch
+            stage_epochs = int(event.get("epochs", 0))
+        elif kind == "progress":
+            progress.features_done = int(event.get("done", 0))
+            progress.features_total = int(event.get("total", 0))
+        elif kind == "batch_end":
+            progress.batch = int(event.get("batch", 0))
+            progress.batches = int(event.get("batches", 0))
+            last_step = int(event.get("step", last_step + 1))
+            loss = event.get("loss")
+            progress.last_loss = float(loss) if loss is not None else None
+            if stage_first_batch is None:
+                stage_first_batch = (moment, last_step)
+        elif kind == "epoch_end":
+            progress.epoch = int(event.get("epoch", progress.epoch + 1))
+            progress.batch = 0
+            value = event.get("val_accuracy")
+            if value is not None and math.isfinite(float(value)):
+                progress.last_val_accuracy = float(value)
+    last_time = float(events[-1].get("time", now)) if events else now
+    progress.elapsed_seconds = max(0.0, now - started_at) if started_at is not None else 0.0
+
+    total = max(progress.epochs_total, 1)
+    epoch_part = progress.batch / progress.batches if progress.batches else 0.0
+    done = min(progress.epoch + epoch_part, total)
+    progress.fraction = max(0.0, min(1.0, done / total))
+    progress.eta_seconds = _eta(progress, stage_started_at, stage_first_batch, last_step, last_time,
+                                stage_epochs_done_at_start, stage_epochs)
+    return progress
+
+
+def _eta(progress: RunProgress, stage_started_at: float | None, stage_first_batch: tuple[float, int] | None,
+         last_step: int, last_time: float, stage_epochs_done_at_start: int, stage_epochs: int) -> float | None:
+    remaining_epochs = max(progress.epochs_total - progress.epoch, 0)
+    if progress.epochs_total and remaining_epochs == 0:
+        return 0.0
+    if progress.stage in ("features", "prefix") and progress.features_total and stage_started_at is not None:
+        done = progress.features_done
+        if done <= 0:
+            return None
+        seconds_per_image = (last_time - stage_started_at) / done
+        return seconds_per_image * (progress.features_total - done)
+    if stage_first_batch is not None and progress.batches:
+        first_time, first_step = stage_first_batch
+        steps = last_step - first_step
+        if steps > 0:
+            seconds_per_batch = (last_time - first_time) / steps
+            left_in_epoch = progress.batches - progress.batch if progress.batch else 0
+            later_epochs = remaining_epochs - (1 if progress.batch else 0)
+            return seconds_per_batch * (left_in_epoch + max(later_epochs, 0) * progress.batches)
+    if stage_started_at is not None and progress.epoch > stage_epochs_done_at_start:
+        per_epoch = (last_time - stage_started_at) / (progress.epoch - stage_epochs_done_at_start)
+        return per_epoch * remaining_epochs
+    return None
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """One readable line for the event log (batch events are summarised elsewhere)."""
+    kind = event.get("type", "?")
+    stamp = time.strftime("%H:%M:%S", time.localtime(float(event.get("time", 0))))
+    if kind == "queued":
+        text = event.get("message") or f"queued, position {event.get('position')}"
+    elif kind == "run_started":
+        text = (f"started {event.get('strategy')} with {event.get('backbone')} ({event.get('weights')} weights): "
+                f"{event.get('num_train')} training and {event.get('num_val')} validation images, "
+                f"{event.get('epochs_total')} epoch(s)")
+    elif kind == "stage":
+        text = str(event.get("description", event.get("stage")))
+    elif kind == "progress":
+        cached = " (from cache)" if event.get("cached") else ""
+        text = f"{STAGE_LABELS.get(event.get('stage'), event.get('stage'))}: {event.get('done')}/{event.get('total')}{cached}"
+    elif kind == "batch_end":
+        text = f"epoch {event.get('epoch')} batch {event.get('batch')}/{event.get('batches')}: loss {_num(event.get('loss'))}"
+    elif kind == "epoch_end":
+        text = (f"epoch {event.get('epoch')} ({event.get('stage')}): loss {_num(event.get('loss'))}, "
+                f"accuracy {_num(event.get('accuracy'))}, val loss {_num(event.get('val_loss'))}, "
+                f"val accuracy {_num(event.get('val_accuracy'))} in {_num(event.get('seconds'), 1)} s")
+    elif kind in ("finished", "stopped", "failed"):
+        reason = f": {event['reason']}" if event.get("reason") else ""
+        text = f"{kind}{reason}"
+    else:
+        text = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("type", "time"))
+    return f"{stamp}  {kind:<11} {text}"
+
+
+def event_log(events: list[dict[str, Any]], limit: int = 200) -> list[str]:
+    """The event log as lines, newest last, without per-batch events (which the chart shows)."""
+    lines = [describe_event(e) for e in events if e.get("type") not in ("batch_end", "progress")]
+    progress = [e for e in events if e.get("type") == "progress"]
+    if progress:
+        lines.append(describe_event(progress[-1]))
+    return lines[-limit:]
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{number:.{digits}f}" if math.isfinite(number) else str(number)
+
+
+def status_line(info: RunInfo, queue_position: int | None = None) -> str:
+    """Short state of a run for the sidebar and the run list."""
+    report = info.report or {}
+    if info.status == "queued":
+        if queue_position is None:
+            return "queued"
+        return f"queued ({queue_position} run(s) ahead)" if queue_position else "queued (next)"
+    if info.status == "running":
+        last = info.last_event or {}
+        total = _epochs_total(info)
+        epoch = last.get("epoch")
+        if last.get("type") == "batch_end" and epoch:
+            return f"running: epoch {epoch} of {total}" if total else f"running: epoch {epoch}"
+        if last.get("type") == "epoch_end" and epoch:
+            return f"running: epoch {min(epoch + 1, total or epoch + 1)} of {total}" if total else "running"
+        return f"running: {STAGE_LABELS.get(last.get('stage'), 'starting')}"
+    if info.status == "finished":
+        accuracy = report.get("val_accuracy")
+        return f"finished: val accuracy {accuracy:.1%}" if isinstance(accuracy, (int, float)) else "finished"
+    if info.status == "stopped":
+        accuracy = report.get("val_accuracy")
+        kept = f", val accuracy {accuracy:.1%}" if isinstance(accuracy, (int, float)) else ""
+        return f"stopped{kept}"
+    reason = info.reason or "no reason recorded"
+    return f"{info.status}: {reason}"
+
+
+def _epochs_total(info: RunInfo) -> int:
+    if info.config is None:
+        return 0
+    train = info.config.train
+    return train.epochs + (train.fine_tune_epochs if train.strategy == "fine_tuning" else 0)
+
+
+def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
+    """One row per run for the list of earlier runs."""
+    rows = []
+    for info in runs:
+        report = info.report or {}
+        config = info.config
+        rows.append(
+            {
+                "run": info.run_id,
+                "created": pd.Timestamp.fromtimestamp(info.created).floor("s") if info.created else None,
+                "status": info.status,
+                "strategy": info.strategy,
+                "backbone": config.model.backbone if config else "?",
+                "weights": config.model.weights if config else "?",
+                "val accuracy": report.get("val_accuracy"),
+                "epochs": report.get("epochs"),
+                "seconds": report.get("seconds"),
+                "name": config.name if config else "",
+            }
+        )
+    columns = ["run", "created", "status", "strategy", "backbone", "weights", "val accuracy", "epochs",
+               "seconds", "name"]
+    return pd.DataFrame(rows, columns=columns)

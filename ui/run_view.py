@@ -1,0 +1,215 @@
+"""How a run looks on the Train page: live progress while it trains, results when it ends.
+
+The live view is a fragment that reruns every second only while the run is
+queued or running; when the run ends it triggers one full rerun, after which
+the page draws the results without any polling. Events are read
+incrementally (:class:`transfer_core.live.EventFollower`, kept per run in
+session state). No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from transfer_core import charts, jobs, live
+from transfer_core.runs import RunInfo, batch_frame, load_run
+from ui import state
+from ui.widgets import STATUS_ICONS
+
+POLL_SECONDS = 1.0
+
+
+def show_run(run_id: str) -> None:
+    """The live view of an active run, or the results of an ended one."""
+    try:
+        info = state.workspace().store.load(run_id)
+    except (FileNotFoundError, ValueError):
+        st.warning(f"Run {run_id} no longer exists.")
+        state.set_active_run(None)
+        return
+    if info.is_active:
+        st.fragment(_live_panel, run_every=POLL_SECONDS)(run_id)
+    else:
+        _run_header(info)
+        result_panel(info)
+
+
+def _run_header(info: RunInfo) -> None:
+    st.subheader(f"{STATUS_ICONS.get(info.status, '')} Run {info.run_id}")
+    _config_caption(info)
+
+
+def _config_caption(info: RunInfo) -> None:
+    config = info.config
+    if config is None:
+        return
+    train = config.train
+    epochs = f"{train.epochs} + {train.fine_tune_epochs} fine-tuning" if train.strategy == "fine_tuning" else str(train.epochs)
+    size = config.model.input_size or "default"
+    augmentation = ", ".join(train.augmentation) or "none"
+    st.caption(
+        f"{train.strategy.replace('_', ' ')} · {config.model.backbone} at {size}px, {config.model.weights} weights · "
+        f"{epochs} epoch(s), batch {train.batch_size}, learning rate {train.learning_rate:g} · "
+        f"augmentation: {augmentation} · data: {Path(config.dataset.root).name}"
+    )
+
+
+def _live_panel(run_id: str) -> None:
+    store = state.workspace().store
+    run_dir = store.path_of(run_id)
+    follower = state.follower(run_id)
+    follower.poll()
+    jobs.enforce_stop(run_dir)
+    info = load_run(run_dir)
+    if not info.is_active:
+        st.rerun()  # Full rerun: the page shows the results and this fragment stops polling.
+    progress = live.summarise_progress(follower.events)
+    stop_requested = (run_dir / "stop").exists()
+    _run_header(info)
+
+    status_col, stop_col = st.columns([5, 1], vertical_alignment="center")
+    with status_col:
+        if info.status == "queued":
+            position = jobs.queue_position(run_dir, state.settings())
+            ahead = "next in line" if not position else f"{position} run(s) ahead"
+            st.info(f"Queued: waiting for a free training slot ({ahead}). The server trains "
+                    f"{state.settings().max_concurrent_runs} run(s) at a time.")
+        elif stop_requested:
+            st.warning("Stopping: the run ends after the current batch and keeps the best weights so far.")
+        else:
+            st.markdown(f"**Running:** {progress.description or 'starting (loading TensorFlow and the data)'}")
+    with stop_col:
+        # A callback runs before the fragment does, so this very rerun already shows "Stopping".
+        st.button("Stop", key="train_stop", disabled=stop_requested, width="stretch",
+                  on_click=jobs.request_stop, args=(run_dir,))
+    st.progress(progress.fraction, text=progress.text)
+    epochs = follower.epochs()
+    if len(epochs):
+        _charts(epochs, follower.batches(), key="live")
+    else:
+        st.caption("The loss and accuracy curves appear when the first epoch ends.")
+    _event_log(follower.events, key="live")
+
+
+def _charts(epochs: pd.DataFrame, batches: pd.DataFrame, key: str) -> None:
+    loss_col, accuracy_col = st.columns(2)
+    loss_col.plotly_chart(charts.epoch_metric_figure(epochs, "loss"), key=f"train_{key}_loss")
+    accuracy_col.plotly_chart(charts.epoch_metric_figure(epochs, "accuracy"), key=f"train_{key}_accuracy")
+    if len(batches):
+        st.plotly_chart(charts.batch_loss_figure(batches), key=f"train_{key}_batches")
+
+
+def _event_log(events: list[dict], key: str) -> None:
+    with st.expander("Event log"):
+        st.code("\n".join(live.event_log(events)) or "no events yet", language=None)
+
+
+def result_panel(info: RunInfo) -> None:
+    """Final state of an ended run: reason, metrics, curves, confusion matrix, per-class table, mistakes."""
+    report = info.report or {}
+    if info.status == "failed":
+        st.error(f"The run failed: {info.reason}")
+    elif info.status == "interrupted":
+        st.error(f"The run was interrupted: {info.reason}")
+    elif info.status == "stopped":
+        st.warning(f"Stopped: {info.reason or 'on request'}")
+    else:
+        st.success("Finished.")
+
+    events = info.events()
+    metrics = info.metrics()
+    if "val_accuracy" in report:
+        cols = st.columns(5)
+        cols[0].metric("Validation accuracy", _percent(report.get("val_accuracy")))
+        cols[1].metric("Best epoch's val accuracy", _percent(report.get("best_val_accuracy")),
+                       help=f"epoch {report.get('best_epoch')}; the kept model has the best validation loss")
+        cols[2].metric("Epochs", report.get("epochs"))
+        cols[3].metric("Time", live.format_seconds(report.get("seconds")))
+        cols[4].metric("Trainable parameters", f"{report.get('trainable_params', 0):,}")
+        if report.get("cache_hits"):
+            st.caption("Backbone features came from the cache (same images, backbone and size as an earlier run).")
+    if len(metrics):
+        _charts(metrics, batch_frame(events), key="result")
+
+    evaluation = (report.get("evaluation") or {}).get("val")
+    if evaluation and evaluation.get("num_images"):
+        matrix_col, table_col = st.columns([1, 1])
+        with matrix_col:
+            normalize = st.toggle("Show shares per true class", key=f"train_cm_normalize_{info.run_id}")
+            st.plotly_chart(
+                charts.confusion_matrix_figure(evaluation["confusion_matrix"], evaluation["class_names"], normalize),
+                key="train_result_confusion",
+            )
+        with table_col:
+            st.markdown("**Per class (validation)**")
+            st.dataframe(
+                pd.DataFrame(evaluation["per_class"]), hide_index=True, width="stretch", key="train_result_per_class",
+                column_config={
+                    "precision": st.column_config.NumberColumn(format="%.2f"),
+                    "recall": st.column_config.NumberColumn(format="%.2f"),
+                    "f1": st.column_config.NumberColumn("F1", format="%.2f"),
+                },
+            )
+            st.caption("Precision: of the images predicted as this class, the share that are. "
+                       "Recall: of this class's images, the share found.")
+        test = (report.get("evaluation") or {}).get("test")
+        if test and test.get("num_images"):
+            st.caption(f"Held-out test split: accuracy {_percent(test.get('accuracy'))} on {test['num_images']} images.")
+        _mistakes(info, evaluation)
+    _event_log(events, key="result")
+
+
+def _mistakes(info: RunInfo, evaluation: dict) -> None:
+    wrong = [item for item in evaluation.get("top_losses", []) if not item.get("correct")]
+    st.markdown("**Most confidently wrong (validation)**")
+    if not wrong:
+        st.caption("No validation image was misclassified.")
+        return
+    root = Path(info.config.dataset.root) if info.config else None
+    columns = st.columns(6)
+    for index, item in enumerate(wrong[:12]):
+        path = root / item["path"] if root is not None and item.get("path") else None
+        with columns[index % 6]:
+            if path is not None and path.exists():
+                st.image(str(path), width="stretch")
+            st.caption(f"true **{item['true']}** → predicted **{item['predicted']}** ({item['confidence']:.0%})")
+
+
+def _percent(value) -> str:
+    return f"{value:.1%}" if isinstance(value, (int, float)) else "-"
+
+
+def runs_list(runs: list[RunInfo], active_id: str | None) -> None:
+    """Earlier runs of this workspace, with a way to reopen or delete one."""
+    table = live.runs_table(runs)
+    # The table is drawn once per page run; an active run's status changes in the live view above.
+    table["status"] = ["active" if info.is_active else info.status for info in runs]
+    st.dataframe(
+        table, hide_index=True, width="stretch", key="train_runs_table",
+        column_config={
+            "val accuracy": st.column_config.NumberColumn(format="%.3f"),
+            "seconds": st.column_config.NumberColumn(format="%.1f"),
+            "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        },
+    )
+    ids = [info.run_id for info in runs]
+    names = {info.run_id: info.config.name for info in runs if info.config is not None and info.config.name}
+    pick_col, open_col, delete_col = st.columns([4, 1, 1], vertical_alignment="bottom")
+    chosen = pick_col.selectbox(
+        "Run", ids, index=ids.index(active_id) if active_id in ids else 0, key="train_reopen_choice",
+        format_func=lambda run_id: f"{run_id}" + (f" ({names[run_id]})" if names.get(run_id) else ""),
+    )
+    if open_col.button("Open", key="train_reopen", width="stretch", disabled=chosen == active_id):
+        state.set_active_run(chosen)
+        st.rerun()
+    chosen_info = next(i for i in runs if i.run_id == chosen)
+    with delete_col.popover("Delete", disabled=chosen_info.is_active, width="stretch"):
+        st.caption(f"Delete run {chosen} and its model?")
+        if st.button("Delete for good", key="train_delete_run", type="primary"):
+            state.workspace().store.delete(chosen)
+            if chosen == active_id:
+                state.set_active_run(None)
+            st.rerun()

@@ -1,0 +1,105 @@
+"""Small pieces of UI the pages share: the sidebar status, notices, the demo action.
+
+No TensorFlow here: the sidebar renders on every page, including Home.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from transfer_core import jobs
+from transfer_core.live import status_line
+from transfer_core.views import dataset_summary
+from ui import state
+
+STATUS_ICONS = {
+    "queued": ":material/hourglass_top:",
+    "running": ":material/directions_run:",
+    "finished": ":material/check_circle:",
+    "stopped": ":material/stop_circle:",
+    "failed": ":material/error:",
+    "interrupted": ":material/warning:",
+}
+
+
+def sidebar_status(poll: bool = True) -> None:
+    """Active data set, chosen backbone and the current run's state, in the sidebar.
+
+    Args:
+        poll: Refresh the run's state every 2 s while it is active.
+    """
+    with st.sidebar:
+        st.markdown("**Data set**")
+        spec = state.active_dataset()
+        if spec is None:
+            st.caption("none yet: choose one on the Data page")
+        else:
+            try:
+                summary = dataset_summary(spec)
+                st.caption(f"{summary.name}: {summary.text}")
+                st.caption("Classes: " + ", ".join(spec.class_names[:8]) + (" …" if len(spec.class_names) > 8 else ""))
+            except ValueError as error:
+                st.caption(f"unreadable: {error}")
+        st.markdown("**Backbone**")
+        model = state.model_spec()
+        size = f"{model.input_size}px" if model.input_size else "default size"
+        weights = "ImageNet weights" if model.weights == "imagenet" else "random weights (no transfer)"
+        st.caption(f"{model.backbone}, {size}, {weights}")
+        st.markdown("**Current run**")
+        info = state.active_run()
+        if info is None:
+            st.caption("none")
+            return
+        if poll and info.is_active:
+            st.fragment(_run_status, run_every=2.0)(polling=True)
+        else:
+            _run_status(polling=False)
+
+
+def _run_status(polling: bool) -> None:
+    info = state.active_run()
+    if info is None:
+        st.caption("none")
+        return
+    position = jobs.queue_position(info.path, state.settings()) if info.status == "queued" else None
+    st.caption(f"{STATUS_ICONS.get(info.status, '')} {info.run_id}")
+    st.caption(status_line(info, position))
+    if polling and not info.is_active:
+        # The run just ended: one full rerun redraws the page and stops this fragment's polling.
+        st.rerun()
+
+
+def show_notice() -> None:
+    """Show (once) a message left by the previous page."""
+    notice = state.pop_notice()
+    if notice is None:
+        return
+    kind, text = notice
+    {"success": st.success, "warning": st.warning, "error": st.error}.get(kind, st.info)(text)
+
+
+def create_demo_dataset(images_per_class: int, image_size: int, seed: int = 0) -> None:
+    """Make the built-in demo data set in this workspace and make it active."""
+    from transfer_core.data import make_demo_dataset
+
+    ws = state.workspace()
+    spec = make_demo_dataset(ws.new_dataset_dir("demo"), images_per_class=images_per_class,
+                             image_size=image_size, seed=seed)
+    state.set_active_dataset(spec)
+
+
+def start_demo() -> str:
+    """The "Try the demo" path: demo data, a backbone that works offline, fast training settings.
+
+    Returns:
+        A sentence saying which backbone was chosen and why.
+    """
+    from transfer_core import presets
+
+    create_demo_dataset(presets.DEMO_IMAGES_PER_CLASS, presets.DEMO_IMAGE_SIZE)
+    choice = presets.choose_demo_backbone(state.settings())
+    state.set_model_spec(presets.demo_model_spec(choice))
+    train = presets.demo_train_config(choice)
+    state.set_freeze_plan(presets.demo_freeze_plan())
+    state.set_train_config(train)
+    return choice.explanation
