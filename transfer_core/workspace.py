@@ -80,3 +80,26 @@ class Workspace:
     def disk_usage_mb(self) -> float:
         total = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
         return total / 1_000_000
+
+    def check_quota(self, settings: Settings, incoming_bytes: int = 0) -> None:
+        """Refuse new data or runs once this session would use more disk than allowed.
+
+        Args:
+            settings: Holds ``max_session_disk_mb``.
+            incoming_bytes: Size of what is about to be written (an upload, say).
+
+        Raises:
+            QuotaExceededError: With the usage, the limit and what to do.
+        """
+        used = self.disk_usage_mb()
+        incoming = incoming_bytes / 1_000_000
+        if used + incoming > settings.max_session_disk_mb:
+            raise QuotaExceededError(
+                f"This session would use {used + incoming:.0f} MB of disk, over its limit of "
+                f"{settings.max_session_disk_mb} MB (TRANSFER_MAX_SESSION_DISK_MB). Delete data sets or "
+                "runs you no longer need and try again."
+            )
+
+
+class QuotaExceededError(RuntimeError):
+    """A session tried to store more than ``Settings.max_session_disk_mb``."""
