@@ -100,7 +100,7 @@ else:
         try:
             run_dirs = compare.start_comparison(dataset, model, plan, train, strategies, ws.runs_dir,
                                                 settings=settings, include_bn_pitfall=bool(use_bn))
-        except ValueError as error:
+        except (ValueError, zoo.WeightsUnavailableError) as error:
             st.error(str(error))
         else:
             st.session_state["compare_group"] = [path.name for path in run_dirs]

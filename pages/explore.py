@@ -197,12 +197,23 @@ with embedding_tab:
         before_col, after_col = st.columns(2)
         for column, which, name in ((before_col, "before", result.before_name), (after_col, "after", result.after_name)):
             part = result.frame[(result.frame["model"] == which) & (result.frame["method"] == method)]
-            column.plotly_chart(compare_charts.embedding_figure(part, name.capitalize(), class_names),
+            column.plotly_chart(compare_charts.embedding_figure(part, name, class_names),
                                 key=f"explore_embed_{which}")
             score = result.separation.get(which)
             column.metric("Class separation (silhouette)", "-" if score is None else f"{score:.2f}",
                           help="-1..1 in the full feature space: higher means images sit closer to their own "
                                "class than to others.")
+        before, after = result.separation.get("before"), result.separation.get("after")
+        if before is not None and after is not None:
+            change = after - before
+            if change > 0.02:
+                verdict = "the classes moved further apart: training adapted the features to your classes."
+            elif change < -0.02:
+                verdict = ("the classes moved closer together in the backbone's features; the head can still "
+                           "separate them, but the base did not become more specific.")
+            else:
+                verdict = "about the same: the backbone's features barely changed (the head did the learning)."
+            st.markdown(f"Separation {before:.2f} before, {after:.2f} after: {verdict}")
         for note in result.notes:
             st.caption(note)
 

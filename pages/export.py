@@ -90,8 +90,9 @@ if not files:
 else:
     for name, path in files.items():
         file_col, button_col = st.columns([3, 1], vertical_alignment="center")
-        file_col.markdown(f"**{export.FORMAT_NAMES[name]}** · {path.stat().st_size / 1e6:.2f} MB  \n"
-                          f"{EXPLAIN_FORMAT[name]}")
+        size = path.stat().st_size
+        size_text = f"{size / 1e6:.2f} MB" if size >= 100_000 else f"{max(size / 1e3, 0.1):.1f} KB"
+        file_col.markdown(f"**{export.FORMAT_NAMES[name]}** · {size_text}  \n{EXPLAIN_FORMAT[name]}")
         button_col.download_button(
             "Download", data=functools.partial(Path.read_bytes, path), file_name=f"{short}-{path.name}",
             mime=MIME[name], key=f"export_download_{name}", on_click="ignore", width="stretch")
@@ -129,8 +130,9 @@ else:
         },
     )
     st.caption(f"Float formats pass with 100% agreement and differences below {export.FLOAT_TOLERANCE:g} "
-               "(rounding). The quantised TFLite passes when every image the model is sure about keeps its class "
-               f"(only near-ties may flip) and no probability moves by more than {export.QUANTIZED_MAX_DIFF:g}.")
+               "(rounding). The quantised TFLite passes when at most "
+               f"{export.QUANTIZED_MAX_FLIP_SHARE:.0%} of the images (or one) change class, images the model was "
+               f"unsure about, and no probability moves by more than {export.QUANTIZED_MAX_DIFF:g}.")
 
 # ----- reproduce ---------------------------------------------------------------------------------------------
 
@@ -145,8 +147,10 @@ script_col.download_button("Download train script", script, file_name=f"train_{s
 snippet_col.markdown("**A few lines that load the exported `.keras` file and predict an image.**")
 snippet_col.download_button("Download predict.py", snippet, file_name="predict.py", mime="text/x-python",
                             key="export_download_snippet", on_click="ignore")
-st.caption(f"Run the script with the data set folder: `python train_{short}.py {config.dataset.root}`. "
-           "Expect a validation accuracy close to the run's, not identical: random starts differ outside the app.")
+st.caption(f"Run it as `python train_{short}.py DATA_FOLDER`, where DATA_FOLDER holds the data set's manifest.csv "
+           "(the exact split) or is your own folder with one sub-folder of images per class. Expect a validation "
+           "accuracy close to the run's, not identical: random starts differ outside the app. On this server "
+           f"the data set is `{config.dataset.root}`.")
 with st.expander("The train script", expanded=False):
     st.code(script, language="python")
 with st.expander("predict.py", expanded=True):

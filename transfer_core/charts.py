@@ -25,16 +25,19 @@ STAGE_NAMES = {
 _HEIGHT = 320
 
 
+def _layout_dict(title: str, x_title: str, y_title: str, height: int = _HEIGHT) -> dict:
+    return {
+        "title": {"text": title, "x": 0.0, "xanchor": "left"},
+        "xaxis": {"title": {"text": x_title}},
+        "yaxis": {"title": {"text": y_title}},
+        "height": height,
+        "margin": {"l": 50, "r": 20, "t": 50, "b": 45},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+    }
+
+
 def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, height: int = _HEIGHT) -> go.Figure:
-    figure.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left"},
-        xaxis_title=x_title,
-        yaxis_title=y_title,
-        height=height,
-        margin={"l": 50, "r": 20, "t": 50, "b": 45},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
-        template="plotly_white",
-    )
+    figure.update_layout(**_layout_dict(title, x_title, y_title, height))
     return figure
 
 
@@ -43,8 +46,16 @@ def _finite(series: pd.Series) -> pd.Series:
     return values.where(np.isfinite(values))
 
 
+def _values(series: pd.Series) -> list:
+    """Plain floats with None for missing values (plotly draws a gap)."""
+    return [None if pd.isna(v) else float(v) for v in series]
+
+
 def epoch_metric_figure(frame: pd.DataFrame, metric: str = "loss", title: str | None = None) -> go.Figure:
     """Train and validation ``metric`` per epoch (one line each).
+
+    Built in one pass (a dict validated once): the live Train page rebuilds it
+    whenever an epoch ends, on a CPU that is busy training.
 
     Args:
         frame: Per-epoch rows with ``epoch``, ``metric`` and ``val_<metric>``
@@ -61,53 +72,60 @@ def epoch_metric_figure(frame: pd.DataFrame, metric: str = "loss", title: str | 
     """
     if metric not in ("loss", "accuracy"):
         raise ValueError(f"metric must be 'loss' or 'accuracy'. Received: metric={metric!r}")
-    figure = go.Figure()
-    epochs = frame["epoch"] if "epoch" in frame else pd.Series(dtype=float)
+    epochs = [int(e) for e in frame["epoch"]] if "epoch" in frame else []
+    data = []
     for column, name, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", "validation", VAL_COLOR)):
-        values = _finite(frame[column]) if column in frame else pd.Series(dtype=float)
-        figure.add_trace(
-            go.Scatter(x=list(epochs), y=list(values), mode="lines+markers", name=name,
-                       line={"color": color}, connectgaps=False)
-        )
+        values = _values(_finite(frame[column])) if column in frame else []
+        data.append({"type": "scatter", "x": epochs, "y": values, "mode": "lines+markers", "name": name,
+                     "line": {"color": color}, "connectgaps": False})
+    layout = _layout_dict(title or metric.capitalize(), "epoch", metric)
+    layout["xaxis"].update({"rangemode": "tozero", "dtick": 1 if len(frame) <= 20 else None})
+    if metric == "accuracy":
+        layout["yaxis"]["range"] = [0, 1.02]
+    shapes, annotations = [], []
     if "stage" in frame and len(frame):
         stages = list(frame["stage"])
         for index in range(1, len(stages)):
             if stages[index] != stages[index - 1]:
                 boundary = float(frame["epoch"].iloc[index]) - 0.5
-                figure.add_vline(x=boundary, line_dash="dot", line_color="gray")
-                figure.add_annotation(x=boundary, y=0.0, yref="paper", yanchor="bottom", showarrow=False,
-                                      xanchor="left",
-                                      text=f" {STAGE_NAMES.get(stages[index], stages[index])}",
-                                      font={"color": "gray", "size": 11})
-    _layout(figure, title or metric.capitalize(), "epoch", metric)
-    figure.update_xaxes(rangemode="tozero", dtick=1 if len(frame) <= 20 else None)
-    if metric == "accuracy":
-        figure.update_yaxes(range=[0, 1.02])
-    return figure
+                shapes.append({"type": "line", "x0": boundary, "x1": boundary, "xref": "x", "y0": 0, "y1": 1,
+                               "yref": "paper", "line": {"dash": "dot", "color": "gray"}})
+                annotations.append({"x": boundary, "y": 0.0, "yref": "paper", "yanchor": "bottom",
+                                    "xanchor": "left", "showarrow": False,
+                                    "text": f" {STAGE_NAMES.get(stages[index], stages[index])}",
+                                    "font": {"color": "gray", "size": 11}})
+    layout["shapes"] = shapes
+    layout["annotations"] = annotations
+    return go.Figure({"data": data, "layout": layout})
 
 
-def batch_loss_figure(frame: pd.DataFrame, smoothing: int = 5) -> go.Figure:
+def batch_loss_figure(frame: pd.DataFrame, smoothing: int = 5, max_points: int = 2000) -> go.Figure:
     """Training loss after every batch, with a moving average.
 
     Args:
         frame: Rows with ``step`` and ``loss`` (``runs.batch_frame``).
         smoothing: Window of the moving average (1 = none).
+        max_points: Longer runs are thinned to about this many points per trace
+            (the moving average is computed before thinning).
 
     Returns:
         A figure with a ``batch loss`` trace and, when ``smoothing > 1``, a
         ``moving average`` trace.
     """
-    steps = list(frame["step"]) if "step" in frame else []
-    losses = _finite(frame["loss"]) if "loss" in frame else pd.Series(dtype=float)
-    figure = go.Figure()
-    figure.add_trace(go.Scatter(x=steps, y=list(losses), mode="lines", name="batch loss",
-                                line={"color": TRAIN_COLOR, "width": 1}, opacity=0.5))
-    if smoothing > 1:
-        average = losses.rolling(smoothing, min_periods=1).mean()
-        figure.add_trace(go.Scatter(x=steps, y=list(average), mode="lines", name="moving average",
-                                    line={"color": TRAIN_COLOR, "width": 2.5}))
-    _layout(figure, "Loss per batch", "batch (all epochs)", "loss")
-    return figure
+    steps = pd.Series(list(frame["step"]) if "step" in frame else [], dtype=float)
+    losses = _finite(frame["loss"]).reset_index(drop=True) if "loss" in frame else pd.Series(dtype=float)
+    average = losses.rolling(smoothing, min_periods=1).mean() if smoothing > 1 else None
+    every = max(1, -(-len(steps) // max_points))
+    if every > 1:
+        steps, losses = steps.iloc[::every], losses.iloc[::every]
+        average = average.iloc[::every] if average is not None else None
+    x = [int(v) for v in steps]
+    data = [{"type": "scatter", "x": x, "y": _values(losses), "mode": "lines", "name": "batch loss",
+             "line": {"color": TRAIN_COLOR, "width": 1}, "opacity": 0.5}]
+    if average is not None:
+        data.append({"type": "scatter", "x": x, "y": _values(average), "mode": "lines", "name": "moving average",
+                     "line": {"color": TRAIN_COLOR, "width": 2.5}})
+    return go.Figure({"data": data, "layout": _layout_dict("Loss per batch", "batch (all epochs)", "loss")})
 
 
 def confusion_matrix_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str],

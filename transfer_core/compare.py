@@ -225,11 +225,17 @@ def start_comparison(
         The run directories, in the order they will run.
 
     Raises:
-        ValueError: See :func:`comparison_configs`.
+        ValueError: See :func:`comparison_configs`; also a data set without a training or
+            validation split, or an input size the backbone rejects.
+        transfer_core.zoo.WeightsUnavailableError: Pretrained weights are needed and missing.
+            Nothing is started when any run would fail these checks.
     """
     from transfer_core import jobs
+    from transfer_core.training import preflight
 
     configs = comparison_configs(dataset, model_spec, freeze_plan, train_config, strategies, include_bn_pitfall)
+    for config in configs:  # Check every run before starting any, so a comparison never stops half-way.
+        preflight(config, settings)
     run_dirs: list[Path] = []
     previous = after
     for config in configs:
@@ -426,14 +432,33 @@ def _seconds(value: float | None) -> str:
     return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
-def _overfitting(label: str, curves: pd.DataFrame) -> str | None:
-    """A sentence about overfitting during a fine-tuning run's fine-tuning stage, or None."""
+def _final_gap(curves: pd.DataFrame) -> float | None:
+    """Training minus validation accuracy at a run's last epoch."""
+    if len(curves) == 0:
+        return None
+    train, val = _number(curves.iloc[-1]["accuracy"]), _number(curves.iloc[-1]["val_accuracy"])
+    return None if train is None or val is None else train - val
+
+
+def _overfitting(label: str, curves: pd.DataFrame, reference: tuple[str, float] | None = None) -> str | None:
+    """A sentence about overfitting during a fine-tuning run's fine-tuning stage, or None.
+
+    ``reference`` is ``(label, gap)`` of a feature-extraction run: a train/validation gap that
+    feature extraction shows too is the data set's, not fine-tuning's.
+    """
     stage = curves[curves["stage"] == "fine_tune"] if "stage" in curves else curves
     if len(stage) == 0:
         return None
     last = stage.iloc[-1]
-    gap = _number(last["accuracy"]) is not None and _number(last["val_accuracy"]) is not None
-    if gap and last["accuracy"] - last["val_accuracy"] > OVERFIT_GAP:
+    gap = _final_gap(stage)
+    if gap is not None and gap > OVERFIT_GAP and reference is not None and gap <= reference[1] + 0.03:
+        return (
+            f"{label.capitalize()} ends with training accuracy {_pct(last['accuracy'])} against "
+            f"{_pct(last['val_accuracy'])} on validation, but {reference[0]} shows the same gap "
+            f"({_points(reference[1])}): the training images are simply easier to fit than new ones; "
+            "fine-tuning did not add overfitting."
+        )
+    if gap is not None and gap > OVERFIT_GAP:
         return (
             f"{label.capitalize()} shows overfitting: at the end, training accuracy was "
             f"{_pct(last['accuracy'])} but validation accuracy only {_pct(last['val_accuracy'])}. The unfrozen "
@@ -567,10 +592,16 @@ def reading(table: pd.DataFrame, curves: pd.DataFrame | None = None) -> list[str
                 f"{_pct(n['final_val_accuracy'])}); it usually does with smaller batches, more unfrozen blocks or "
                 "images unlike ImageNet."
             )
-    # Overfitting of fine-tuning runs.
+    # Overfitting of fine-tuning runs, against feature extraction's own train/validation gap.
     if curves is not None and len(curves):
+        reference = None
+        for _, row in done[done["strategy"] == "feature_extraction"].iterrows():
+            gap = _final_gap(curves[curves["run_id"] == row["run_id"]])
+            if gap is not None:
+                reference = (row["label"], gap)
+                break
         for _, row in done[done["strategy"] == "fine_tuning"].iterrows():
-            sentence = _overfitting(row["label"], curves[curves["run_id"] == row["run_id"]])
+            sentence = _overfitting(row["label"], curves[curves["run_id"] == row["run_id"]], reference)
             if sentence:
                 sentences.append(sentence)
     # Cache note, for runs whose time in the table leaves the feature computation out.

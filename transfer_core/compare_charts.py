@@ -28,6 +28,7 @@ STRATEGY_COLORS = {
     "from scratch": "#7f7f7f",
     "fine-tuning, BatchNorm training (pitfall)": "#d62728",
 }
+_DASHES = ("solid", "dash", "dot", "dashdot")
 _OTHER_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _METRICS = {
     "val_accuracy": "validation accuracy",
@@ -94,8 +95,12 @@ def overlay_curves_figure(curves: pd.DataFrame, metric: str = "val_accuracy", x:
                     y=[v if np.isfinite(v) else None for v in values],
                     mode="lines+markers",
                     name=label,
-                    line={"color": _color(label, index)},
-                    marker={"symbol": ["diamond" if s == "fine_tune" else "circle" for s in stages], "size": 7},
+                    # Runs often share their first epochs exactly (same head, same seed): a different dash
+                    # and marker size per run keeps the line underneath visible.
+                    line={"color": _color(label, index), "dash": _DASHES[index % len(_DASHES)],
+                          "width": 3.5 - 0.5 * (index % 3)},
+                    marker={"symbol": ["diamond" if s == "fine_tune" else "circle" for s in stages],
+                            "size": 11 - 2 * (index % 3)},
                     customdata=[[run_id, s] for s in stages],
                     hovertemplate=f"{label}<br>{_AXES[x]} %{{x:.4g}}<br>{_METRICS[metric]} %{{y:.3f}}"
                     "<br>stage %{customdata[1]}<extra></extra>",
@@ -149,11 +154,11 @@ def lr_finder_figure(frame: pd.DataFrame, suggested_lr: float | None = None,
 
     Args:
         frame: ``lr``, ``loss`` and ``smoothed_loss`` columns.
-        suggested_lr: Marked with a vertical line.
-        min_loss_lr: Marked with a dotted vertical line.
+        suggested_lr: Marked with a green vertical line.
+        min_loss_lr: Marked with a dotted grey vertical line.
 
     Returns:
-        A figure with ``loss per batch`` and ``smoothed`` traces.
+        A figure with ``loss per batch`` and ``smoothed`` traces, plus one trace per marked learning rate.
     """
     figure = go.Figure()
     lrs = list(frame["lr"]) if "lr" in frame else []
@@ -161,21 +166,22 @@ def lr_finder_figure(frame: pd.DataFrame, suggested_lr: float | None = None,
                                 name="loss per batch", line={"color": "#9ecae1", "width": 1}))
     figure.add_trace(go.Scatter(x=lrs, y=list(frame["smoothed_loss"]) if "smoothed_loss" in frame else [],
                                 mode="lines", name="smoothed", line={"color": "#1f77b4", "width": 2.5}))
-    if suggested_lr:
-        figure.add_vline(x=np.log10(suggested_lr), line_color="#2ca02c",
-                         annotation_text=f"suggested {suggested_lr:.1e}", annotation_position="top left")
-    if min_loss_lr:
-        figure.add_vline(x=np.log10(min_loss_lr), line_color="gray", line_dash="dot",
-                         annotation_text=f"lowest loss {min_loss_lr:.1e}", annotation_position="bottom right")
-    _layout(figure, "Learning-rate finder", "learning rate (log scale)", "training loss")
-    figure.update_xaxes(type="log")
+    top = 1.0
     if "smoothed_loss" in frame and len(frame):
         finite = pd.to_numeric(frame["smoothed_loss"], errors="coerce")
         finite = finite[np.isfinite(finite)]
         if len(finite):
             # Keep the explosion from flattening the interesting part of the curve.
-            top = min(float(finite.max()), float(finite.iloc[0]) * 1.6)
-            figure.update_yaxes(range=[0, max(top, float(finite.min()) * 1.1)])
+            top = max(min(float(finite.max()), float(finite.iloc[0]) * 1.6), float(finite.min()) * 1.1)
+    # Vertical markers as two-point traces: layout shapes need log-unit coordinates on a log axis.
+    for value, name, color, dash in ((suggested_lr, "suggested", "#2ca02c", "solid"),
+                                     (min_loss_lr, "lowest loss", "gray", "dot")):
+        if value:
+            figure.add_trace(go.Scatter(x=[value, value], y=[0, top], mode="lines", name=f"{name} {value:.1e}",
+                                        line={"color": color, "dash": dash, "width": 2}))
+    _layout(figure, "Learning-rate finder", "learning rate (log scale)", "training loss")
+    figure.update_xaxes(type="log")
+    figure.update_yaxes(range=[0, top * 1.05])
     return figure
 
 

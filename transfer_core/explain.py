@@ -301,13 +301,15 @@ def colorize(heatmap: np.ndarray) -> np.ndarray:
     return (np.stack([red, green, blue], axis=-1) * 255.0 + 0.5).astype(np.uint8)
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blend a heat map over an image; stronger evidence is more opaque.
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Blend a heat map over a grey copy of an image; stronger evidence is more opaque.
+
+    The image is shown in grey so that the heat map's colours cannot be confused with the picture's own.
 
     Args:
         image: ``(H, W, 3)`` RGB, 0..255.
         heatmap: ``(h, w)`` in 0..1; resized to ``(H, W)`` when it differs.
-        alpha: Opacity of the heat map where it is 1.
+        alpha: Opacity of the heat map where it is 1 (a third of that where it is 0).
 
     Returns:
         ``(H, W, 3)`` uint8.
@@ -326,13 +328,14 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.n
 
         heat = tf.image.resize(heat[..., None], base.shape[:2], method="bilinear").numpy()[..., 0]
     heat = np.clip(heat, 0.0, 1.0)
+    grey = (base @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None].repeat(3, axis=-1)
     colours = colorize(heat).astype(np.float32)
-    weight = (alpha * (0.25 + 0.75 * heat))[..., None]
-    return np.clip(base * (1.0 - weight) + colours * weight, 0, 255).astype(np.uint8)
+    weight = (alpha * (1.0 / 3.0 + 2.0 / 3.0 * heat))[..., None]
+    return np.clip(grey * (1.0 - weight) + colours * weight, 0, 255).astype(np.uint8)
 
 
 def grad_cam(
-    model: keras.Model, image: np.ndarray, class_index: int | None = None, alpha: float = 0.45
+    model: keras.Model, image: np.ndarray, class_index: int | None = None, alpha: float = 0.6
 ) -> GradCam:
     """Grad-CAM of one image: where the model found evidence for a class.
 
@@ -592,8 +595,8 @@ def embeddings(
     return EmbeddingResult(
         frame=pd.concat(rows, ignore_index=True),
         separation={"before": _separation(before, labels), "after": _separation(after, labels)},
-        before_name=f"{config.model.backbone} with {weights_word}, before training",
-        after_name=f"after {config.train.strategy.replace('_', ' ')}",
+        before_name=f"Before: {config.model.backbone} with {weights_word}",
+        after_name=f"After: {config.train.strategy.replace('_', ' ')} (this run)",
         methods=methods,
         notes=notes,
     )

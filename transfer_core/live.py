@@ -9,6 +9,7 @@ Pure Python (no Streamlit, no TensorFlow), so it is tested without a browser.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from transfer_core.runs import RunInfo, batch_frame, epoch_frame, read_events
+from transfer_core.config import RunConfig
+from transfer_core.runs import TERMINAL_EVENTS, RunInfo, batch_frame, epoch_frame, read_events, worker_alive
 
 # The stages of a run, in the words the page shows.
 STAGE_LABELS = {
@@ -41,6 +43,9 @@ class EventFollower:
         self.run_dir = Path(run_dir)
         self.offset = 0
         self.events: list[dict[str, Any]] = []
+        self.started = False  # A run_started event was seen.
+        self.ended = False  # A terminal event was seen.
+        self._config: RunConfig | None = None
 
     @property
     def path(self) -> Path:
@@ -50,7 +55,31 @@ class EventFollower:
         """Read events appended since the last call; returns only the new ones."""
         new, self.offset = read_events(self.path, self.offset)
         self.events.extend(new)
+        for event in new:
+            kind = event.get("type")
+            self.started = self.started or kind == "run_started"
+            self.ended = self.ended or kind in TERMINAL_EVENTS
         return new
+
+    @property
+    def config(self) -> RunConfig | None:
+        """The run's config (read once; None if unreadable)."""
+        if self._config is None:
+            try:
+                self._config = RunConfig.from_dict(json.loads((self.run_dir / "config.json").read_text()))
+            except (OSError, ValueError, TypeError):
+                return None
+        return self._config
+
+    def status(self) -> str:
+        """``queued``, ``running`` or ``ended``, from the events seen and a pid check.
+
+        Cheaper than :func:`transfer_core.runs.load_run` (which rereads every event),
+        so it suits a once-a-second poll; load the run for the details once it ended.
+        """
+        if self.ended or not worker_alive(self.run_dir):
+            return "ended"
+        return "running" if self.started else "queued"
 
     def epochs(self) -> pd.DataFrame:
         return epoch_frame(self.events)

@@ -9,17 +9,20 @@ session state). No TensorFlow here.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from transfer_core import charts, jobs, live
-from transfer_core.runs import RunInfo, batch_frame, load_run
+from transfer_core.config import RunConfig
+from transfer_core.runs import RunInfo, batch_frame
 from ui import state
 from ui.widgets import STATUS_ICONS
 
 POLL_SECONDS = 1.0
+BATCH_CHART_SECONDS = 2.0
 
 
 def show_run(run_id: str) -> None:
@@ -33,17 +36,12 @@ def show_run(run_id: str) -> None:
     if info.is_active:
         st.fragment(_live_panel, run_every=POLL_SECONDS)(run_id)
     else:
-        _run_header(info)
+        _run_header(info.run_id, info.status, info.config)
         result_panel(info)
 
 
-def _run_header(info: RunInfo) -> None:
-    st.subheader(f"{STATUS_ICONS.get(info.status, '')} Run {info.run_id}")
-    _config_caption(info)
-
-
-def _config_caption(info: RunInfo) -> None:
-    config = info.config
+def _run_header(run_id: str, status: str, config: RunConfig | None) -> None:
+    st.subheader(f"{STATUS_ICONS.get(status, '')} Run {run_id}")
     if config is None:
         return
     train = config.train
@@ -58,21 +56,25 @@ def _config_caption(info: RunInfo) -> None:
 
 
 def _live_panel(run_id: str) -> None:
-    store = state.workspace().store
-    run_dir = store.path_of(run_id)
+    """One poll of an active run: new events, status, progress, charts. Runs every second.
+
+    Kept cheap: events are read incrementally, the status comes from the events and a pid
+    check (not a reread of the whole run), and charts are rebuilt only when their data changed.
+    """
+    run_dir = state.workspace().store.path_of(run_id)
     follower = state.follower(run_id)
     follower.poll()
     jobs.enforce_stop(run_dir)
-    info = load_run(run_dir)
-    if not info.is_active:
+    status = follower.status()
+    if status == "ended":
         st.rerun()  # Full rerun: the page shows the results and this fragment stops polling.
     progress = live.summarise_progress(follower.events)
     stop_requested = (run_dir / "stop").exists()
-    _run_header(info)
+    _run_header(run_id, status, follower.config)
 
     status_col, stop_col = st.columns([5, 1], vertical_alignment="center")
     with status_col:
-        if info.status == "queued":
+        if status == "queued":
             position = jobs.queue_position(run_dir, state.settings())
             ahead = "next in line" if not position else f"{position} run(s) ahead"
             st.info(f"Queued: waiting for a free training slot ({ahead}). The server trains "
@@ -88,18 +90,43 @@ def _live_panel(run_id: str) -> None:
     st.progress(progress.fraction, text=progress.text)
     epochs = follower.epochs()
     if len(epochs):
-        _charts(epochs, follower.batches(), key="live")
+        _charts(epochs, follower.batches(), key="live", cache_key=run_id)
     else:
         st.caption("The loss and accuracy curves appear when the first epoch ends.")
     _event_log(follower.events, key="live")
 
 
-def _charts(epochs: pd.DataFrame, batches: pd.DataFrame, key: str) -> None:
+def _cached_figure(cache_key: str | None, name: str, signature, build):
+    """A figure rebuilt only when ``signature`` changes (building plotly figures is the poll's main cost)."""
+    if cache_key is None:
+        return build()
+    cache = st.session_state.setdefault("figure_cache", {})
+    entry = cache.get((cache_key, name))
+    if entry is None or entry[0] != signature:
+        entry = (signature, build())
+        cache[(cache_key, name)] = entry
+    return entry[1]
+
+
+def _charts(epochs: pd.DataFrame, batches: pd.DataFrame, key: str, cache_key: str | None = None) -> None:
     loss_col, accuracy_col = st.columns(2)
-    loss_col.plotly_chart(charts.epoch_metric_figure(epochs, "loss"), key=f"train_{key}_loss")
-    accuracy_col.plotly_chart(charts.epoch_metric_figure(epochs, "accuracy"), key=f"train_{key}_accuracy")
+    epoch_signature = len(epochs)
+    loss_col.plotly_chart(
+        _cached_figure(cache_key, "loss", epoch_signature, lambda: charts.epoch_metric_figure(epochs, "loss")),
+        key=f"train_{key}_loss",
+    )
+    accuracy_col.plotly_chart(
+        _cached_figure(cache_key, "accuracy", epoch_signature,
+                       lambda: charts.epoch_metric_figure(epochs, "accuracy")),
+        key=f"train_{key}_accuracy",
+    )
     if len(batches):
-        st.plotly_chart(charts.batch_loss_figure(batches), key=f"train_{key}_batches")
+        # The per-batch curve is redrawn at most every BATCH_CHART_SECONDS while live.
+        batch_signature = int(time.time() // BATCH_CHART_SECONDS)
+        st.plotly_chart(
+            _cached_figure(cache_key, "batches", batch_signature, lambda: charts.batch_loss_figure(batches)),
+            key=f"train_{key}_batches",
+        )
 
 
 def _event_log(events: list[dict], key: str) -> None:

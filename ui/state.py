@@ -3,6 +3,7 @@
 Keys in ``st.session_state``:
 - ``workspace``: the session's :class:`transfer_core.workspace.Workspace`
   (its id is also kept in the URL as ``?ws=...`` so a reload keeps the data).
+- ``run_id``: also kept in the URL as ``?run=...``, so a reload reopens the run.
 - ``dataset_root``: folder of the active data set (str) or absent.
 - ``run_id``: the run the Train page follows / shows, or absent.
 - ``model_spec``, ``freeze_plan``: the Model page's choices (config dataclasses).
@@ -39,6 +40,9 @@ def workspace() -> Workspace:
     ws = st.session_state["workspace"]
     if st.query_params.get("ws") != ws.workspace_id:
         st.query_params["ws"] = ws.workspace_id
+    run_id = st.session_state.get("run_id")
+    if run_id and st.query_params.get("run") != run_id:
+        st.query_params["run"] = run_id  # A reload (or a bookmark) reopens the same run.
     return ws
 
 
@@ -92,14 +96,27 @@ def set_train_config(config: TrainConfig | None) -> None:
 
 
 def active_run_id() -> str | None:
+    """The run this session follows; after a reload, the run named in the URL (``?run=``) if it exists."""
+    if "run_id" not in st.session_state:
+        requested = st.query_params.get("run")
+        if requested:
+            try:
+                workspace().store.load(requested)
+            except (FileNotFoundError, ValueError):
+                del st.query_params["run"]
+            else:
+                st.session_state["run_id"] = requested
     return st.session_state.get("run_id")
 
 
 def set_active_run(run_id: str | None) -> None:
     if run_id is None:
         st.session_state.pop("run_id", None)
+        if "run" in st.query_params:
+            del st.query_params["run"]
     else:
         st.session_state["run_id"] = run_id
+        st.query_params["run"] = run_id
 
 
 def active_run() -> RunInfo | None:

@@ -279,3 +279,33 @@ def test_reading_with_too_few_runs_says_so():
     one = _table([{"run_id": "a", "label": "fine-tuning", "strategy": "fine_tuning", "final_val_accuracy": 0.5,
                    "final_val_loss": 1.0, "seconds": 1.0}])
     assert "Pick at least two runs" in compare.reading(one)[0]
+
+
+def test_reading_does_not_blame_fine_tuning_for_a_gap_feature_extraction_has_too():
+    table = _table([
+        {"run_id": "a", "label": "feature extraction", "strategy": "feature_extraction",
+         "final_val_accuracy": 0.86, "final_val_loss": 0.35, "seconds": 10.0},
+        {"run_id": "b", "label": "fine-tuning", "strategy": "fine_tuning",
+         "final_val_accuracy": 0.88, "final_val_loss": 0.30, "seconds": 12.0},
+    ])
+    curves = pd.concat([
+        _curve("a", "feature extraction", [("head", 0.4, 0.90, 0.40, 0.84), ("head", 0.3, 0.97, 0.35, 0.86)]),
+        _curve("b", "fine-tuning", [("head", 0.4, 0.90, 0.40, 0.84), ("fine_tune", 0.1, 0.99, 0.30, 0.88)]),
+    ])
+    sentences = compare.reading(table, curves)
+    assert any("feature extraction shows the same gap" in s and "did not add overfitting" in s for s in sentences)
+    assert not any("shows overfitting" in s for s in sentences)
+
+
+def test_start_comparison_starts_nothing_when_a_run_would_fail(tiny_dataset, tmp_path, monkeypatch):
+    from transfer_core import jobs, zoo
+
+    monkeypatch.setenv("TRANSFER_OFFLINE", "1")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # No cached weights either.
+    started = []
+    monkeypatch.setattr(jobs, "start_run", lambda *args, **kwargs: started.append(1))
+    with pytest.raises(zoo.WeightsUnavailableError):
+        compare.start_comparison(tiny_dataset, ModelSpec(input_size=96, weights="imagenet"), FreezePlan(),
+                                 TrainConfig(), ["feature_extraction", "fine_tuning"], tmp_path / "runs",
+                                 Settings(home=tmp_path))
+    assert started == []

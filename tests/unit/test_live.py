@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -121,3 +122,40 @@ def test_runs_table_has_one_row_per_run(tmp_path):
     table = live.runs_table([_info(tmp_path, "finished", report={"val_accuracy": 0.5, "epochs": 5})])
     assert list(table["status"]) == ["finished"]
     assert table.loc[0, "strategy"] == "fine_tuning" and table.loc[0, "val accuracy"] == 0.5
+
+
+def test_follower_status_comes_from_events_and_the_worker(tmp_path):
+    from transfer_core.runs import atomic_write_json, process_start_time
+
+    follower = live.EventFollower(tmp_path)
+    atomic_write_json(tmp_path / "worker.pid", {"pid": os.getpid(), "start_time": process_start_time(os.getpid())})
+    with EventLog(tmp_path / "events.jsonl") as log:
+        log.write({"type": "queued", "position": 0})
+        follower.poll()
+        assert follower.status() == "queued"
+        log.write({"type": "run_started"})
+        follower.poll()
+        assert follower.status() == "running"
+        log.write({"type": "finished"})
+        follower.poll()
+    assert follower.status() == "ended"
+
+
+def test_follower_of_a_dead_worker_has_ended(tmp_path):
+    from transfer_core.runs import atomic_write_json
+
+    atomic_write_json(tmp_path / "worker.pid", {"pid": 2 ** 22 + 11, "start_time": 0})
+    with EventLog(tmp_path / "events.jsonl") as log:
+        log.write({"type": "run_started"})
+    follower = live.EventFollower(tmp_path)
+    follower.poll()
+    assert follower.status() == "ended"
+
+
+def test_follower_reads_the_config_once(tmp_path):
+    spec = DatasetSpec(root=str(tmp_path), class_names=("a", "b"))
+    (tmp_path / "config.json").write_text(json.dumps(RunConfig(dataset=spec).to_dict()))
+    follower = live.EventFollower(tmp_path)
+    assert follower.config.dataset.class_names == ("a", "b")
+    (tmp_path / "config.json").unlink()
+    assert follower.config is not None

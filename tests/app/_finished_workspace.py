@@ -1,0 +1,90 @@
+"""A workspace with a demo data set and finished runs, made through the core, for the page tests.
+
+Module-scoped and shared by the Compare, Explore and Export page tests: training takes seconds, and
+the pages only read the runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from run_factory import make_finished_run, tiny_config
+
+from transfer_core import compare
+from transfer_core.config import DatasetSpec, ModelSpec, Settings
+from transfer_core.workspace import Workspace
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+APP = str(REPO_ROOT / "app.py")
+SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
+PRETRAINED_FILE = SHARED_WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+
+
+@dataclass
+class FinishedWorkspace:
+    home: Path
+    workspace: Workspace
+    dataset: DatasetSpec
+    model: ModelSpec
+    run_ids: list[str]  # feature extraction, fine-tuning
+
+
+def finished_workspace(tmp_path_factory) -> FinishedWorkspace:
+    """TRANSFER_HOME with one workspace, a 4-class demo set and two finished runs of one comparison group."""
+    from transfer_core.data import make_demo_dataset
+
+    home = tmp_path_factory.mktemp("home")
+    pretrained = PRETRAINED_FILE.is_file()
+    settings = Settings(home=home, weights_dir=SHARED_WEIGHTS if pretrained else None)
+    workspace = Workspace.open(settings)
+    dataset = make_demo_dataset(workspace.new_dataset_dir("demo"), images_per_class=10, image_size=64)
+    # Real weights when present (meaningful predictions and Grad-CAM), else random ones: the pages work either way.
+    model = ModelSpec(input_size=64, weights="imagenet" if pretrained else "random", dropout_rate=0.0)
+    run_ids = []
+    for strategy in ("feature_extraction", "fine_tuning"):
+        config = tiny_config(dataset, model=model, strategy=strategy, epochs=3, fine_tune_epochs=1,
+                             name=f"compare t1: {compare.STRATEGY_LABELS[strategy]}")
+        run_dir, _ = make_finished_run(workspace.runs_dir, config, settings)
+        run_ids.append(run_dir.name)
+    return FinishedWorkspace(home, workspace, dataset, model, run_ids)
+
+
+@contextlib.contextmanager
+def app_environment(finished: FinishedWorkspace) -> Iterator[FinishedWorkspace]:
+    """Point the app (TRANSFER_HOME, offline weights) at a finished workspace while the block runs."""
+    from ui import state
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRANSFER_HOME", str(finished.home))
+        patch.setenv("TRANSFER_OFFLINE", "1")
+        patch.delenv("TRANSFER_ALLOWED_DATA_DIRS", raising=False)
+        if PRETRAINED_FILE.is_file():
+            patch.setenv("TRANSFER_WEIGHTS_DIR", str(SHARED_WEIGHTS))
+        else:
+            patch.delenv("TRANSFER_WEIGHTS_DIR", raising=False)
+        state.settings.cache_clear()
+        try:
+            yield finished
+        finally:
+            state.settings.cache_clear()
+
+
+def open_page(finished: FinishedWorkspace, page: str, *, active_dataset: bool = True, timeout: float = 120):
+    """An AppTest on ``page`` in the finished workspace (``?ws=<id>``), with the data set and model chosen."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.query_params["ws"] = finished.workspace.workspace_id
+    at.run()
+    assert not at.exception, at.exception
+    if active_dataset:
+        at.session_state["dataset_root"] = finished.dataset.root
+    at.session_state["model_spec"] = finished.model
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at

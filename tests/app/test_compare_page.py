@@ -1,0 +1,96 @@
+"""The Compare page (AppTest): the form, results of finished runs, the reading, downloads, the LR finder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _finished_workspace import app_environment, finished_workspace, open_page
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    with app_environment(finished_workspace(tmp_path_factory)) as ready:
+        yield ready
+
+
+def _texts(at) -> str:
+    return "\n".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
+
+
+def test_compare_page_shows_results_of_finished_runs(finished):
+    at = open_page(finished, "pages/compare.py")
+    assert at.title[0].value == "Compare"
+    # The comparison group's runs are picked by default.
+    assert sorted(at.multiselect(key="compare_pick").value) == sorted(finished.run_ids)
+    text = _texts(at)
+    assert "What the numbers say" in text
+    assert ("won with" in text) or (" tie at " in text)
+    table = at.dataframe[0].value
+    assert set(table["label"]) == {"feature extraction", "fine-tuning"}
+    assert table["final_val_accuracy"].between(0, 1).all()
+    assert len(at.get("plotly_chart")) >= 2
+    downloads = {button.key for button in at.get("download_button")}
+    assert {"compare_download_csv", "compare_download_json"} <= downloads
+
+
+def test_compare_form_offers_the_strategies_with_explanations(finished):
+    at = open_page(finished, "pages/compare.py")
+    for key in ("compare_use_fe", "compare_use_ft", "compare_use_scratch", "compare_use_bn"):
+        box = at.checkbox(key=key)
+        assert box.help, key
+    assert at.checkbox(key="compare_use_bn").disabled == (finished.model.weights != "imagenet")
+    assert at.number_input(key="compare_head_epochs").value >= 1
+
+
+def test_switching_the_axis_and_the_picked_runs(finished):
+    at = open_page(finished, "pages/compare.py")
+    at.radio(key="compare_x_axis").set_value("elapsed").run()
+    assert not at.exception
+    at.multiselect(key="compare_pick").set_value(finished.run_ids[:1]).run()
+    assert not at.exception
+    assert "Pick at least two runs" in _texts(at)
+
+
+def test_compare_page_without_a_data_set_still_shows_results(finished):
+    at = open_page(finished, "pages/compare.py", active_dataset=False)
+    assert "Choose a data set first" in _texts(at)
+    assert at.dataframe[0].value is not None
+
+
+def test_learning_rate_finder_runs_from_the_page(finished):
+    at = open_page(finished, "pages/compare.py")
+    at.button(key="compare_lr_find").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert "The loss fell fastest at a learning rate of about" in _texts(at)
+    use = at.button(key="compare_lr_use")
+    use.click().run()
+    assert not at.exception
+    assert at.session_state["train_config"].learning_rate in (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+
+
+@pytest.mark.slow
+def test_run_the_comparison_button_starts_runs_one_after_another(finished, tmp_path):
+    from transfer_core import compare, jobs
+    from transfer_core.runs import load_run
+
+    at = open_page(finished, "pages/compare.py")
+    before = set(finished.workspace.store.ids())
+    at.checkbox(key="compare_use_bn").uncheck()
+    at.checkbox(key="compare_use_scratch").check()
+    at.number_input(key="compare_head_epochs").set_value(1)
+    at.number_input(key="compare_ft_epochs").set_value(1)
+    at.button(key="FormSubmitter:compare_form-Run the comparison").click().run()
+    assert not at.exception, at.exception
+    new = [run_id for run_id in at.session_state["compare_group"]]
+    assert set(new) == set(finished.workspace.store.ids()) - before and len(new) == 3
+    statuses = [jobs.follow(finished.workspace.store.path_of(run_id), timeout=600) for run_id in new]
+    assert statuses == ["finished"] * 3, [load_run(finished.workspace.store.path_of(r)).reason for r in new]
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["run_id"]) == set(new)
+    assert set(table["label"]) == {"feature extraction", "fine-tuning", "from scratch"}
+    payload = json.loads(compare.results_json(table))
+    assert len(payload["runs"]) == 3

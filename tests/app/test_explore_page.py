@@ -1,0 +1,90 @@
+"""The Explore page (AppTest): predictions with Grad-CAM, the confusion matrix cells, embeddings, preprocessing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _finished_workspace import app_environment, finished_workspace, open_page
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    with app_environment(finished_workspace(tmp_path_factory)) as ready:
+        yield ready
+
+
+def _texts(at) -> str:
+    return "\n".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
+
+
+def _an_image(finished) -> bytes:
+    return next((Path(finished.dataset.root) / "images").rglob("*.png")).read_bytes()
+
+
+def test_explore_page_lists_finished_runs(finished):
+    at = open_page(finished, "pages/explore.py")
+    assert at.title[0].value == "Explore"
+    assert len(at.selectbox(key="explore_run").options) == 2
+    assert "Upload an image" in _texts(at)
+    assert "sees a 64x64 image" in _texts(at)  # What the model sees, on a validation image.
+
+
+def test_predict_an_uploaded_image_with_grad_cam(finished):
+    at = open_page(finished, "pages/explore.py")
+    at.file_uploader(key="explore_upload").upload("shape.png", _an_image(finished), "image/png").run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("The heat map has the resolution") for c in captions)
+    top = at.dataframe[0].value
+    assert len(top) == 3 and top["probability"].is_monotonic_decreasing
+    captions = [caption for image in at.image for caption in image.captions]
+    assert "shape.png" in captions  # The upload ...
+    assert any(c.startswith("Grad-CAM for '") for c in captions)  # ... and its Grad-CAM overlay.
+
+
+def test_a_bad_upload_is_explained(finished):
+    at = open_page(finished, "pages/explore.py")
+    at.file_uploader(key="explore_upload").upload("notes.png", b"not an image at all", "image/png").run()
+    assert not at.exception
+    assert any("notes.png" in w.value for w in at.warning)
+
+
+def test_choosing_a_confusion_matrix_cell_shows_its_images(finished):
+    at = open_page(finished, "pages/explore.py")
+    classes = list(finished.dataset.class_names)
+    at.selectbox(key="explore_cell_true").set_value(classes[0])
+    at.selectbox(key="explore_cell_predicted").set_value(classes[0]).run()
+    assert not at.exception, at.exception
+    text = _texts(at)
+    assert f"of true class *{classes[0]}* predicted as *{classes[0]}*" in text
+    at.radio(key="explore_cam_target").set_value("true").run()
+    assert not at.exception
+
+
+def test_embeddings_before_and_after(finished):
+    at = open_page(finished, "pages/explore.py")
+    at.button(key="explore_embed").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    labels = [m.label for m in at.metric]
+    assert labels.count("Class separation (silhouette)") == 2
+    assert at.radio(key="explore_embed_method").options == ["PCA", "t-SNE"]
+    at.radio(key="explore_embed_method").set_value("t-SNE").run()
+    assert not at.exception
+
+
+def test_explore_without_runs_says_what_to_do(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from ui import state
+
+    monkeypatch.setenv("TRANSFER_HOME", str(tmp_path / "home"))
+    state.settings.cache_clear()
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/explore.py")
+    at.run()
+    assert not at.exception
+    assert "No trained model yet" in at.info[0].value
+    state.settings.cache_clear()

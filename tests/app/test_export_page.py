@@ -1,0 +1,42 @@
+"""The Export page (AppTest): export and parity check, downloads, the script and the snippet."""
+
+from __future__ import annotations
+
+import pytest
+from _finished_workspace import app_environment, finished_workspace, open_page
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    with app_environment(finished_workspace(tmp_path_factory)) as ready:
+        yield ready
+
+
+def test_export_page_before_exporting(finished):
+    at = open_page(finished, "pages/export.py")
+    assert at.title[0].value == "Export"
+    captions = "\n".join(c.value for c in at.caption)
+    assert "Nothing exported yet" in captions
+    code = [c.value for c in at.code]
+    assert any("def main():" in c and "import transfer_core" not in c for c in code)
+    assert any("keras.saving.load_model" in c for c in code)
+    keys = {b.key for b in at.get("download_button")}
+    assert {"export_download_script", "export_download_snippet"} <= keys
+
+
+def test_export_and_check_makes_every_file_and_passes_parity(finished):
+    at = open_page(finished, "pages/export.py", timeout=300)
+    at.button(key="export_make").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.success[0].value == "Every exported file gives the trained model's answers."
+    parity = at.dataframe[0].value
+    assert parity["passed"].all()
+    float_rows = parity[parity["name"].isin(["Keras (.keras)", "TensorFlow SavedModel (zip)", "TFLite, float32"])]
+    assert len(float_rows) == 3 and (float_rows["top1_agreement"] == 1.0).all()
+    keys = {b.key for b in at.get("download_button")}
+    for name in ("keras", "saved_model", "tflite_float", "tflite_quantized", "labels"):
+        assert f"export_download_{name}" in keys
+    # A later visit (another session) sees the files and the saved parity report without exporting again.
+    again = open_page(finished, "pages/export.py")
+    assert again.dataframe[0].value["passed"].all()
