@@ -208,16 +208,19 @@ else:
                                         key="compare_curves_train_loss")
             st.caption("When training accuracy climbs while validation accuracy stalls (or validation loss "
                        "rises), the model is memorising the training images: overfitting.")
+        shown = table.copy()
+        for column in ("best_val_accuracy", "final_val_accuracy"):
+            shown[column] = shown[column] * 100  # Shown as percentages with one decimal.
         st.dataframe(
-            table[["label", "best_val_accuracy", "final_val_accuracy", "best_val_loss", "final_val_loss",
+            shown[["label", "best_val_accuracy", "final_val_accuracy", "best_val_loss", "final_val_loss",
                    "seconds", "seconds_per_epoch", "trainable_params", "images_per_second", "epochs",
                    "cached_features", "run_id"]],
             hide_index=True, width="stretch", key="compare_table",
             column_config={
                 "label": "Strategy",
-                "best_val_accuracy": st.column_config.NumberColumn("Best val accuracy", format="percent"),
+                "best_val_accuracy": st.column_config.NumberColumn("Best val accuracy", format="%.1f%%"),
                 "final_val_accuracy": st.column_config.NumberColumn(
-                    "Final val accuracy", format="percent", help="Of the model the run kept (the one you export)."),
+                    "Final val accuracy", format="%.1f%%", help="Of the model the run kept (the one you export)."),
                 "best_val_loss": st.column_config.NumberColumn("Best val loss", format="%.3f"),
                 "final_val_loss": st.column_config.NumberColumn("Final val loss", format="%.3f"),
                 "seconds": st.column_config.NumberColumn("Seconds", format="%.1f",

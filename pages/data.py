@@ -17,8 +17,22 @@ settings = state.settings()
 # ----- ingest helpers -------------------------------------------------------------------
 
 
+def _disk_full() -> bool:
+    used = ws.disk_usage_mb()
+    if used < settings.max_session_disk_mb:
+        return False
+    st.session_state["last_ingest"] = {
+        "ok": False, "name": "", "skipped": [], "notes": [],
+        "error": f"this session already uses {used:,.0f} MB of the {settings.max_session_disk_mb:,} MB it may use. "
+                 "Delete data sets (below) or runs (Train page) first.",
+    }
+    return True
+
+
 def _ingest(name: str, run) -> None:
     """Run one ingest into a new workspace folder; report what was skipped and why."""
+    if _disk_full():
+        return
     dest = ws.new_dataset_dir(name or "dataset")
     try:
         with st.spinner("Checking and copying images..."):
@@ -91,7 +105,7 @@ with demo_tab:
     left, right = st.columns(2)
     per_class = left.slider("Images per class", 10, 200, 40, step=10, key="demo_per_class")
     image_size = right.select_slider("Image size (pixels)", [32, 64, 96, 128, 160], value=96, key="demo_image_size")
-    if st.button("Create the demo data set", key="demo_create", type="primary"):
+    if st.button("Create the demo data set", key="demo_create", type="primary") and not _disk_full():
         with st.spinner("Drawing pictures..."):
             widgets.create_demo_dataset(per_class, image_size)
         st.session_state["last_ingest"] = {"ok": True, "name": "demo", "error": "", "skipped": [], "notes": []}
@@ -252,7 +266,7 @@ with st.form("split_form"):
     test_fraction = test_col.slider("Test share", 0.0, 0.4, float(spec.test_fraction), 0.05, key="split_test")
     st.caption("The split is fixed by each image's content and the seed, so every run on this data set "
                "compares on the same images.")
-    if st.form_submit_button("Apply split"):
+    if st.form_submit_button("Apply split", key="split_apply"):
         try:
             spec = data.resplit(spec, seed=int(seed), val_fraction=val_fraction, test_fraction=test_fraction)
             state.set_active_dataset(spec)

@@ -14,7 +14,7 @@ current = state.model_spec()
 current_plan = state.freeze_plan()
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8, ttl=60)  # Weights dropped into the folder show up.
 def _zoo_table(weights_dir: str):
     return zoo.zoo_table(settings)
 

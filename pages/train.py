@@ -82,7 +82,7 @@ if dataset is not None:
                                              key="train_class_weights",
                                              help="Makes mistakes on rare classes cost more (for imbalanced data).")
         name = st.text_input("Run name (optional)", key="train_run_name")
-        start = st.form_submit_button("Start training", type="primary", disabled=busy)
+        start = st.form_submit_button("Start training", type="primary", disabled=busy, key="train_start")
     if busy:
         st.caption("A run of yours is active: stop it or wait for it to end before starting another.")
 

@@ -29,6 +29,9 @@ STRATEGY_COLORS = {
     "fine-tuning, BatchNorm training (pitfall)": "#d62728",
 }
 _DASHES = ("solid", "dash", "dot", "dashdot")
+# Plotly's D3 palette: ten easily told-apart colours for classes.
+_CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf")
 _OTHER_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _METRICS = {
     "val_accuracy": "validation accuracy",
@@ -111,6 +114,8 @@ def overlay_curves_figure(curves: pd.DataFrame, metric: str = "val_accuracy", x:
     if metric.endswith("accuracy"):
         figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
     figure.update_xaxes(rangemode="tozero")
+    if x == "epoch" and len(curves) and pd.to_numeric(curves["epoch"], errors="coerce").max() <= 20:
+        figure.update_xaxes(dtick=1)
     return figure
 
 
@@ -127,7 +132,10 @@ def embedding_figure(frame: pd.DataFrame, title: str, class_order: Sequence[str]
         A figure with one trace per class.
     """
     figure = go.Figure()
-    labels = list(class_order) if class_order is not None else sorted(frame["label"].unique()) if len(frame) else []
+    if class_order is not None:
+        labels = list(class_order)
+    else:
+        labels = sorted(frame["label"].unique()) if len(frame) else []
     for index, label in enumerate(labels):
         part = frame[frame["label"] == label] if len(frame) else frame
         figure.add_trace(
@@ -136,8 +144,7 @@ def embedding_figure(frame: pd.DataFrame, title: str, class_order: Sequence[str]
                 y=list(part["y"]) if len(part) else [],
                 mode="markers",
                 name=str(label),
-                marker={"size": 8, "opacity": 0.8, "color": (_OTHER_COLORS + ("#1f77b4", "#ff7f0e"))[
-                    index % (len(_OTHER_COLORS) + 2)]},
+                marker={"size": 8, "opacity": 0.8, "color": _CLASS_COLORS[index % len(_CLASS_COLORS)]},
                 text=list(part["path"]) if "path" in part and len(part) else None,
                 hovertemplate=f"{label}<br>%{{text}}<extra></extra>" if "path" in part else None,
             )

@@ -482,6 +482,7 @@ def parity_check(
         }
         try:
             if name == "labels":
+                row["images"] = None
                 lines = path.read_text(encoding="utf-8").splitlines()
                 row["passed"] = lines == class_names
                 row["note"] = (

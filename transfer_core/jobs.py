@@ -17,6 +17,7 @@ grace period.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -200,7 +201,14 @@ def _acquire_slot(settings: Settings, run_dir: Path, log: EventLog, should_stop)
     queue.mkdir(parents=True, exist_ok=True)
     slots = Path(settings.home) / "slots"
     slots.mkdir(parents=True, exist_ok=True)
-    entry = queue / f"{time.time():017.6f}-{run_dir.name}"
+    # Queue order is the order runs were started (config.json is written by start_run before the worker
+    # process exists), not the order worker processes happened to get this far: on a busy CPU a later
+    # run's worker can start faster than an earlier one's.
+    try:
+        queued_at = (run_dir / "config.json").stat().st_mtime
+    except OSError:
+        queued_at = time.time()
+    entry = queue / f"{queued_at:017.6f}-{run_dir.name}"
     atomic_write_json(entry, {"pid": os.getpid(), "start_time": process_start_time(os.getpid()),
                               "run_dir": str(run_dir)})
     announced = None
@@ -294,13 +302,29 @@ def save_model(model, path: Path) -> None:
     """Save a Keras model atomically (``.keras`` files are zips; half a zip is useless)."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # A disk that filled up mid-save leaves no half file behind.
+        raise
 
 
 def _finish(run_dir: Path, log: EventLog, status: str, reason: str, report: dict[str, Any]) -> None:
+    """Write the report, then the terminal event (a report is what makes a run count as finished).
+
+    When the report cannot be written (a full disk), the run ends as ``failed`` with that reason: a
+    terminal event without a report never shows as finished (see :func:`transfer_core.runs.load_run`).
+    """
     report = {**report, "status": status, "reason": reason}
-    atomic_write_json(run_dir / "report.json", report)
+    try:
+        atomic_write_json(run_dir / "report.json", report)
+    except OSError as error:
+        reason = (f"the run's results could not be written ({error.strerror or error}); "
+                  "free some disk space and train again")
+        with contextlib.suppress(OSError):
+            log.write({"type": "failed", "reason": reason})
+        return
     summary = {k: report.get(k) for k in ("val_accuracy", "best_val_accuracy", "seconds", "epochs")}
     log.write({"type": status, "reason": reason, **summary})
 

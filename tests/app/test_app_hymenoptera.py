@@ -49,7 +49,7 @@ def test_zip_upload_then_training_matches_the_command_line(home, hymenoptera_dir
     at.radio(key="train_strategy").set_value("feature_extraction")
     at.number_input(key="train_epochs").set_value(EPOCHS)
     at.selectbox(key="train_batch_size").set_value(32)
-    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     run_dir = at.session_state["workspace"].runs_dir / at.session_state["run_id"]
     deadline = time.time() + 600

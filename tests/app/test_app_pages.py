@@ -261,7 +261,7 @@ def test_earlier_data_sets_can_be_switched_and_deleted(app):
 def test_resplit_changes_the_validation_share(app):
     _demo(app)
     app.slider(key="split_val").set_value(0.5)
-    app.button(key="FormSubmitter:split_form-Apply split").click().run()
+    app.button(key="split_apply").click().run()
     assert not app.exception, app.exception
     root = app.session_state["dataset_root"]
     with open(os.path.join(root, "dataset.json")) as handle:
@@ -340,3 +340,19 @@ def test_model_page_before_transfer_shows_imagenet_guesses(app):
     key, _, predictions = app.session_state["pretrained_predictions"]
     assert key == "mobilenet_0.25" and len(predictions) == 8
     assert all(len(p.top) == 3 for p, _ in predictions)
+
+
+def test_a_session_over_its_disk_limit_cannot_add_data(home, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from ui import state
+
+    monkeypatch.setenv("TRANSFER_MAX_SESSION_DISK_MB", "1")
+    state.settings.cache_clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    workspace = at.session_state["workspace"]
+    (workspace.datasets_dir / "big.bin").write_bytes(b"\0" * 1_100_000)
+    at.switch_page("pages/data.py").run()
+    at.button(key="demo_create").click().run()
+    assert any("already uses" in e.value for e in at.error)
+    assert "dataset_root" not in at.session_state

@@ -225,7 +225,7 @@ def test_a_tiny_real_run_starts_from_the_form_and_shows_its_result(at):
     at.radio(key="train_strategy").set_value("feature_extraction")
     at.number_input(key="train_epochs").set_value(1)
     at.selectbox(key="train_batch_size").set_value(8)
-    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     run_id = at.session_state["run_id"]
     config = json.loads((at.session_state["workspace"].runs_dir / run_id / "config.json").read_text())
@@ -241,7 +241,7 @@ def test_stop_ends_a_real_run_quickly(at):
     at.radio(key="train_strategy").set_value("from_scratch")
     at.number_input(key="train_epochs").set_value(200)
     at.selectbox(key="train_batch_size").set_value(8)
-    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    at.button(key="train_start").click().run()
     deadline = time.time() + 90
     while time.time() < deadline:  # Wait until batches are flowing.
         at.run()
@@ -260,9 +260,39 @@ def test_missing_weights_are_reported_before_a_run_starts(at):
     at.session_state["model_spec"] = ModelSpec(backbone="efficientnet_b0", input_size=32, weights="imagenet")
     at.run()
     at.radio(key="train_strategy").set_value("feature_extraction")
-    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
     assert any(e.startswith("Cannot start:") and "efficientnetb0_notop.h5" in e for e in errors), errors
     assert "run_id" not in at.session_state
     assert not list(at.session_state["workspace"].runs_dir.iterdir())
+
+
+def test_a_reload_reopens_the_workspace_and_the_run_from_the_url(at):
+    from streamlit.testing.v1 import AppTest
+
+    run_dir = _fake_run(at, alive=False, events=[{"type": "finished"}], report=_report())
+    at.session_state["run_id"] = run_dir.name
+    at.run()
+    assert at.query_params["run"] == run_dir.name
+    workspace_id = at.query_params["ws"]
+    reloaded = AppTest.from_file(APP, default_timeout=60)  # A new browser session: empty session state.
+    reloaded.query_params["ws"] = workspace_id
+    reloaded.query_params["run"] = run_dir.name
+    reloaded.run()
+    reloaded.switch_page("pages/train.py").run()
+    assert not reloaded.exception, reloaded.exception
+    assert reloaded.session_state["workspace"].workspace_id == workspace_id
+    assert reloaded.session_state["run_id"] == run_dir.name
+    assert any(s.value == "Finished." for s in reloaded.success)
+
+
+def test_an_unknown_run_in_the_url_is_ignored(at):
+    from streamlit.testing.v1 import AppTest
+
+    reloaded = AppTest.from_file(APP, default_timeout=60)
+    reloaded.query_params["ws"] = at.session_state["workspace"].workspace_id
+    reloaded.query_params["run"] = "../../etc"
+    reloaded.run()
+    assert not reloaded.exception, reloaded.exception
+    assert "run_id" not in reloaded.session_state

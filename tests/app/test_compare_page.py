@@ -28,7 +28,7 @@ def test_compare_page_shows_results_of_finished_runs(finished):
     assert ("won with" in text) or (" tie at " in text)
     table = at.dataframe[0].value
     assert set(table["label"]) == {"feature extraction", "fine-tuning"}
-    assert table["final_val_accuracy"].between(0, 1).all()
+    assert table["final_val_accuracy"].between(0, 100).all()  # Shown in percent.
     assert len(at.get("plotly_chart")) >= 2
     downloads = {button.key for button in at.get("download_button")}
     assert {"compare_download_csv", "compare_download_json"} <= downloads

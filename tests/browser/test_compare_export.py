@@ -259,3 +259,38 @@ def test_compare_explore_and_export_in_a_browser(server, page, prepared, tmp_pat
     expected = predict(load_model(run_dir), images)
     assert fresh["top1"] == expected.argmax(axis=1).tolist()
     np.testing.assert_allclose(np.asarray(fresh["probabilities"]), expected, atol=1e-5)
+
+
+def test_a_comparison_started_in_the_browser_shows_live_progress(server, page, prepared):
+    """Start a short comparison from the Compare page; watch it live; see its results replace the old ones."""
+    page.goto(f"{server}/?ws={prepared['workspace'].workspace_id}")
+    page.get_by_role("heading", name="Transfer Lab").wait_for()
+    _settle(page)
+    _go(page, "Data")
+    page.get_by_role("button", name="Use").first.click()
+    _settle(page)
+    _go(page, "Compare")
+    page.get_by_text("From scratch", exact=True).click()  # Off: keep the browser test short.
+    for label in ("Head epochs", "Fine-tuning epochs"):
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill("1")
+        field.press("Tab")
+    page.get_by_role("button", name="Run the comparison").click()
+    page.get_by_role("heading", name="In progress").wait_for()
+    page.get_by_text("Comparison: 0 of 2 runs done").wait_for()
+    started = time.time()
+    page.get_by_text("feature extraction: training the head", exact=False).first.wait_for(timeout=120_000)
+    _shot(page, "18-compare-live")
+    page.get_by_role("heading", name="In progress").wait_for(state="detached", timeout=300_000)
+    _settle(page)
+    _no_exception(page)
+    page.get_by_text("What the numbers say").wait_for()
+    old = {path.name for path in prepared["run_dirs"]}
+    new = [run_id for run_id in prepared["workspace"].store.ids() if run_id not in old]
+    assert len(new) == 2
+    picked = page.locator('[data-testid="stMultiSelectTagsContainer"]').first.inner_text()
+    # The new comparison's two runs are picked automatically, in place of the earlier ones.
+    assert all(run_id.rsplit("-", 1)[-1] in picked for run_id in new), picked
+    assert not any(run_id.rsplit("-", 1)[-1] in picked for run_id in old), picked
+    _shot(page, "19-compare-after")
+    print(f"\nlive comparison of 2 runs ended {time.time() - started:.0f} s after the first progress")

@@ -1,0 +1,238 @@
+"""Issue 6, many users: 5 browser sessions take the demo path at the same time against ONE
+``streamlit run app.py`` started with TRANSFER_MAX_CONCURRENT_RUNS=1. All five runs finish, at least one
+session sees the queue, and no session's page shows another session's workspace, run ids or data set.
+
+Also: a real browser upload (``set_input_files``) of bad files on the Data page shows the skipped-file
+table with reasons.
+
+Each session uses feature extraction and one epoch (set through the Train form) so that five runs one
+after another fit in a few minutes on a 2-core laptop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("TRANSFER_CHROMIUM", "/usr/bin/chromium"))
+SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
+SCREENSHOTS = REPO_ROOT / "test-output" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SESSIONS = 5
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One Transfer Lab server with one training slot; yields ``(url, home)``."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (install Debian's chromium or set TRANSFER_CHROMIUM).")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    home = tmp_path_factory.mktemp("home")
+    port = _free_port()
+    env = {**os.environ, "TRANSFER_HOME": str(home), "TRANSFER_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "TRANSFER_MAX_CONCURRENT_RUNS": "1"}
+    env.pop("TRANSFER_ALLOWED_DATA_DIRS", None)
+    if SHARED_WEIGHTS.exists():
+        env["TRANSFER_WEIGHTS_DIR"] = str(SHARED_WEIGHTS)
+    log_path = home / "streamlit.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url, home
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _settle(page, timeout: int = 90_000) -> None:
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=timeout,
+    )
+    page.wait_for_timeout(300)
+
+
+def _no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
+        '[data-testid="stException"]').first.inner_text()
+
+
+def _query(page, name: str) -> str | None:
+    values = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query).get(name)
+    return values[0] if values else None
+
+
+def _text(page) -> str:
+    try:
+        return page.locator("body").inner_text(timeout=5_000)
+    except Exception:  # noqa: BLE001 - the page may be mid-rerender; try again next poll.
+        return ""
+
+
+def test_five_sessions_share_one_slot_all_finish_and_see_only_their_own(server, browser):
+    url, home = server
+    contexts = [browser.new_context(viewport={"width": 1300, "height": 950}) for _ in range(SESSIONS)]
+    pages = [context.new_page() for context in contexts]
+    for page in pages:
+        page.set_default_timeout(90_000)
+    started = time.time()
+    try:
+        # Every session: Home -> Try the demo -> Train (one epoch of feature extraction) -> Start.
+        for page in pages:
+            page.goto(url)
+            page.get_by_role("heading", name="Transfer Lab").wait_for()
+            _settle(page)
+            page.get_by_role("button", name="Try the demo").click()
+            page.get_by_text("Demo data set ready").wait_for()
+            _settle(page)
+        for page in pages:
+            page.get_by_text("Feature extraction (frozen backbone, train the head)").click()
+            epochs = page.get_by_role("spinbutton", name="Epochs (head, or all for from scratch)")
+            epochs.fill("1")
+            epochs.press("Tab")
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_role("button", name="Stop").wait_for()
+        clicked = time.time()
+
+        finished = [False] * SESSIONS
+        saw_queue = [False] * SESSIONS
+        while not all(finished) and time.time() - clicked < 480:
+            for index, page in enumerate(pages):
+                if finished[index]:
+                    continue
+                text = _text(page)
+                saw_queue[index] = saw_queue[index] or "Queued: waiting for a free training slot" in text
+                finished[index] = page.get_by_text("Finished.", exact=True).count() > 0
+            time.sleep(1.0)
+        all_done = time.time()
+        assert all(finished), f"sessions finished: {finished}; saw the queue: {saw_queue}"
+        assert any(saw_queue), "no session ever showed the queue message"
+
+        # Nobody sees anybody else's workspace, runs or data set.
+        seen = []
+        for page in pages:
+            _settle(page)
+            _no_exception(page)
+            workspace_id = _query(page, "ws")
+            run_id = _query(page, "run")
+            assert workspace_id and run_id
+            datasets = [p.name for p in (home / "workspaces" / workspace_id / "datasets").iterdir()]
+            runs = [p.name for p in (home / "workspaces" / workspace_id / "runs").iterdir()]
+            assert runs == [run_id] and len(datasets) == 1
+            seen.append((workspace_id, run_id, datasets[0], page.content()))
+        assert len({entry[0] for entry in seen}) == SESSIONS
+        for index, (_, run_id, _, html) in enumerate(seen):
+            assert run_id in html
+            for other, (other_ws, other_run, other_dataset, _) in enumerate(seen):
+                if other == index:
+                    continue
+                assert other_ws not in html, f"session {index} shows session {other}'s workspace"
+                assert other_run not in html, f"session {index} shows session {other}'s run"
+                assert other_dataset not in html, f"session {index} shows session {other}'s data set"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        pages[-1].screenshot(path=str(SCREENSHOTS / "20-many-users-last-session.png"), full_page=True)
+        print(f"\n{SESSIONS} sessions: clicking {clicked - started:.0f} s, all runs finished "
+              f"{all_done - clicked:.0f} s after the last Start; saw the queue: {saw_queue}")
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def test_a_real_browser_upload_of_bad_files_lists_them_with_reasons(server, browser, tmp_path):
+    from rel_helpers import file_cases, good_files
+
+    url, _ = server
+    cases = [case for case in file_cases(include_bomb=False)]
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    good = good_files()
+    cats, dogs = [], []
+    for name, data in good.items():
+        path = folder / name.replace("/", "_")
+        path.write_bytes(data)
+        (cats if name.startswith("cats/") else dogs).append(path)
+    for case in cases:
+        path = folder / case.name
+        path.write_bytes(case.data)
+        cats.append(path)
+    context = browser.new_context(viewport={"width": 1300, "height": 950})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    try:
+        page.goto(url)
+        page.get_by_role("heading", name="Transfer Lab").wait_for()
+        _settle(page)
+        page.locator('[data-testid="stSidebarNavLink"]', has_text="Data").first.click()
+        page.get_by_role("heading", name="Data", exact=True).first.wait_for()
+        _settle(page)
+        page.get_by_role("tab", name="Upload per class").click()
+        uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+        uploaders.nth(0).set_input_files([str(p) for p in cats])
+        _settle(page)
+        uploaders.nth(1).set_input_files([str(p) for p in dogs])
+        _settle(page)
+        page.get_by_role("button", name="Create data set", exact=True).click()
+        page.get_by_text("is ready and active").wait_for()
+        _settle(page)
+        _no_exception(page)
+        text = _text(page)
+        for case in cases:
+            if not case.kept:
+                assert case.name in text, f"{case.name} is not listed as skipped"
+        assert "the file is empty" in text and "web page (HTML)" in text
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "21-bad-upload-skipped.png"), full_page=True)
+    finally:
+        context.close()
