@@ -4,6 +4,23 @@ Importing this package is cheap (no TensorFlow); modules that need TensorFlow
 import it inside their functions. Never imports streamlit.
 """
 
+# Modules by job (none imports TensorFlow until a function that needs it runs).
+from transfer_core import (
+    charts,
+    compare,
+    data,
+    evaluate,
+    explain,
+    export,
+    freezing,
+    jobs,
+    lr_finder,
+    models,
+    runs,
+    training,
+    workspace,
+    zoo,
+)
 from transfer_core.config import (
     AUGMENTATIONS,
     FREEZE_MODES,
@@ -22,6 +39,20 @@ from transfer_core.runs import RunInfo, RunStore, batch_frame, epoch_frame, load
 from transfer_core.workspace import Workspace
 
 __all__ = [
+    "charts",
+    "compare",
+    "data",
+    "evaluate",
+    "explain",
+    "export",
+    "freezing",
+    "jobs",
+    "lr_finder",
+    "models",
+    "runs",
+    "training",
+    "workspace",
+    "zoo",
     "AUGMENTATIONS",
     "FREEZE_MODES",
     "OPTIMIZERS",

@@ -560,7 +560,7 @@ def _weights_files(config: RunConfig) -> tuple[list[str], str]:
 
     info = zoo.get_backbone_info(config.model.backbone)
     size = zoo.check_input_size(config.model.backbone, config.model.input_size)
-    return zoo._candidate_files(info, size, include_top=False), info.weights_origin
+    return zoo.candidate_weight_files(info.key, size, include_top=False), info.weights_origin
 
 
 def generate_script(config: RunConfig, run_id: str = "", val_accuracy: float | None = None) -> str:

@@ -103,6 +103,10 @@ def start_run(
             start_new_session=True,  # Its own process group, so a kill takes its children too.
         )
     write_pid(run_dir, process.pid)
+    if after is None:
+        # Take the run's place in the queue now, so runs queue in the order they were started even
+        # when a later run's worker process happens to start faster (a busy CPU).
+        _register_in_queue(settings, run_dir, process.pid)
     # Reap the child when it exits so it never lingers as a zombie in a long-lived server.
     threading.Thread(target=process.wait, daemon=True).start()
     return run_dir
@@ -193,24 +197,32 @@ def queue_position(run_dir: Path, settings: Settings | None = None) -> int | Non
     return None
 
 
-def _acquire_slot(settings: Settings, run_dir: Path, log: EventLog, should_stop) -> Any | None:
-    """Wait in FIFO order for a free slot; returns the locked slot file, or None if stopped."""
+def _register_in_queue(settings: Settings, run_dir: Path, pid: int) -> Path:
+    """Write (or rewrite) the run's queue entry; its name sorts by the run's creation time.
+
+    ``start_run`` writes it for the new worker and the worker writes the same entry again, so the
+    queue order is the order runs were started (``config.json`` is written before the worker exists),
+    not the order worker processes happened to reach the queue.
+    """
     from transfer_core.runs import process_start_time
 
+    run_dir = Path(run_dir).resolve()
     queue = _queue_dir(settings)
     queue.mkdir(parents=True, exist_ok=True)
+    try:
+        created = (run_dir / "config.json").stat().st_mtime
+    except OSError:
+        created = time.time()
+    entry = queue / f"{created:017.6f}-{run_dir.name}"
+    atomic_write_json(entry, {"pid": pid, "start_time": process_start_time(pid), "run_dir": str(run_dir)})
+    return entry
+
+
+def _acquire_slot(settings: Settings, run_dir: Path, log: EventLog, should_stop) -> Any | None:
+    """Wait in FIFO order for a free slot; returns the locked slot file, or None if stopped."""
     slots = Path(settings.home) / "slots"
     slots.mkdir(parents=True, exist_ok=True)
-    # Queue order is the order runs were started (config.json is written by start_run before the worker
-    # process exists), not the order worker processes happened to get this far: on a busy CPU a later
-    # run's worker can start faster than an earlier one's.
-    try:
-        queued_at = (run_dir / "config.json").stat().st_mtime
-    except OSError:
-        queued_at = time.time()
-    entry = queue / f"{queued_at:017.6f}-{run_dir.name}"
-    atomic_write_json(entry, {"pid": os.getpid(), "start_time": process_start_time(os.getpid()),
-                              "run_dir": str(run_dir)})
+    entry = _register_in_queue(settings, run_dir, os.getpid())
     announced = None
     try:
         while True:

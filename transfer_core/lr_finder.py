@@ -125,7 +125,7 @@ def lr_range_test(
     import keras
 
     from transfer_core.models import build_head
-    from transfer_core.training import _make_optimizer
+    from transfer_core.training import make_optimizer
 
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int32)
@@ -143,7 +143,7 @@ def lr_range_test(
     # Seeds the head's initial weights so the same settings give the same curve.
     keras.utils.set_random_seed(seed)
     head = build_head(features.shape[1], num_classes, head_spec)
-    head.compile(optimizer=_make_optimizer(optimizer, min_lr), loss="sparse_categorical_crossentropy")
+    head.compile(optimizer=make_optimizer(optimizer, min_lr), loss="sparse_categorical_crossentropy")
     factor = (max_lr / min_lr) ** (1.0 / (steps - 1))
     order = rng.permutation(len(features))
     position = 0
@@ -208,20 +208,13 @@ def find_learning_rate(
         ValueError: Empty training split or bad settings.
         transfer_core.zoo.WeightsUnavailableError: The pretrained weights are missing.
     """
-    from transfer_core.models import build_classifier
-    from transfer_core.training import _Engine
+    from transfer_core.training import compute_head_features
 
-    settings = settings or Settings.from_env()
     # The engine's feature step (with its on-disk cache) is reused as is: same key, same files.
-    engine = _Engine(config, emit=lambda event: None, should_stop=lambda: False, settings=settings)
-    engine.train_data = _train_split(config)
-    if len(engine.train_data.paths) == 0:
-        raise ValueError(f"The training split of {config.dataset.root} is empty. Received: 0 images")
-    engine.classifier = build_classifier(config.model, config.dataset.num_classes, settings=settings)
-    features = engine.compute_outputs(engine.classifier.feature_extractor, engine.train_data, "pool", "features")
+    features, labels = compute_head_features(config, settings, "train")
     return lr_range_test(
         features,
-        engine.train_data.labels,
+        labels,
         config.dataset.num_classes,
         head_spec=config.model,
         optimizer=config.train.optimizer,
@@ -233,7 +226,3 @@ def find_learning_rate(
     )
 
 
-def _train_split(config: RunConfig):
-    from transfer_core.training import _load_split
-
-    return _load_split(config.dataset, "train")

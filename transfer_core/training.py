@@ -116,6 +116,11 @@ def _distribution_scope(distribution: str):
     return contextlib.nullcontext()
 
 
+def make_optimizer(name: str, learning_rate: float):
+    """A Keras optimizer by config name (``adam``, ``sgd`` with momentum 0.9, ``rmsprop``, ``adamw``)."""
+    return _make_optimizer(name, learning_rate)
+
+
 def _make_optimizer(name: str, learning_rate: float):
     import keras
 
@@ -151,6 +156,11 @@ class _SplitData:
     paths: list[str]
     labels: np.ndarray
     shas: list[str]
+
+
+def load_split(spec, split: str) -> _SplitData:
+    """Absolute paths, integer labels and content hashes of one split, in manifest order."""
+    return _load_split(spec, split)
 
 
 def _load_split(spec, split: str) -> _SplitData:
@@ -521,9 +531,18 @@ class _Engine:
     def from_scratch(self) -> None:
         from transfer_core import freezing
 
+        import keras
+
         freezing.apply_freeze_plan(
             self.classifier.backbone, FreezePlan(mode="all_trainable", train_batchnorm=True)
         )
+        # Keras' MobileNets use BatchNorm momentum 0.999, tuned for long ImageNet runs: in a
+        # few epochs from random weights the moving statistics barely leave their start, and
+        # validation (which uses them) sits at chance. 0.9 lets them follow, so the baseline
+        # is an honest one rather than a broken one.
+        for layer in self.classifier.backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = min(layer.momentum, 0.9)
         epochs = self.train_config.epochs
         self.stage("scratch", "Training every layer from random weights (no transfer)", epochs, False)
         self.fit(self.classifier.model, "scratch", epochs, self.train_config.learning_rate,
@@ -585,6 +604,33 @@ def _param_counts(model) -> tuple[int, int]:
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     frozen = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
     return trainable, frozen
+
+
+def compute_head_features(
+    config: RunConfig, settings: Settings | None = None, split: str = "train"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled backbone features of one split, through the engine's on-disk cache.
+
+    The same cache key as a feature-extraction run, so a run and this call reuse
+    each other's work.
+
+    Returns:
+        ``(features, labels)``.
+
+    Raises:
+        ValueError: The split is empty.
+    """
+    from transfer_core.models import build_classifier
+
+    settings = settings or Settings.from_env()
+    engine = _Engine(config, emit=lambda event: None, should_stop=lambda: False, settings=settings)
+    data = _load_split(config.dataset, split)
+    if not data.paths:
+        raise ValueError(f"The {split} split of {config.dataset.root} is empty. Received: 0 images")
+    engine.train_data = data
+    engine.classifier = build_classifier(config.model, config.dataset.num_classes, settings=settings)
+    features = engine.compute_outputs(engine.classifier.feature_extractor, data, "pool", "features")
+    return features, data.labels
 
 
 def preflight(config: RunConfig, settings: Settings | None = None) -> None:

@@ -578,6 +578,12 @@ def _search_dirs(settings: Settings) -> list[Path]:
     return dirs
 
 
+def candidate_weight_files(key: str, input_size: int = 0, *, include_top: bool = False) -> list[str]:
+    """Weight file names accepted for ``key`` at ``input_size``, best first."""
+    info = get_backbone_info(key)
+    return _candidate_files(info, check_input_size(key, input_size), include_top)
+
+
 def _candidate_files(info: BackboneInfo, size: int, include_top: bool) -> list[str]:
     """File names that hold usable weights for this size, best first."""
     if include_top:

@@ -230,3 +230,25 @@ def test_server_folder_escaping_by_symlink_or_dots_is_refused_by_the_page(home, 
         assert not at.exception, at.exception
         assert any("outside the folders this server allows" in e.value for e in at.error), attempt
         assert "dataset_root" not in at.session_state
+
+
+def test_a_session_over_its_disk_quota_is_refused_new_data_sets(home, monkeypatch) -> None:
+    """TRANSFER_MAX_SESSION_DISK_MB=1: once a session holds 1 MB, the next data set is refused with the limit."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui import state
+
+    monkeypatch.setenv("TRANSFER_MAX_SESSION_DISK_MB", "1")
+    state.settings.cache_clear()
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/data.py").run()
+    big = {f"{label}/{i}.png": noise_png(300 + 10 * n + i, 300) for n, label in enumerate(["a", "b"]) for i in range(3)}
+    _upload_zip(at, zip_bytes(big))  # About 1.6 MB of noise: allowed (the session was empty), fills the quota.
+    assert any("is ready and active" in s.value for s in at.success), _texts(at)
+    assert at.session_state["workspace"].disk_usage_mb() > 1
+    first = at.session_state["dataset_root"]
+    _upload_zip(at, zip_bytes(good_files()))
+    errors = " ".join(e.value for e in at.error)
+    assert "1 MB" in errors or "MB of the 1" in errors, _texts(at)
+    assert at.session_state["dataset_root"] == first
+    assert len(at.session_state["workspace"].dataset_dirs()) == 1

@@ -236,6 +236,7 @@ def test_a_keras_file_without_config_and_an_oversized_one_are_refused(tmp_path) 
         load_keras_model(b"PK" + b"\x00" * (2 << 20), name="big.keras", max_bytes=1 << 20)
 
 
+@pytest.mark.slow
 def test_a_plain_keras_model_and_a_real_transfer_lab_model_load_in_safe_mode(tmp_path, plain_model_file) -> None:
     import numpy as np
 
