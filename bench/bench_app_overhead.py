@@ -39,8 +39,11 @@ CHROMIUM = Path(os.environ.get("TRANSFER_CHROMIUM", "/usr/bin/chromium"))
 def _config(spec, args):
     from transfer_core.config import ModelSpec, RunConfig, TrainConfig
 
-    return RunConfig(dataset=spec, model=ModelSpec(backbone=args.backbone, input_size=args.input_size),
-                     train=TrainConfig(strategy="from_scratch", epochs=args.epochs, batch_size=32))
+    return RunConfig(
+        dataset=spec,
+        model=ModelSpec(backbone=args.backbone, input_size=args.input_size),
+        train=TrainConfig(strategy="from_scratch", epochs=args.epochs, batch_size=32),
+    )
 
 
 def _rate(run_dir: Path) -> float:
@@ -104,10 +107,28 @@ def run_browser(spec, settings, workspace, args) -> float:
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
-    env = {**os.environ, "TRANSFER_HOME": str(settings.home), "TRANSFER_WEIGHTS_DIR": str(settings.weights_dir)}
+    env = {
+        **os.environ,
+        "TRANSFER_HOME": str(settings.home),
+        "TRANSFER_WEIGHTS_DIR": str(settings.weights_dir),
+    }
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -119,8 +140,10 @@ def run_browser(spec, settings, workspace, args) -> float:
                 time.sleep(0.5)
         run_dir = _start(spec, settings, workspace, args)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu",
-                                                 "--disable-dev-shm-usage", "--no-first-run"])
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{url}/train?ws={workspace.workspace_id}&run={run_dir.name}")
             _wait(run_dir)
@@ -135,7 +158,9 @@ MODES = {"cli": run_cli, "apptest": run_apptest, "browser": run_browser}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--weights-dir", default=str(DEFAULT_WEIGHTS))
     parser.add_argument("--backbone", default="mobilenet_v2_0.35")
@@ -161,13 +186,21 @@ def main() -> int:
     for repeat in range(args.repeats):
         for mode in modes:  # Interleaved, so drift in machine speed hits every mode alike.
             rates[mode].append(MODES[mode](spec, settings, workspace, args))
-        print(f"repeat {repeat + 1}: " + ", ".join(f"{m} {rates[m][-1]:.1f} img/s" for m in modes), flush=True)
+        print(
+            f"repeat {repeat + 1}: " + ", ".join(f"{m} {rates[m][-1]:.1f} img/s" for m in modes), flush=True
+        )
     baseline = median(rates["cli"]) if "cli" in rates else None
     write_result(
         {
-            "config": {"strategy": "from_scratch", "backbone": args.backbone, "input_size": args.input_size,
-                       "epochs": args.epochs, "batch_size": 32, "data": Path(args.data).name,
-                       "cpus": os.cpu_count()},
+            "config": {
+                "strategy": "from_scratch",
+                "backbone": args.backbone,
+                "input_size": args.input_size,
+                "epochs": args.epochs,
+                "batch_size": 32,
+                "data": Path(args.data).name,
+                "cpus": os.cpu_count(),
+            },
             "images_per_second": rates,
             "relative_to_cli": {m: median(r) / baseline for m, r in rates.items()} if baseline else {},
         },

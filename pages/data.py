@@ -22,9 +22,12 @@ def _disk_full() -> bool:
     if used < settings.max_session_disk_mb:
         return False
     st.session_state["last_ingest"] = {
-        "ok": False, "name": "", "skipped": [], "notes": [],
+        "ok": False,
+        "name": "",
+        "skipped": [],
+        "notes": [],
         "error": f"this session already uses {used:,.0f} MB of the {settings.max_session_disk_mb:,} MB it may use. "
-                 "Delete data sets (below) or runs (Train page) first.",
+        "Delete data sets (below) or runs (Train page) first.",
     }
     return True
 
@@ -39,13 +42,22 @@ def _ingest(name: str, run) -> None:
             result = run(dest)
     except (data.DataError, ValueError) as error:
         skipped = getattr(error, "skipped", ())
-        st.session_state["last_ingest"] = {"ok": False, "name": name, "error": str(error),
-                                           "skipped": [(s.name, s.reason) for s in skipped], "notes": []}
+        st.session_state["last_ingest"] = {
+            "ok": False,
+            "name": name,
+            "error": str(error),
+            "skipped": [(s.name, s.reason) for s in skipped],
+            "notes": [],
+        }
         return
     state.set_active_dataset(result.spec)
-    st.session_state["last_ingest"] = {"ok": True, "name": views.dataset_name(result.spec.root), "error": "",
-                                       "skipped": [(s.name, s.reason) for s in result.skipped],
-                                       "notes": list(result.notes)}
+    st.session_state["last_ingest"] = {
+        "ok": True,
+        "name": views.dataset_name(result.spec.root),
+        "error": "",
+        "skipped": [(s.name, s.reason) for s in result.skipped],
+        "notes": list(result.notes),
+    }
 
 
 def _show_last_ingest() -> None:
@@ -101,18 +113,30 @@ demo_tab, upload_tab, zip_tab, folder_tab = st.tabs(
 )
 
 with demo_tab:
-    st.markdown("Synthetic pictures in four classes (circles, stripes, checkerboards, triangles), made on the spot.")
+    st.markdown(
+        "Synthetic pictures in four classes (circles, stripes, checkerboards, triangles), made on the spot."
+    )
     left, right = st.columns(2)
     per_class = left.slider("Images per class", 10, 200, 40, step=10, key="demo_per_class")
-    image_size = right.select_slider("Image size (pixels)", [32, 64, 96, 128, 160], value=96, key="demo_image_size")
+    image_size = right.select_slider(
+        "Image size (pixels)", [32, 64, 96, 128, 160], value=96, key="demo_image_size"
+    )
     if st.button("Create the demo data set", key="demo_create", type="primary") and not _disk_full():
         with st.spinner("Drawing pictures..."):
             widgets.create_demo_dataset(per_class, image_size)
-        st.session_state["last_ingest"] = {"ok": True, "name": "demo", "error": "", "skipped": [], "notes": []}
+        st.session_state["last_ingest"] = {
+            "ok": True,
+            "name": "demo",
+            "error": "",
+            "skipped": [],
+            "notes": [],
+        }
 
 with upload_tab:
-    st.markdown("Name your classes and drop a few images into each (JPEG, PNG, WebP, BMP, GIF, TIFF). "
-                "Ten or more per class is a good start.")
+    st.markdown(
+        "Name your classes and drop a few images into each (JPEG, PNG, WebP, BMP, GIF, TIFF). "
+        "Ten or more per class is a good start."
+    )
     photos_by_class = st.session_state.setdefault("camera_photos", {})
     uploads: list[tuple[str, list, list]] = []
     for cls in list(_classes()):
@@ -121,15 +145,26 @@ with upload_tab:
             name_col, delete_col = st.columns([4, 1], vertical_alignment="bottom")
             name = name_col.text_input("Class name", value=cls["name"], key=f"upload_class_name_{class_id}")
             cls["name"] = name
-            delete_col.button("Delete class", key=f"upload_class_delete_{class_id}", on_click=_delete_class,
-                              args=(class_id,), disabled=len(_classes()) <= 2)
-            files = st.file_uploader(f"Images of “{name}”", accept_multiple_files=True,
-                                     key=f"upload_class_files_{class_id}")
+            delete_col.button(
+                "Delete class",
+                key=f"upload_class_delete_{class_id}",
+                on_click=_delete_class,
+                args=(class_id,),
+                disabled=len(_classes()) <= 2,
+            )
+            files = st.file_uploader(
+                f"Images of “{name}”", accept_multiple_files=True, key=f"upload_class_files_{class_id}"
+            )
             photos = photos_by_class.get(class_id, [])
             if st.toggle("Take photos with the camera", key=f"upload_class_camera_on_{class_id}"):
                 photo = st.camera_input("Camera", key=f"upload_class_camera_{class_id}")
-                st.button("Add this photo", key=f"upload_class_camera_add_{class_id}", disabled=photo is None,
-                          on_click=_add_photo, args=(class_id, photo))
+                st.button(
+                    "Add this photo",
+                    key=f"upload_class_camera_add_{class_id}",
+                    disabled=photo is None,
+                    on_click=_add_photo,
+                    args=(class_id, photo),
+                )
             st.caption(f"{len(files or [])} file(s), {len(photos)} camera photo(s)")
             uploads.append((name.strip(), list(files or []), photos))
     add_col, name_col, create_col = st.columns([1, 2, 1], vertical_alignment="bottom")
@@ -149,20 +184,25 @@ with upload_tab:
             _ingest(upload_name, lambda dest: data.ingest_uploads(files, dest, settings=settings))
 
 with zip_tab:
-    st.markdown("A ZIP with one folder per class (`cats/…`, `dogs/…`), or with `train/` and `val/` folders "
-                "that each hold one folder per class (that split is kept).")
+    st.markdown(
+        "A ZIP with one folder per class (`cats/…`, `dogs/…`), or with `train/` and `val/` folders "
+        "that each hold one folder per class (that split is kept)."
+    )
     archive = st.file_uploader("ZIP file", type=["zip"], key="zip_file")
-    zip_name = st.text_input("Data set name", value=Path(archive.name).stem if archive else "zip data set",
-                             key="zip_dataset_name")
+    zip_name = st.text_input(
+        "Data set name", value=Path(archive.name).stem if archive else "zip data set", key="zip_dataset_name"
+    )
     if st.button("Create data set from the ZIP", key="zip_create", type="primary", disabled=archive is None):
         _ingest(zip_name, lambda dest: data.ingest_zip(archive.getvalue(), dest, settings=settings))
 
 with folder_tab:
     allowed = settings.allowed_data_dirs
     if not allowed:
-        st.info("Reading folders on the server is off. An operator turns it on by listing the folders the app "
-                "may read in the environment variable `TRANSFER_ALLOWED_DATA_DIRS` (separated by `:`), then "
-                "restarting the app, e.g. `TRANSFER_ALLOWED_DATA_DIRS=/srv/datasets streamlit run app.py`.")
+        st.info(
+            "Reading folders on the server is off. An operator turns it on by listing the folders the app "
+            "may read in the environment variable `TRANSFER_ALLOWED_DATA_DIRS` (separated by `:`), then "
+            "restarting the app, e.g. `TRANSFER_ALLOWED_DATA_DIRS=/srv/datasets streamlit run app.py`."
+        )
     else:
         st.markdown("Allowed folders: " + ", ".join(f"`{p}`" for p in allowed))
         folder = st.text_input("Folder (one subfolder per class)", value=str(allowed[0]), key="folder_path")
@@ -233,16 +273,25 @@ if not report.warnings:
 
 if report.cross_split_duplicates:
     with st.expander("Identical images in training and validation (leakage)"):
-        st.dataframe([{"train": a, "validation/test": b} for a, b in report.cross_split_duplicates],
-                     hide_index=True, key="data_leaks")
+        st.dataframe(
+            [{"train": a, "validation/test": b} for a, b in report.cross_split_duplicates],
+            hide_index=True,
+            key="data_leaks",
+        )
 if report.duplicate_groups:
     with st.expander("Duplicate images"):
-        st.dataframe([{"images": ", ".join(group)} for group in report.duplicate_groups], hide_index=True,
-                     key="data_duplicates")
+        st.dataframe(
+            [{"images": ", ".join(group)} for group in report.duplicate_groups],
+            hide_index=True,
+            key="data_duplicates",
+        )
 if report.conflicting_labels:
     with st.expander("Same image, different classes"):
-        st.dataframe([{"images": ", ".join(group)} for group in report.conflicting_labels], hide_index=True,
-                     key="data_conflicts")
+        st.dataframe(
+            [{"images": ", ".join(group)} for group in report.conflicting_labels],
+            hide_index=True,
+            key="data_conflicts",
+        )
 if report.skipped:
     st.markdown("**Skipped files and why**")
     st.dataframe(views.skipped_frame(report.skipped), hide_index=True, width="stretch", key="data_skipped")
@@ -262,10 +311,14 @@ if data.has_own_split(spec):
 with st.form("split_form"):
     seed_col, val_col, test_col = st.columns(3)
     seed = seed_col.number_input("Seed", 0, 1_000_000, spec.seed, key="split_seed")
-    val_fraction = val_col.slider("Validation share", 0.05, 0.5, float(spec.val_fraction), 0.05, key="split_val")
+    val_fraction = val_col.slider(
+        "Validation share", 0.05, 0.5, float(spec.val_fraction), 0.05, key="split_val"
+    )
     test_fraction = test_col.slider("Test share", 0.0, 0.4, float(spec.test_fraction), 0.05, key="split_test")
-    st.caption("The split is fixed by each image's content and the seed, so every run on this data set "
-               "compares on the same images.")
+    st.caption(
+        "The split is fixed by each image's content and the seed, so every run on this data set "
+        "compares on the same images."
+    )
     if st.form_submit_button("Apply split", key="split_apply"):
         try:
             spec = data.resplit(spec, seed=int(seed), val_fraction=val_fraction, test_fraction=test_fraction)
@@ -275,15 +328,26 @@ with st.form("split_form"):
             st.error(str(error))
 
 st.subheader("Augmentation preview")
-st.caption("Random changes applied to training images each epoch, so the model sees more variety. "
-           "Turn them on in the Train page's settings.")
-choices = st.multiselect("Augmentations", list(AUGMENTATION_HELP), default=list(AUGMENTATION_HELP),
-                         format_func=lambda name: f"{name}: {AUGMENTATION_HELP[name]}", key="aug_preview_choice")
-image_names = {path: f"{label}, image {index + 1}"
-               for label, items in views.thumbnails_by_class(spec, per_class=3, split="train").items()
-               for index, (path, _) in enumerate(items)}
+st.caption(
+    "Random changes applied to training images each epoch, so the model sees more variety. "
+    "Turn them on in the Train page's settings."
+)
+choices = st.multiselect(
+    "Augmentations",
+    list(AUGMENTATION_HELP),
+    default=list(AUGMENTATION_HELP),
+    format_func=lambda name: f"{name}: {AUGMENTATION_HELP[name]}",
+    key="aug_preview_choice",
+)
+image_names = {
+    path: f"{label}, image {index + 1}"
+    for label, items in views.thumbnails_by_class(spec, per_class=3, split="train").items()
+    for index, (path, _) in enumerate(items)
+}
 if image_names:
-    image_path = st.selectbox("Image", list(image_names), format_func=image_names.get, key="aug_preview_image")
+    image_path = st.selectbox(
+        "Image", list(image_names), format_func=image_names.get, key="aug_preview_image"
+    )
     if st.button("Show augmented copies", key="aug_preview_button"):
         from transfer_core.augment import augmentation_preview
 

@@ -30,8 +30,19 @@ def _block_map(key: str, input_size: int) -> blockmap.BlockMap:
 st.subheader("Pretrained backbones")
 table = _zoo_table(str(settings.weights_dir))
 st.dataframe(
-    table[["name", "key", "params_millions", "depth", "default_input_size", "imagenet_top1", "size_mb",
-           "weights_offline", "top_weights_offline"]],
+    table[
+        [
+            "name",
+            "key",
+            "params_millions",
+            "depth",
+            "default_input_size",
+            "imagenet_top1",
+            "size_mb",
+            "weights_offline",
+            "top_weights_offline",
+        ]
+    ],
     hide_index=True,
     width="stretch",
     height=35 * (len(table) + 1) + 3,
@@ -46,11 +57,14 @@ st.dataframe(
         "size_mb": st.column_config.NumberColumn("Size (MB)", format="%.1f"),
         "weights_offline": st.column_config.CheckboxColumn("Weights offline"),
         "top_weights_offline": st.column_config.CheckboxColumn(
-            "Classifier offline", help="The ImageNet classifier (with its top) is on this server too"),
+            "Classifier offline", help="The ImageNet classifier (with its top) is on this server too"
+        ),
     },
 )
-st.caption("Click a column header to sort. 'Weights offline' means the pretrained weights are on this "
-           "server, so no download is needed.")
+st.caption(
+    "Click a column header to sort. 'Weights offline' means the pretrained weights are on this "
+    "server, so no download is needed."
+)
 
 offline = dict(zip(table["key"], table["weights_offline"], strict=True))
 keys = list(table["key"])
@@ -58,7 +72,9 @@ names = dict(zip(table["key"], table["name"], strict=True))
 
 choose_col, size_col, weights_col = st.columns(3)
 backbone = choose_col.selectbox(
-    "Backbone", keys, index=keys.index(current.backbone) if current.backbone in keys else 0,
+    "Backbone",
+    keys,
+    index=keys.index(current.backbone) if current.backbone in keys else 0,
     format_func=lambda key: f"{names[key]}{'' if offline[key] else ' (weights not offline)'}",
     key="model_backbone",
 )
@@ -66,11 +82,17 @@ info = zoo.get_backbone_info(backbone)
 sizes = list(info.allowed_input_sizes)
 wanted_size = current.input_size or info.default_input_size
 input_size = size_col.selectbox(
-    "Input size (pixels)", sizes, index=sizes.index(wanted_size) if wanted_size in sizes else len(sizes) - 1,
-    key="model_input_size", help="Smaller inputs train much faster; 96 or 128 is plenty for small pictures.",
+    "Input size (pixels)",
+    sizes,
+    index=sizes.index(wanted_size) if wanted_size in sizes else len(sizes) - 1,
+    key="model_input_size",
+    help="Smaller inputs train much faster; 96 or 128 is plenty for small pictures.",
 )
 weights = weights_col.radio(
-    "Weights", ["imagenet", "random"], index=0 if current.weights == "imagenet" else 1, key="model_weights",
+    "Weights",
+    ["imagenet", "random"],
+    index=0 if current.weights == "imagenet" else 1,
+    key="model_weights",
     format_func=lambda w: "ImageNet (transfer)" if w == "imagenet" else "Random (no transfer)",
 )
 if weights == "imagenet" and not zoo.weights_available_offline(backbone, input_size, settings=settings):
@@ -89,26 +111,39 @@ with st.spinner("Reading the backbone's blocks (loads TensorFlow the first time)
 num_blocks = len(blocks.block_names)
 presets_list = list(presets.FREEZE_PRESETS)
 preset = st.radio(
-    "Freeze plan", presets_list, index=presets_list.index(presets.preset_of_plan(current_plan)),
-    format_func=lambda p: presets.FREEZE_PRESETS[p], horizontal=True, key="model_freeze_preset",
+    "Freeze plan",
+    presets_list,
+    index=presets_list.index(presets.preset_of_plan(current_plan)),
+    format_func=lambda p: presets.FREEZE_PRESETS[p],
+    horizontal=True,
+    key="model_freeze_preset",
 )
 top_blocks = min(max(current_plan.top_blocks, 1), num_blocks)
 trainable_blocks: tuple[str, ...] = ()
 if preset == "top_blocks":
-    top_blocks = st.slider("Blocks to fine-tune, counted from the top", 1, num_blocks, top_blocks,
-                           key="model_top_blocks")
+    top_blocks = st.slider(
+        "Blocks to fine-tune, counted from the top", 1, num_blocks, top_blocks, key="model_top_blocks"
+    )
 elif preset == "custom":
     chosen = set(current_plan.trainable_blocks) & set(blocks.block_names)
-    editor_frame = blocks.blocks[["block", "layers", "params"]].assign(train=[b in chosen for b in blocks.block_names])
+    editor_frame = blocks.blocks[["block", "layers", "params"]].assign(
+        train=[b in chosen for b in blocks.block_names]
+    )
     edited = st.data_editor(
-        editor_frame, hide_index=True, disabled=["block", "layers", "params"], key="model_custom_blocks",
-        column_config={"train": st.column_config.CheckboxColumn("Train this block")}, width="stretch",
+        editor_frame,
+        hide_index=True,
+        disabled=["block", "layers", "params"],
+        key="model_custom_blocks",
+        column_config={"train": st.column_config.CheckboxColumn("Train this block")},
+        width="stretch",
     )
     trainable_blocks = tuple(edited.loc[edited["train"], "block"])
 train_batchnorm = st.checkbox(
-    "Let BatchNorm layers train too", value=current_plan.train_batchnorm, key="model_train_bn",
+    "Let BatchNorm layers train too",
+    value=current_plan.train_batchnorm,
+    key="model_train_bn",
     help="The Keras recipe keeps BatchNormalization frozen (inference mode) when fine-tuning: with small "
-         "batches its statistics would drift away from ImageNet's and wreck the pretrained features.",
+    "batches its statistics would drift away from ImageNet's and wreck the pretrained features.",
 )
 plan = presets.freeze_plan_for_preset(preset, top_blocks, trainable_blocks, train_batchnorm)
 
@@ -117,7 +152,8 @@ head_col, hidden_col = st.columns(2)
 dropout = head_col.slider("Head dropout", 0.0, 0.8, float(current.dropout_rate), 0.05, key="model_dropout")
 hidden_choices = [0, 32, 64, 128, 256, 512]
 hidden_units = hidden_col.selectbox(
-    "Hidden units in the head", hidden_choices,
+    "Hidden units in the head",
+    hidden_choices,
     index=hidden_choices.index(current.hidden_units) if current.hidden_units in hidden_choices else 0,
     format_func=lambda n: "none (one Dense layer)" if n == 0 else f"{n} (Dense + ReLU, then the classifier)",
     key="model_hidden_units",
@@ -138,11 +174,20 @@ st.plotly_chart(charts.block_map_figure(plan_frame), key="model_block_chart")
 with st.expander("Block map as a table"):
     st.dataframe(plan_frame, hide_index=True, width="stretch", key="model_block_table")
 
-state.set_model_spec(ModelSpec(backbone=backbone, input_size=int(input_size), weights=weights,
-                               dropout_rate=float(dropout), hidden_units=int(hidden_units)))
+state.set_model_spec(
+    ModelSpec(
+        backbone=backbone,
+        input_size=int(input_size),
+        weights=weights,
+        dropout_rate=float(dropout),
+        hidden_units=int(hidden_units),
+    )
+)
 state.set_freeze_plan(plan)
-st.caption(f"Feature extraction trains {blockmap.head_params(blocks.feature_dim, num_classes, hidden_units):,} "
-           "parameters (the head); the plan above is used by fine-tuning. Choose the strategy on the Train page.")
+st.caption(
+    f"Feature extraction trains {blockmap.head_params(blocks.feature_dim, num_classes, hidden_units):,} "
+    "parameters (the head); the plan above is used by fine-tuning. Choose the strategy on the Train page."
+)
 
 # ----- before transfer ------------------------------------------------------------------------------
 
@@ -152,15 +197,22 @@ if dataset is None:
     st.info("Choose a data set on the Data page to see the pretrained model's guesses for your images.")
     st.stop()
 if not with_top:
-    st.info("No ImageNet classifier (with-top) weights are on this server, e.g. `mobilenet_2_5_224_tf.h5`; "
-            "put one in the folder named by TRANSFER_WEIGHTS_DIR to see this.")
+    st.info(
+        "No ImageNet classifier (with-top) weights are on this server, e.g. `mobilenet_2_5_224_tf.h5`; "
+        "put one in the folder named by TRANSFER_WEIGHTS_DIR to see this."
+    )
     st.stop()
 pretrained_key = st.selectbox(
-    "Pretrained classifier", with_top, index=with_top.index(backbone) if backbone in with_top else 0,
-    format_func=lambda key: names[key], key="model_pretrained_key",
+    "Pretrained classifier",
+    with_top,
+    index=with_top.index(backbone) if backbone in with_top else 0,
+    format_func=lambda key: names[key],
+    key="model_pretrained_key",
 )
-st.caption("The unmodified network with its original 1000-class ImageNet head: it knows nothing of your "
-           "classes, but its guesses show what its features capture.")
+st.caption(
+    "The unmodified network with its original 1000-class ImageNet head: it knows nothing of your "
+    "classes, but its guesses show what its features capture."
+)
 if st.button("Show its top-3 guesses", key="model_pretrained_run"):
     from transfer_core.pretrained import imagenet_predictions
 

@@ -44,43 +44,78 @@ if dataset is not None:
     defaults = state.train_config() or TrainConfig(strategy=presets.strategy_for_plan(plan), epochs=10)
     busy = active is not None and active.is_active
     with st.expander("Settings for a new run", expanded=run_id is None), st.form("train_form"):
-        strategy = st.radio("Strategy", STRATEGIES, index=STRATEGIES.index(defaults.strategy),
-                            format_func=STRATEGY_NAMES.get, key="train_strategy")
+        strategy = st.radio(
+            "Strategy",
+            STRATEGIES,
+            index=STRATEGIES.index(defaults.strategy),
+            format_func=STRATEGY_NAMES.get,
+            key="train_strategy",
+        )
         epochs_col, finetune_col, batch_col, optimizer_col = st.columns(4)
-        epochs = epochs_col.number_input("Epochs (head, or all for from scratch)", 1, 200, defaults.epochs,
-                                         key="train_epochs")
-        fine_tune_epochs = finetune_col.number_input("Fine-tuning epochs", 1, 200, max(defaults.fine_tune_epochs, 1),
-                                                     key="train_fine_tune_epochs",
-                                                     help="Only used by fine-tuning (stage 2).")
-        batch_size = batch_col.selectbox("Batch size", [8, 16, 32, 64, 128],
-                                         index=[8, 16, 32, 64, 128].index(defaults.batch_size)
-                                         if defaults.batch_size in (8, 16, 32, 64, 128) else 2, key="train_batch_size")
-        optimizer = optimizer_col.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(defaults.optimizer),
-                                            key="train_optimizer")
+        epochs = epochs_col.number_input(
+            "Epochs (head, or all for from scratch)", 1, 200, defaults.epochs, key="train_epochs"
+        )
+        fine_tune_epochs = finetune_col.number_input(
+            "Fine-tuning epochs",
+            1,
+            200,
+            max(defaults.fine_tune_epochs, 1),
+            key="train_fine_tune_epochs",
+            help="Only used by fine-tuning (stage 2).",
+        )
+        batch_size = batch_col.selectbox(
+            "Batch size",
+            [8, 16, 32, 64, 128],
+            index=[8, 16, 32, 64, 128].index(defaults.batch_size)
+            if defaults.batch_size in (8, 16, 32, 64, 128)
+            else 2,
+            key="train_batch_size",
+        )
+        optimizer = optimizer_col.selectbox(
+            "Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(defaults.optimizer), key="train_optimizer"
+        )
         lr_col, ft_lr_col = st.columns(2)
         learning_rate = lr_col.select_slider(
-            "Learning rate (head / from scratch)", LEARNING_RATES, key="train_learning_rate",
-            value=defaults.learning_rate if defaults.learning_rate in LEARNING_RATES else 1e-3, format_func="{:g}".format,
+            "Learning rate (head / from scratch)",
+            LEARNING_RATES,
+            key="train_learning_rate",
+            value=defaults.learning_rate if defaults.learning_rate in LEARNING_RATES else 1e-3,
+            format_func="{:g}".format,
         )
         fine_tune_learning_rate = ft_lr_col.select_slider(
-            "Fine-tuning learning rate (lower, so the pretrained features are not wrecked)", LEARNING_RATES,
-            value=defaults.fine_tune_learning_rate if defaults.fine_tune_learning_rate in LEARNING_RATES else 1e-4,
-            format_func="{:g}".format, key="train_fine_tune_learning_rate",
+            "Fine-tuning learning rate (lower, so the pretrained features are not wrecked)",
+            LEARNING_RATES,
+            value=defaults.fine_tune_learning_rate
+            if defaults.fine_tune_learning_rate in LEARNING_RATES
+            else 1e-4,
+            format_func="{:g}".format,
+            key="train_fine_tune_learning_rate",
         )
-        augmentation = st.multiselect("Augmentation", AUGMENTATIONS, default=list(defaults.augmentation),
-                                      key="train_augmentation")
-        st.caption("Augmentation turns feature caching off: each epoch sees new random versions of the images, "
-                   "so the backbone must run on every image in every epoch instead of once. Expect epochs to "
-                   "take as long as computing the features did.")
+        augmentation = st.multiselect(
+            "Augmentation", AUGMENTATIONS, default=list(defaults.augmentation), key="train_augmentation"
+        )
+        st.caption(
+            "Augmentation turns feature caching off: each epoch sees new random versions of the images, "
+            "so the backbone must run on every image in every epoch instead of once. Expect epochs to "
+            "take as long as computing the features did."
+        )
         patience_col, seed_col, weights_col = st.columns(3)
-        patience = patience_col.number_input("Early stopping patience (0 = off)", 0, 50,
-                                             defaults.early_stopping_patience, key="train_patience",
-                                             help="Stop a stage after this many epochs without a lower validation "
-                                                  "loss; the best weights are kept.")
+        patience = patience_col.number_input(
+            "Early stopping patience (0 = off)",
+            0,
+            50,
+            defaults.early_stopping_patience,
+            key="train_patience",
+            help="Stop a stage after this many epochs without a lower validation "
+            "loss; the best weights are kept.",
+        )
         seed = seed_col.number_input("Seed", 0, 1_000_000, defaults.seed, key="train_seed")
-        class_weights = weights_col.checkbox("Weight classes by rarity", value=defaults.class_weights,
-                                             key="train_class_weights",
-                                             help="Makes mistakes on rare classes cost more (for imbalanced data).")
+        class_weights = weights_col.checkbox(
+            "Weight classes by rarity",
+            value=defaults.class_weights,
+            key="train_class_weights",
+            help="Makes mistakes on rare classes cost more (for imbalanced data).",
+        )
         name = st.text_input("Run name (optional)", key="train_run_name")
         start = st.form_submit_button("Start training", type="primary", disabled=busy, key="train_start")
     if busy:
@@ -89,11 +124,19 @@ if dataset is not None:
     if start:
         try:
             train = presets.train_config_from_form(
-                {"strategy": strategy, "epochs": int(epochs), "fine_tune_epochs": int(fine_tune_epochs),
-                 "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-                 "fine_tune_learning_rate": float(fine_tune_learning_rate), "optimizer": optimizer,
-                 "augmentation": tuple(augmentation), "early_stopping_patience": int(patience), "seed": int(seed),
-                 "class_weights": bool(class_weights)}
+                {
+                    "strategy": strategy,
+                    "epochs": int(epochs),
+                    "fine_tune_epochs": int(fine_tune_epochs),
+                    "batch_size": int(batch_size),
+                    "learning_rate": float(learning_rate),
+                    "fine_tune_learning_rate": float(fine_tune_learning_rate),
+                    "optimizer": optimizer,
+                    "augmentation": tuple(augmentation),
+                    "early_stopping_patience": int(patience),
+                    "seed": int(seed),
+                    "class_weights": bool(class_weights),
+                }
             )
             config = presets.build_run_config(dataset, model, plan, train, name=name.strip())
             state.set_train_config(train)

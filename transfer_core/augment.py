@@ -40,7 +40,9 @@ def build_augmenter(augmentation: Sequence[str], seed: int = 0):
 
     unknown = [name for name in augmentation if name not in AUGMENTATIONS]
     if unknown:
-        raise ValueError(f"augmentation must be among {AUGMENTATIONS}. Received: augmentation={tuple(augmentation)}")
+        raise ValueError(
+            f"augmentation must be among {AUGMENTATIONS}. Received: augmentation={tuple(augmentation)}"
+        )
     layers = []
     if "flip" in augmentation:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
@@ -53,7 +55,9 @@ def build_augmenter(augmentation: Sequence[str], seed: int = 0):
     return keras.Sequential(layers, name="augmentation")
 
 
-def augmentation_preview(image: np.ndarray, augmentation: Sequence[str], n: int = 8, seed: int = 0) -> list[np.ndarray]:
+def augmentation_preview(
+    image: np.ndarray, augmentation: Sequence[str], n: int = 8, seed: int = 0
+) -> list[np.ndarray]:
     """``n`` randomly augmented copies of one image.
 
     Args:

@@ -18,8 +18,15 @@ import pandas as pd
 from transfer_core.config import FreezePlan
 from transfer_core.freezing import ParamCounts
 
-BLOCK_COLUMNS = ["block", "first_layer", "last_layer", "layers", "params", "trainable_params",
-                 "trainable_params_with_bn"]
+BLOCK_COLUMNS = [
+    "block",
+    "first_layer",
+    "last_layer",
+    "layers",
+    "params",
+    "trainable_params",
+    "trainable_params_with_bn",
+]
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,9 @@ def block_map(key: str, input_size: int = 0) -> BlockMap:
     blocks["trainable_params_with_bn"] = with_bn["trainable_params"].to_numpy()
     for column in blocks.columns[1:]:
         blocks[column] = blocks[column].astype("int64")
-    return BlockMap(key, size, blocks.reset_index(drop=True), int(base.count_params()),
-                    int(base.output.shape[-1]))
+    return BlockMap(
+        key, size, blocks.reset_index(drop=True), int(base.count_params()), int(base.output.shape[-1])
+    )
 
 
 def head_params(feature_dim: int, num_classes: int, hidden_units: int = 0) -> int:
@@ -103,7 +111,9 @@ def trainable_blocks(blocks: BlockMap, plan: FreezePlan) -> list[bool]:
     if plan.mode == "custom":
         unknown = [name for name in plan.trainable_blocks if name not in names]
         if unknown:
-            raise ValueError(f"Unknown block names {unknown}. Received: trainable_blocks={list(plan.trainable_blocks)}")
+            raise ValueError(
+                f"Unknown block names {unknown}. Received: trainable_blocks={list(plan.trainable_blocks)}"
+            )
         return [name in plan.trainable_blocks for name in names]
     raise ValueError(f"The block map shows block-aligned plans only. Received: mode={plan.mode!r}")
 
@@ -118,7 +128,9 @@ def plan_table(blocks: BlockMap, plan: FreezePlan) -> pd.DataFrame:
     return frame
 
 
-def classifier_counts(blocks: BlockMap, plan: FreezePlan, num_classes: int, hidden_units: int = 0) -> ParamCounts:
+def classifier_counts(
+    blocks: BlockMap, plan: FreezePlan, num_classes: int, hidden_units: int = 0
+) -> ParamCounts:
     """Trainable and frozen parameters of the whole classifier (backbone + head) under ``plan``.
 
     Matches ``freezing.parameter_counts`` of the built classifier after
@@ -126,4 +138,6 @@ def classifier_counts(blocks: BlockMap, plan: FreezePlan, num_classes: int, hidd
     """
     trainable_backbone = int(plan_table(blocks, plan)["trainable_params"].sum())
     head = head_params(blocks.feature_dim, num_classes, hidden_units)
-    return ParamCounts(trainable=trainable_backbone + head, frozen=blocks.backbone_params - trainable_backbone)
+    return ParamCounts(
+        trainable=trainable_backbone + head, frozen=blocks.backbone_params - trainable_backbone
+    )

@@ -76,8 +76,17 @@ def epoch_metric_figure(frame: pd.DataFrame, metric: str = "loss", title: str | 
     data = []
     for column, name, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", "validation", VAL_COLOR)):
         values = _values(_finite(frame[column])) if column in frame else []
-        data.append({"type": "scatter", "x": epochs, "y": values, "mode": "lines+markers", "name": name,
-                     "line": {"color": color}, "connectgaps": False})
+        data.append(
+            {
+                "type": "scatter",
+                "x": epochs,
+                "y": values,
+                "mode": "lines+markers",
+                "name": name,
+                "line": {"color": color},
+                "connectgaps": False,
+            }
+        )
     layout = _layout_dict(title or metric.capitalize(), "epoch", metric)
     layout["xaxis"].update({"rangemode": "tozero", "dtick": 1 if len(frame) <= 20 else None})
     if metric == "accuracy":
@@ -88,12 +97,30 @@ def epoch_metric_figure(frame: pd.DataFrame, metric: str = "loss", title: str | 
         for index in range(1, len(stages)):
             if stages[index] != stages[index - 1]:
                 boundary = float(frame["epoch"].iloc[index]) - 0.5
-                shapes.append({"type": "line", "x0": boundary, "x1": boundary, "xref": "x", "y0": 0, "y1": 1,
-                               "yref": "paper", "line": {"dash": "dot", "color": "gray"}})
-                annotations.append({"x": boundary, "y": 0.0, "yref": "paper", "yanchor": "bottom",
-                                    "xanchor": "left", "showarrow": False,
-                                    "text": f" {STAGE_NAMES.get(stages[index], stages[index])}",
-                                    "font": {"color": "gray", "size": 11}})
+                shapes.append(
+                    {
+                        "type": "line",
+                        "x0": boundary,
+                        "x1": boundary,
+                        "xref": "x",
+                        "y0": 0,
+                        "y1": 1,
+                        "yref": "paper",
+                        "line": {"dash": "dot", "color": "gray"},
+                    }
+                )
+                annotations.append(
+                    {
+                        "x": boundary,
+                        "y": 0.0,
+                        "yref": "paper",
+                        "yanchor": "bottom",
+                        "xanchor": "left",
+                        "showarrow": False,
+                        "text": f" {STAGE_NAMES.get(stages[index], stages[index])}",
+                        "font": {"color": "gray", "size": 11},
+                    }
+                )
     layout["shapes"] = shapes
     layout["annotations"] = annotations
     return go.Figure({"data": data, "layout": layout})
@@ -120,16 +147,34 @@ def batch_loss_figure(frame: pd.DataFrame, smoothing: int = 5, max_points: int =
         steps, losses = steps.iloc[::every], losses.iloc[::every]
         average = average.iloc[::every] if average is not None else None
     x = [int(v) for v in steps]
-    data = [{"type": "scatter", "x": x, "y": _values(losses), "mode": "lines", "name": "batch loss",
-             "line": {"color": TRAIN_COLOR, "width": 1}, "opacity": 0.5}]
+    data = [
+        {
+            "type": "scatter",
+            "x": x,
+            "y": _values(losses),
+            "mode": "lines",
+            "name": "batch loss",
+            "line": {"color": TRAIN_COLOR, "width": 1},
+            "opacity": 0.5,
+        }
+    ]
     if average is not None:
-        data.append({"type": "scatter", "x": x, "y": _values(average), "mode": "lines", "name": "moving average",
-                     "line": {"color": TRAIN_COLOR, "width": 2.5}})
+        data.append(
+            {
+                "type": "scatter",
+                "x": x,
+                "y": _values(average),
+                "mode": "lines",
+                "name": "moving average",
+                "line": {"color": TRAIN_COLOR, "width": 2.5},
+            }
+        )
     return go.Figure({"data": data, "layout": _layout_dict("Loss per batch", "batch (all epochs)", "loss")})
 
 
-def confusion_matrix_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
-                            normalize: bool = False) -> go.Figure:
+def confusion_matrix_figure(
+    matrix: Sequence[Sequence[int]], class_names: Sequence[str], normalize: bool = False
+) -> go.Figure:
     """Heatmap of a confusion matrix: true classes as rows, predictions as columns.
 
     Args:
@@ -156,8 +201,16 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]], class_names: Sequen
     text = [[f"{v:.0%}" if normalize else f"{int(v)}" for v in row] for row in values]
     names = [str(n) for n in class_names]
     figure = go.Figure(
-        go.Heatmap(z=values, x=names, y=names, text=text, texttemplate="%{text}", colorscale="Blues",
-                   showscale=False, hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>")
+        go.Heatmap(
+            z=values,
+            x=names,
+            y=names,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+        )
     )
     side = max(260, min(700, 60 * len(names) + 140))
     _layout(figure, "Confusion matrix (validation)", "predicted class", "true class", height=side)
@@ -182,8 +235,14 @@ def class_counts_figure(counts: pd.DataFrame) -> go.Figure:
     figure = go.Figure()
     for split in long["split"].drop_duplicates():
         part = long[long["split"] == split]
-        figure.add_trace(go.Bar(x=list(part["class"]), y=list(part["count"]), name=str(split),
-                                marker_color=SPLIT_COLORS.get(str(split))))
+        figure.add_trace(
+            go.Bar(
+                x=list(part["class"]),
+                y=list(part["count"]),
+                name=str(split),
+                marker_color=SPLIT_COLORS.get(str(split)),
+            )
+        )
     figure.update_layout(barmode="stack")
     _layout(figure, "Images per class", "class", "images")
     figure.update_xaxes(type="category")
@@ -199,7 +258,9 @@ def class_counts_long(counts: pd.DataFrame) -> pd.DataFrame:
         return frame[["class", "split", "count"]].reset_index(drop=True)
     if "class" not in frame.columns:
         frame = frame.rename_axis("class").reset_index()
-    splits = [c for c in frame.columns if c != "class" and c != "total" and pd.api.types.is_numeric_dtype(frame[c])]
+    splits = [
+        c for c in frame.columns if c != "class" and c != "total" and pd.api.types.is_numeric_dtype(frame[c])
+    ]
     used = [c for c in splits if frame[c].sum() > 0]
     splits = used or splits[:1]  # An empty split (no test images) gets no legend entry.
     long = frame.melt(id_vars=["class"], value_vars=splits, var_name="split", value_name="count")
@@ -230,11 +291,15 @@ def block_map_figure(table: pd.DataFrame) -> go.Figure:
     trains = list(table["trains"]) if "trains" in table else [False] * len(blocks)
     params = list(table["params"]) if "params" in table else [0] * len(blocks)
     for name, wanted, color in (("trains", True, VAL_COLOR), ("frozen", False, "#9ecae1")):
-        figure.add_trace(go.Bar(
-            x=blocks, y=[p if bool(t) == wanted else 0 for p, t in zip(params, trains, strict=True)],
-            name=name, marker_color=color,
-            hovertemplate="%{x}<br>%{y:,} parameters<extra>" + name + "</extra>",
-        ))
+        figure.add_trace(
+            go.Bar(
+                x=blocks,
+                y=[p if bool(t) == wanted else 0 for p, t in zip(params, trains, strict=True)],
+                name=name,
+                marker_color=color,
+                hovertemplate="%{x}<br>%{y:,} parameters<extra>" + name + "</extra>",
+            )
+        )
     figure.update_layout(barmode="stack")
     _layout(figure, "Blocks from input (left) to output (right)", "block", "parameters", height=300)
     figure.update_xaxes(type="category", tickangle=-45)

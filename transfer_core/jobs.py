@@ -119,18 +119,30 @@ def request_stop(run_dir: Path) -> None:
         atomic_write_text(stop_file, f"{time.time()}\n")
 
 
-def enforce_stop(run_dir: Path, grace_seconds: float = 5.0) -> bool:
-    """Kill a worker that was asked to stop more than ``grace_seconds`` ago.
+def enforce_stop(run_dir: Path, grace_seconds: float = 10.0, early_grace_seconds: float = 1.0) -> bool:
+    """Kill a worker that was asked to stop and has not stopped in time.
+
+    Once an epoch has ended the worker gets ``grace_seconds`` to finish its batch
+    and save the best weights; before that there is nothing to keep, so
+    ``early_grace_seconds`` (the worker may be inside a long first step: loading
+    weights, tracing) is enough.
 
     Returns:
         True if a worker was killed.
     """
     run_dir = Path(run_dir)
     stop_file = run_dir / "stop"
-    if not stop_file.exists() or time.time() - stop_file.stat().st_mtime < grace_seconds:
+    if not stop_file.exists():
+        return False
+    waited = time.time() - stop_file.stat().st_mtime
+    if waited < early_grace_seconds:
         return False
     info = load_run(run_dir)
     if not info.is_active:
+        return False
+    events, _ = read_events(run_dir / "events.jsonl")
+    has_epoch = any(e.get("type") == "epoch_end" for e in events)
+    if has_epoch and waited < grace_seconds:
         return False
     pid_info = read_pid(run_dir)
     if pid_info is None:
@@ -139,14 +151,17 @@ def enforce_stop(run_dir: Path, grace_seconds: float = 5.0) -> bool:
         os.killpg(pid_info[0], signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         return False
-    reason = f"stopped by force: the worker did not stop within {grace_seconds:g} s, so no model was kept"
+    reason = (
+        f"stopped by force after {waited:.0f} s: the worker was busy "
+        + ("and did not stop in time, so no model was kept" if has_epoch else "before its first epoch ended")
+    )
     with EventLog(run_dir / "events.jsonl") as log:
         log.write({"type": "stopped", "reason": reason})
     atomic_write_json(run_dir / "report.json", {"status": "stopped", "reason": reason})
     return True
 
 
-def stop_and_wait(run_dir: Path, timeout: float = 30.0, grace_seconds: float = 5.0) -> str:
+def stop_and_wait(run_dir: Path, timeout: float = 30.0, grace_seconds: float = 10.0) -> str:
     """Request a stop and wait until the run is no longer active; returns its status."""
     request_stop(run_dir)
     deadline = time.time() + timeout

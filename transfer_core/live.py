@@ -213,13 +213,27 @@ def summarise_progress(events: list[dict[str, Any]], now: float | None = None) -
     epoch_part = progress.batch / progress.batches if progress.batches else 0.0
     done = min(progress.epoch + epoch_part, total)
     progress.fraction = max(0.0, min(1.0, done / total))
-    progress.eta_seconds = _eta(progress, stage_started_at, stage_first_batch, last_step, last_time,
-                                stage_epochs_done_at_start, stage_epochs)
+    progress.eta_seconds = _eta(
+        progress,
+        stage_started_at,
+        stage_first_batch,
+        last_step,
+        last_time,
+        stage_epochs_done_at_start,
+        stage_epochs,
+    )
     return progress
 
 
-def _eta(progress: RunProgress, stage_started_at: float | None, stage_first_batch: tuple[float, int] | None,
-         last_step: int, last_time: float, stage_epochs_done_at_start: int, stage_epochs: int) -> float | None:
+def _eta(
+    progress: RunProgress,
+    stage_started_at: float | None,
+    stage_first_batch: tuple[float, int] | None,
+    last_step: int,
+    last_time: float,
+    stage_epochs_done_at_start: int,
+    stage_epochs: int,
+) -> float | None:
     remaining_epochs = max(progress.epochs_total - progress.epoch, 0)
     if progress.epochs_total and remaining_epochs == 0:
         return 0.0
@@ -250,9 +264,11 @@ def describe_event(event: dict[str, Any]) -> str:
     if kind == "queued":
         text = event.get("message") or f"queued, position {event.get('position')}"
     elif kind == "run_started":
-        text = (f"started {event.get('strategy')} with {event.get('backbone')} ({event.get('weights')} weights): "
-                f"{event.get('num_train')} training and {event.get('num_val')} validation images, "
-                f"{event.get('epochs_total')} epoch(s)")
+        text = (
+            f"started {event.get('strategy')} with {event.get('backbone')} ({event.get('weights')} weights): "
+            f"{event.get('num_train')} training and {event.get('num_val')} validation images, "
+            f"{event.get('epochs_total')} epoch(s)"
+        )
     elif kind == "stage":
         text = str(event.get("description", event.get("stage")))
     elif kind == "progress":
@@ -261,9 +277,11 @@ def describe_event(event: dict[str, Any]) -> str:
     elif kind == "batch_end":
         text = f"epoch {event.get('epoch')} batch {event.get('batch')}/{event.get('batches')}: loss {_num(event.get('loss'))}"
     elif kind == "epoch_end":
-        text = (f"epoch {event.get('epoch')} ({event.get('stage')}): loss {_num(event.get('loss'))}, "
-                f"accuracy {_num(event.get('accuracy'))}, val loss {_num(event.get('val_loss'))}, "
-                f"val accuracy {_num(event.get('val_accuracy'))} in {_num(event.get('seconds'), 1)} s")
+        text = (
+            f"epoch {event.get('epoch')} ({event.get('stage')}): loss {_num(event.get('loss'))}, "
+            f"accuracy {_num(event.get('accuracy'))}, val loss {_num(event.get('val_loss'))}, "
+            f"val accuracy {_num(event.get('val_accuracy'))} in {_num(event.get('seconds'), 1)} s"
+        )
     elif kind in ("finished", "stopped", "failed"):
         reason = f": {event['reason']}" if event.get("reason") else ""
         text = f"{kind}{reason}"
@@ -343,6 +361,16 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
                 "name": config.name if config else "",
             }
         )
-    columns = ["run", "created", "status", "strategy", "backbone", "weights", "val accuracy", "epochs",
-               "seconds", "name"]
+    columns = [
+        "run",
+        "created",
+        "status",
+        "strategy",
+        "backbone",
+        "weights",
+        "val accuracy",
+        "epochs",
+        "seconds",
+        "name",
+    ]
     return pd.DataFrame(rows, columns=columns)

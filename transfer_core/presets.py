@@ -59,18 +59,31 @@ def choose_demo_backbone(settings: Settings, preferred: str = DEMO_BACKBONE) -> 
 
     size = DEMO_INPUT_SIZE
     if zoo.weights_available_offline(preferred, size, settings=settings):
-        return DemoChoice(preferred, size, "imagenet",
-                          f"{zoo.get_backbone_info(preferred).display_name} with ImageNet weights (found offline).")
-    available = [key for key in zoo.offline_backbones(settings)
-                 if _fits(zoo, key, size) and zoo.weights_available_offline(key, size, settings=settings)]
+        return DemoChoice(
+            preferred,
+            size,
+            "imagenet",
+            f"{zoo.get_backbone_info(preferred).display_name} with ImageNet weights (found offline).",
+        )
+    available = [
+        key
+        for key in zoo.offline_backbones(settings)
+        if _fits(zoo, key, size) and zoo.weights_available_offline(key, size, settings=settings)
+    ]
     if available:
         smallest = min(available, key=lambda key: zoo.get_backbone_info(key).params)
         name = zoo.get_backbone_info(smallest).display_name
-        return DemoChoice(smallest, size, "imagenet",
-                          f"{name} with ImageNet weights: the weights of {preferred} are not on this "
-                          "machine, and this is the smallest backbone whose weights are.")
+        return DemoChoice(
+            smallest,
+            size,
+            "imagenet",
+            f"{name} with ImageNet weights: the weights of {preferred} are not on this "
+            "machine, and this is the smallest backbone whose weights are.",
+        )
     return DemoChoice(
-        preferred, size, "random",
+        preferred,
+        size,
+        "random",
         "No pretrained ImageNet weights are on this machine and downloads are not possible, so the demo "
         "starts from random weights: that is training from scratch, not transfer. Put the weight files "
         "in the folder named by TRANSFER_WEIGHTS_DIR to see real transfer learning.",
@@ -86,8 +99,13 @@ def _fits(zoo, key: str, size: int) -> bool:
 
 
 def demo_model_spec(choice: DemoChoice) -> ModelSpec:
-    return ModelSpec(backbone=choice.backbone, input_size=choice.input_size, weights=choice.weights,
-                     dropout_rate=0.2, hidden_units=0)
+    return ModelSpec(
+        backbone=choice.backbone,
+        input_size=choice.input_size,
+        weights=choice.weights,
+        dropout_rate=0.2,
+        hidden_units=0,
+    )
 
 
 def demo_train_config(choice: DemoChoice) -> TrainConfig:
@@ -100,8 +118,14 @@ def demo_train_config(choice: DemoChoice) -> TrainConfig:
     """
     if choice.weights == "random":
         return TrainConfig(strategy="from_scratch", epochs=5, batch_size=32, learning_rate=1e-3)
-    return TrainConfig(strategy="fine_tuning", epochs=5, fine_tune_epochs=5, batch_size=16,
-                       learning_rate=1e-3, fine_tune_learning_rate=1e-4)
+    return TrainConfig(
+        strategy="fine_tuning",
+        epochs=5,
+        fine_tune_epochs=5,
+        batch_size=16,
+        learning_rate=1e-3,
+        fine_tune_learning_rate=1e-4,
+    )
 
 
 def demo_freeze_plan() -> FreezePlan:
@@ -109,8 +133,9 @@ def demo_freeze_plan() -> FreezePlan:
     return FreezePlan(mode="top_blocks", top_blocks=2)
 
 
-def freeze_plan_for_preset(preset: str, top_blocks: int = 2, trainable_blocks: tuple[str, ...] = (),
-                           train_batchnorm: bool = False) -> FreezePlan:
+def freeze_plan_for_preset(
+    preset: str, top_blocks: int = 2, trainable_blocks: tuple[str, ...] = (), train_batchnorm: bool = False
+) -> FreezePlan:
     """The FreezePlan of a Model-page preset.
 
     Args:
@@ -125,18 +150,25 @@ def freeze_plan_for_preset(preset: str, top_blocks: int = 2, trainable_blocks: t
     if preset == "feature_extraction":
         return FreezePlan(mode="all_frozen", train_batchnorm=train_batchnorm)
     if preset == "top_blocks":
-        return FreezePlan(mode="top_blocks", top_blocks=max(1, int(top_blocks)), train_batchnorm=train_batchnorm)
+        return FreezePlan(
+            mode="top_blocks", top_blocks=max(1, int(top_blocks)), train_batchnorm=train_batchnorm
+        )
     if preset == "all_trainable":
         return FreezePlan(mode="all_trainable", train_batchnorm=train_batchnorm)
     if preset == "custom":
-        return FreezePlan(mode="custom", trainable_blocks=tuple(trainable_blocks), train_batchnorm=train_batchnorm)
+        return FreezePlan(
+            mode="custom", trainable_blocks=tuple(trainable_blocks), train_batchnorm=train_batchnorm
+        )
     raise ValueError(f"preset must be one of {sorted(FREEZE_PRESETS)}. Received: preset={preset!r}")
 
 
 def preset_of_plan(plan: FreezePlan) -> str:
     """The Model-page preset that shows ``plan`` (``from_layer`` plans show as custom)."""
-    return {"all_frozen": "feature_extraction", "top_blocks": "top_blocks",
-            "all_trainable": "all_trainable"}.get(plan.mode, "custom")
+    return {
+        "all_frozen": "feature_extraction",
+        "top_blocks": "top_blocks",
+        "all_trainable": "all_trainable",
+    }.get(plan.mode, "custom")
 
 
 def describe_plan(plan: FreezePlan) -> str:
@@ -161,15 +193,22 @@ def strategy_for_plan(plan: FreezePlan) -> str:
 def plan_warnings(strategy: str, plan: FreezePlan) -> list[str]:
     """Plain-language mismatches between the chosen strategy and the freeze plan."""
     warnings = []
-    if strategy == "fine_tuning" and (plan.mode == "all_frozen" or (plan.mode == "custom" and not plan.trainable_blocks)):
-        warnings.append("Fine-tuning with every block frozen trains only the head twice. "
-                        "Choose blocks to unfreeze on the Model page.")
+    if strategy == "fine_tuning" and (
+        plan.mode == "all_frozen" or (plan.mode == "custom" and not plan.trainable_blocks)
+    ):
+        warnings.append(
+            "Fine-tuning with every block frozen trains only the head twice. "
+            "Choose blocks to unfreeze on the Model page."
+        )
     if strategy == "feature_extraction" and plan.mode != "all_frozen":
-        warnings.append("Feature extraction keeps the whole backbone frozen; the unfrozen blocks chosen on the "
-                        "Model page are used only by fine-tuning.")
+        warnings.append(
+            "Feature extraction keeps the whole backbone frozen; the unfrozen blocks chosen on the "
+            "Model page are used only by fine-tuning."
+        )
     if strategy == "from_scratch":
-        warnings.append("From scratch trains every layer from random weights (no transfer); the freeze plan "
-                        "is not used.")
+        warnings.append(
+            "From scratch trains every layer from random weights (no transfer); the freeze plan is not used."
+        )
     return warnings
 
 
@@ -185,7 +224,8 @@ def train_config_from_form(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict(dict(values))
 
 
-def build_run_config(dataset: DatasetSpec, model: ModelSpec, freeze: FreezePlan, train: TrainConfig,
-                     name: str = "") -> RunConfig:
+def build_run_config(
+    dataset: DatasetSpec, model: ModelSpec, freeze: FreezePlan, train: TrainConfig, name: str = ""
+) -> RunConfig:
     """The run to start, from the session's choices."""
     return RunConfig(dataset=dataset, model=model, freeze=freeze, train=train, name=name)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from transfer_core.augment import build_augmenter
 from transfer_core.config import FreezePlan, RunConfig, Settings
 from transfer_core.evaluate import evaluate_predictions
 from transfer_core.runs import EPOCH_COLUMNS
@@ -343,7 +344,7 @@ class _Engine:
             seed=self.train_config.seed,
         )
         if training and self.train_config.augmentation:
-            augmenter = _augmenter(self.train_config.augmentation, self.train_config.seed)
+            augmenter = build_augmenter(self.train_config.augmentation, self.train_config.seed)
             ds = ds.map(
                 lambda x, y: (augmenter(x, training=True), y),
                 num_parallel_calls=tf.data.AUTOTUNE,
@@ -529,9 +530,9 @@ class _Engine:
                  self.image_dataset(self.val_data, training=False))
 
     def from_scratch(self) -> None:
-        from transfer_core import freezing
-
         import keras
+
+        from transfer_core import freezing
 
         freezing.apply_freeze_plan(
             self.classifier.backbone, FreezePlan(mode="all_trainable", train_batchnorm=True)
@@ -576,21 +577,6 @@ class _Engine:
 def _estimated_bytes(prefix, num_images: int) -> int:
     shape = prefix.output.shape[1:]
     return int(np.prod([int(d) for d in shape])) * 4 * num_images
-
-
-def _augmenter(augmentation: tuple[str, ...], seed: int):
-    import keras
-
-    layers = []
-    if "flip" in augmentation:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if "rotate" in augmentation:
-        layers.append(keras.layers.RandomRotation(0.1, seed=seed))
-    if "zoom" in augmentation:
-        layers.append(keras.layers.RandomZoom(0.15, seed=seed))
-    if "contrast" in augmentation:
-        layers.append(keras.layers.RandomContrast(0.2, seed=seed, value_range=(0, 255)))
-    return keras.Sequential(layers, name="augmentation")
 
 
 def _peak_rss_mb() -> float:

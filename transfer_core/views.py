@@ -48,7 +48,9 @@ def dataset_summary(spec: DatasetSpec) -> DatasetSummary:
     return DatasetSummary(dataset_name(spec.root), spec.root, spec.class_names, counts, int(len(frame)))
 
 
-def thumbnails_by_class(spec: DatasetSpec, per_class: int = 6, split: str | None = None) -> dict[str, list[tuple[str, str]]]:
+def thumbnails_by_class(
+    spec: DatasetSpec, per_class: int = 6, split: str | None = None
+) -> dict[str, list[tuple[str, str]]]:
     """A few images of every class, for a thumbnail grid.
 
     Args:
@@ -70,8 +72,9 @@ def thumbnails_by_class(spec: DatasetSpec, per_class: int = 6, split: str | None
         rows = frame[frame["label"] == label].head(per_class)
         result[label] = [
             (str(root / path), f"{split_name} · {width}×{height}")
-            for path, split_name, width, height in zip(rows["path"], rows["split"], rows["width"], rows["height"],
-                                                       strict=True)
+            for path, split_name, width, height in zip(
+                rows["path"], rows["split"], rows["width"], rows["height"], strict=True
+            )
         ]
     return result
 

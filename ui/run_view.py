@@ -45,7 +45,11 @@ def _run_header(run_id: str, status: str, config: RunConfig | None) -> None:
     if config is None:
         return
     train = config.train
-    epochs = f"{train.epochs} + {train.fine_tune_epochs} fine-tuning" if train.strategy == "fine_tuning" else str(train.epochs)
+    epochs = (
+        f"{train.epochs} + {train.fine_tune_epochs} fine-tuning"
+        if train.strategy == "fine_tuning"
+        else str(train.epochs)
+    )
     size = config.model.input_size or "default"
     augmentation = ", ".join(train.augmentation) or "none"
     st.caption(
@@ -77,16 +81,26 @@ def _live_panel(run_id: str) -> None:
         if status == "queued":
             position = jobs.queue_position(run_dir, state.settings())
             ahead = "next in line" if not position else f"{position} run(s) ahead"
-            st.info(f"Queued: waiting for a free training slot ({ahead}). The server trains "
-                    f"{state.settings().max_concurrent_runs} run(s) at a time.")
+            st.info(
+                f"Queued: waiting for a free training slot ({ahead}). The server trains "
+                f"{state.settings().max_concurrent_runs} run(s) at a time."
+            )
         elif stop_requested:
             st.warning("Stopping: the run ends after the current batch and keeps the best weights so far.")
         else:
-            st.markdown(f"**Running:** {progress.description or 'starting (loading TensorFlow and the data)'}")
+            st.markdown(
+                f"**Running:** {progress.description or 'starting (loading TensorFlow and the data)'}"
+            )
     with stop_col:
         # A callback runs before the fragment does, so this very rerun already shows "Stopping".
-        st.button("Stop", key="train_stop", disabled=stop_requested, width="stretch",
-                  on_click=jobs.request_stop, args=(run_dir,))
+        st.button(
+            "Stop",
+            key="train_stop",
+            disabled=stop_requested,
+            width="stretch",
+            on_click=jobs.request_stop,
+            args=(run_dir,),
+        )
     st.progress(progress.fraction, text=progress.text)
     epochs = follower.epochs()
     if len(epochs):
@@ -112,12 +126,15 @@ def _charts(epochs: pd.DataFrame, batches: pd.DataFrame, key: str, cache_key: st
     loss_col, accuracy_col = st.columns(2)
     epoch_signature = len(epochs)
     loss_col.plotly_chart(
-        _cached_figure(cache_key, "loss", epoch_signature, lambda: charts.epoch_metric_figure(epochs, "loss")),
+        _cached_figure(
+            cache_key, "loss", epoch_signature, lambda: charts.epoch_metric_figure(epochs, "loss")
+        ),
         key=f"train_{key}_loss",
     )
     accuracy_col.plotly_chart(
-        _cached_figure(cache_key, "accuracy", epoch_signature,
-                       lambda: charts.epoch_metric_figure(epochs, "accuracy")),
+        _cached_figure(
+            cache_key, "accuracy", epoch_signature, lambda: charts.epoch_metric_figure(epochs, "accuracy")
+        ),
         key=f"train_{key}_accuracy",
     )
     if len(batches):
@@ -151,13 +168,18 @@ def result_panel(info: RunInfo) -> None:
     if "val_accuracy" in report:
         cols = st.columns(5)
         cols[0].metric("Validation accuracy", _percent(report.get("val_accuracy")))
-        cols[1].metric("Best epoch's val accuracy", _percent(report.get("best_val_accuracy")),
-                       help=f"epoch {report.get('best_epoch')}; the kept model has the best validation loss")
+        cols[1].metric(
+            "Best epoch's val accuracy",
+            _percent(report.get("best_val_accuracy")),
+            help=f"epoch {report.get('best_epoch')}; the kept model has the best validation loss",
+        )
         cols[2].metric("Epochs", report.get("epochs"))
         cols[3].metric("Time", live.format_seconds(report.get("seconds")))
         cols[4].metric("Trainable parameters", f"{report.get('trainable_params', 0):,}")
         if report.get("cache_hits"):
-            st.caption("Backbone features came from the cache (same images, backbone and size as an earlier run).")
+            st.caption(
+                "Backbone features came from the cache (same images, backbone and size as an earlier run)."
+            )
     if len(metrics):
         _charts(metrics, batch_frame(events), key="result")
 
@@ -167,24 +189,33 @@ def result_panel(info: RunInfo) -> None:
         with matrix_col:
             normalize = st.toggle("Show shares per true class", key=f"train_cm_normalize_{info.run_id}")
             st.plotly_chart(
-                charts.confusion_matrix_figure(evaluation["confusion_matrix"], evaluation["class_names"], normalize),
+                charts.confusion_matrix_figure(
+                    evaluation["confusion_matrix"], evaluation["class_names"], normalize
+                ),
                 key="train_result_confusion",
             )
         with table_col:
             st.markdown("**Per class (validation)**")
             st.dataframe(
-                pd.DataFrame(evaluation["per_class"]), hide_index=True, width="stretch", key="train_result_per_class",
+                pd.DataFrame(evaluation["per_class"]),
+                hide_index=True,
+                width="stretch",
+                key="train_result_per_class",
                 column_config={
                     "precision": st.column_config.NumberColumn(format="%.2f"),
                     "recall": st.column_config.NumberColumn(format="%.2f"),
                     "f1": st.column_config.NumberColumn("F1", format="%.2f"),
                 },
             )
-            st.caption("Precision: of the images predicted as this class, the share that are. "
-                       "Recall: of this class's images, the share found.")
+            st.caption(
+                "Precision: of the images predicted as this class, the share that are. "
+                "Recall: of this class's images, the share found."
+            )
         test = (report.get("evaluation") or {}).get("test")
         if test and test.get("num_images"):
-            st.caption(f"Held-out test split: accuracy {_percent(test.get('accuracy'))} on {test['num_images']} images.")
+            st.caption(
+                f"Held-out test split: accuracy {_percent(test.get('accuracy'))} on {test['num_images']} images."
+            )
         _mistakes(info, evaluation)
     _event_log(events, key="result")
 
@@ -202,7 +233,9 @@ def _mistakes(info: RunInfo, evaluation: dict) -> None:
         with columns[index % 6]:
             if path is not None and path.exists():
                 st.image(str(path), width="stretch")
-            st.caption(f"true **{item['true']}** → predicted **{item['predicted']}** ({item['confidence']:.0%})")
+            st.caption(
+                f"true **{item['true']}** → predicted **{item['predicted']}** ({item['confidence']:.0%})"
+            )
 
 
 def _percent(value) -> str:
@@ -215,7 +248,10 @@ def runs_list(runs: list[RunInfo], active_id: str | None) -> None:
     # The table is drawn once per page run; an active run's status changes in the live view above.
     table["status"] = ["active" if info.is_active else info.status for info in runs]
     st.dataframe(
-        table, hide_index=True, width="stretch", key="train_runs_table",
+        table,
+        hide_index=True,
+        width="stretch",
+        key="train_runs_table",
         column_config={
             "val accuracy": st.column_config.NumberColumn(format="%.3f"),
             "seconds": st.column_config.NumberColumn(format="%.1f"),
@@ -226,7 +262,10 @@ def runs_list(runs: list[RunInfo], active_id: str | None) -> None:
     names = {info.run_id: info.config.name for info in runs if info.config is not None and info.config.name}
     pick_col, open_col, delete_col = st.columns([4, 1, 1], vertical_alignment="bottom")
     chosen = pick_col.selectbox(
-        "Run", ids, index=ids.index(active_id) if active_id in ids else 0, key="train_reopen_choice",
+        "Run",
+        ids,
+        index=ids.index(active_id) if active_id in ids else 0,
+        key="train_reopen_choice",
         format_func=lambda run_id: f"{run_id}" + (f" ({names[run_id]})" if names.get(run_id) else ""),
     )
     if open_col.button("Open", key="train_reopen", width="stretch", disabled=chosen == active_id):

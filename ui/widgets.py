@@ -37,7 +37,11 @@ def sidebar_status(poll: bool = True) -> None:
             try:
                 summary = dataset_summary(spec)
                 st.caption(f"{summary.name}: {summary.text}")
-                st.caption("Classes: " + ", ".join(spec.class_names[:8]) + (" …" if len(spec.class_names) > 8 else ""))
+                st.caption(
+                    "Classes: "
+                    + ", ".join(spec.class_names[:8])
+                    + (" …" if len(spec.class_names) > 8 else "")
+                )
             except ValueError as error:
                 st.caption(f"unreadable: {error}")
         st.markdown("**Backbone**")
@@ -83,8 +87,9 @@ def create_demo_dataset(images_per_class: int, image_size: int, seed: int = 0) -
     from transfer_core.data import make_demo_dataset
 
     ws = state.workspace()
-    spec = make_demo_dataset(ws.new_dataset_dir("demo"), images_per_class=images_per_class,
-                             image_size=image_size, seed=seed)
+    spec = make_demo_dataset(
+        ws.new_dataset_dir("demo"), images_per_class=images_per_class, image_size=image_size, seed=seed
+    )
     state.set_active_dataset(spec)
 
 

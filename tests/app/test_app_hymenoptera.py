@@ -32,18 +32,24 @@ def _zip_folder(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def test_zip_upload_then_training_matches_the_command_line(home, hymenoptera_dir, shared_weights_dir, tmp_path):
+def test_zip_upload_then_training_matches_the_command_line(
+    home, hymenoptera_dir, shared_weights_dir, tmp_path
+):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/data.py").run()
-    at.file_uploader(key="zip_file").set_value(("hymenoptera.zip", _zip_folder(hymenoptera_dir), "application/zip"))
+    at.file_uploader(key="zip_file").set_value(
+        ("hymenoptera.zip", _zip_folder(hymenoptera_dir), "application/zip")
+    )
     at.run()
     at.button(key="zip_create").click().run(timeout=300)
     assert not at.exception, at.exception
     assert any("is ready and active" in s.value for s in at.success)
 
-    at.session_state["model_spec"] = ModelSpec(backbone="mobilenet_v2_0.35", input_size=128, weights="imagenet")
+    at.session_state["model_spec"] = ModelSpec(
+        backbone="mobilenet_v2_0.35", input_size=128, weights="imagenet"
+    )
     at.session_state["freeze_plan"] = FreezePlan(mode="all_frozen")
     at.switch_page("pages/train.py").run()
     at.radio(key="train_strategy").set_value("feature_extraction")
@@ -60,13 +66,37 @@ def test_zip_upload_then_training_matches_the_command_line(home, hymenoptera_dir
     assert any(s.value == "Finished." for s in at.success), [e.value for e in at.error]
     app_report = json.loads((run_dir / "report.json").read_text())
 
-    env = {**os.environ, "TRANSFER_HOME": str(tmp_path / "cli-home"), "TRANSFER_WEIGHTS_DIR": str(shared_weights_dir),
-           "TRANSFER_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "TRANSFER_HOME": str(tmp_path / "cli-home"),
+        "TRANSFER_WEIGHTS_DIR": str(shared_weights_dir),
+        "TRANSFER_OFFLINE": "1",
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "transfer_core", "train", "--data", str(hymenoptera_dir), "--backbone",
-         "mobilenet_v2_0.35", "--input-size", "128", "--epochs", str(EPOCHS), "--batch-size", "32",
-         "--strategy", "feature_extraction", "--quiet"],
-        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "transfer_core",
+            "train",
+            "--data",
+            str(hymenoptera_dir),
+            "--backbone",
+            "mobilenet_v2_0.35",
+            "--input-size",
+            "128",
+            "--epochs",
+            str(EPOCHS),
+            "--batch-size",
+            "32",
+            "--strategy",
+            "feature_extraction",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     cli = json.loads(result.stdout)

@@ -17,8 +17,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
 SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
 
-PAGES = ["pages/home.py", "pages/data.py", "pages/model.py", "pages/train.py", "pages/compare.py",
-         "pages/explore.py", "pages/export.py"]
+PAGES = [
+    "pages/home.py",
+    "pages/data.py",
+    "pages/model.py",
+    "pages/train.py",
+    "pages/compare.py",
+    "pages/explore.py",
+    "pages/export.py",
+]
 
 
 def _png(color=(200, 30, 30), size=(48, 48)) -> bytes:
@@ -34,8 +41,11 @@ def _jpeg(color=(20, 160, 20)) -> bytes:
 
 
 def _texts(at) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "success", "warning", "error")
-             for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "info", "success", "warning", "error")
+        for e in getattr(at, kind)
+    ]
     return "\n".join(str(p) for p in parts)
 
 
@@ -103,8 +113,14 @@ def test_home_does_not_import_tensorflow(home):
         "assert at.button(key='home_try_demo')\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT,
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False False"
 
@@ -142,7 +158,11 @@ def test_uploads_per_class_report_bad_files_and_keep_good_ones(app):
     good_red = [(f"r{i}.png", _png((200 + i, 0, 0)), "image/png") for i in range(4)]
     good_blue = [(f"b{i}.png", _png((0, 0, 200 + i)), "image/png") for i in range(4)]
     app.file_uploader(key="upload_class_files_0").set_value(
-        [*good_red, ("notes.txt", b"hello, not an image", "text/plain"), ("cut.png", _png()[:60], "image/png")]
+        [
+            *good_red,
+            ("notes.txt", b"hello, not an image", "text/plain"),
+            ("cut.png", _png()[:60], "image/png"),
+        ]
     )
     app.file_uploader(key="upload_class_files_1").set_value(good_blue)
     app.run()
@@ -231,7 +251,9 @@ def test_server_folder_outside_the_allowed_ones_is_refused(home, monkeypatch, tm
     for label in ("a", "b"):
         (allowed / "set" / label).mkdir(parents=True)
         for i in range(3):
-            (allowed / "set" / label / f"{i}.png").write_bytes(_png((i * 50, 0, 0) if label == "a" else (0, 0, i * 50)))
+            (allowed / "set" / label / f"{i}.png").write_bytes(
+                _png((i * 50, 0, 0) if label == "a" else (0, 0, i * 50))
+            )
     monkeypatch.setenv("TRANSFER_ALLOWED_DATA_DIRS", str(allowed))
     state.settings.cache_clear()
     at = AppTest.from_file(APP, default_timeout=60).run()
@@ -310,8 +332,11 @@ def test_model_page_custom_blocks_from_the_table(app):
     app.switch_page("pages/model.py").run(timeout=120)
     app.radio(key="model_freeze_preset").set_value("custom").run()
     before = _trainable(app)
-    app.session_state["model_custom_blocks"] = {"edited_rows": {2: {"train": True}}, "added_rows": [],
-                                                "deleted_rows": []}
+    app.session_state["model_custom_blocks"] = {
+        "edited_rows": {2: {"train": True}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
     app.run()
     assert not app.exception, app.exception
     plan = app.session_state["freeze_plan"]

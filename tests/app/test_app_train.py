@@ -39,7 +39,9 @@ def at(home):
     return at
 
 
-def _fake_run(at, *, alive: bool, events: list[dict], report: dict | None = None, strategy="feature_extraction"):
+def _fake_run(
+    at, *, alive: bool, events: list[dict], report: dict | None = None, strategy="feature_extraction"
+):
     """A run directory written by hand (no worker): pid of this test process when ``alive``."""
     from transfer_core.data import load_dataset
 
@@ -47,8 +49,10 @@ def _fake_run(at, *, alive: bool, events: list[dict], report: dict | None = None
     spec = load_dataset(at.session_state["dataset_root"])
     config = RunConfig(dataset=spec, model=TINY_MODEL, train=TrainConfig(strategy=strategy, epochs=3))
     run_dir = RunStore(workspace.runs_dir).create(config)
-    pid = os.getpid() if alive else 2 ** 22 + 7  # An unused pid when not alive.
-    atomic_write_json(run_dir / "worker.pid", {"pid": pid, "start_time": process_start_time(pid) if alive else 0})
+    pid = os.getpid() if alive else 2**22 + 7  # An unused pid when not alive.
+    atomic_write_json(
+        run_dir / "worker.pid", {"pid": pid, "start_time": process_start_time(pid) if alive else 0}
+    )
     with EventLog(run_dir / "events.jsonl") as log:
         for event in events:
             log.write(event)
@@ -59,22 +63,66 @@ def _fake_run(at, *, alive: bool, events: list[dict], report: dict | None = None
 
 def _progress_events(epochs_done: int) -> list[dict]:
     events = [
-        {"type": "run_started", "strategy": "feature_extraction", "backbone": "mobilenet_v2_0.35", "weights": "random",
-         "classes": ["a", "b"], "num_train": 32, "num_val": 8, "epochs_total": 3, "batch_size": 8},
-        {"type": "stage", "stage": "head", "description": "Training the new head on cached features", "epochs": 3,
-         "cached": True},
+        {
+            "type": "run_started",
+            "strategy": "feature_extraction",
+            "backbone": "mobilenet_v2_0.35",
+            "weights": "random",
+            "classes": ["a", "b"],
+            "num_train": 32,
+            "num_val": 8,
+            "epochs_total": 3,
+            "batch_size": 8,
+        },
+        {
+            "type": "stage",
+            "stage": "head",
+            "description": "Training the new head on cached features",
+            "epochs": 3,
+            "cached": True,
+        },
     ]
     step = 0
     for epoch in range(1, epochs_done + 1):
         for batch in range(1, 5):
             step += 1
-            events.append({"type": "batch_end", "stage": "head", "epoch": epoch, "batch": batch, "batches": 4,
-                           "step": step, "loss": 1.0 / step, "accuracy": 0.5})
-        events.append({"type": "epoch_end", "stage": "head", "epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.6,
-                       "val_loss": 1.1 / epoch, "val_accuracy": 0.5 + 0.1 * epoch, "seconds": 0.5,
-                       "elapsed": epoch * 0.5})
-    events.append({"type": "batch_end", "stage": "head", "epoch": epochs_done + 1, "batch": 1, "batches": 4,
-                   "step": step + 1, "loss": 0.3, "accuracy": 0.7})
+            events.append(
+                {
+                    "type": "batch_end",
+                    "stage": "head",
+                    "epoch": epoch,
+                    "batch": batch,
+                    "batches": 4,
+                    "step": step,
+                    "loss": 1.0 / step,
+                    "accuracy": 0.5,
+                }
+            )
+        events.append(
+            {
+                "type": "epoch_end",
+                "stage": "head",
+                "epoch": epoch,
+                "loss": 1.0 / epoch,
+                "accuracy": 0.6,
+                "val_loss": 1.1 / epoch,
+                "val_accuracy": 0.5 + 0.1 * epoch,
+                "seconds": 0.5,
+                "elapsed": epoch * 0.5,
+            }
+        )
+    events.append(
+        {
+            "type": "batch_end",
+            "stage": "head",
+            "epoch": epochs_done + 1,
+            "batch": 1,
+            "batches": 4,
+            "step": step + 1,
+            "loss": 0.3,
+            "accuracy": 0.7,
+        }
+    )
     return events
 
 
@@ -83,16 +131,40 @@ def _report(class_names=("checkerboard", "circles", "stripes", "triangles")) -> 
     matrix = [[2 if i == j else 0 for j in range(n)] for i in range(n)]
     matrix[0][1] = 1
     return {
-        "status": "finished", "reason": "", "val_accuracy": 0.9, "best_val_accuracy": 0.9, "best_epoch": 3,
-        "epochs": 3, "seconds": 4.2, "trainable_params": 5124, "cache_hits": [],
-        "evaluation": {"val": {
-            "accuracy": 0.9, "loss": 0.3, "num_images": 2 * n + 1, "confusion_matrix": matrix,
-            "class_names": list(class_names),
-            "per_class": [{"class": c, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2} for c in class_names],
-            "top_losses": [{"index": 0, "path": "nope/missing.png", "true": class_names[0],
-                            "predicted": class_names[1], "confidence": 0.8, "true_probability": 0.1, "loss": 2.3,
-                            "correct": False}],
-        }},
+        "status": "finished",
+        "reason": "",
+        "val_accuracy": 0.9,
+        "best_val_accuracy": 0.9,
+        "best_epoch": 3,
+        "epochs": 3,
+        "seconds": 4.2,
+        "trainable_params": 5124,
+        "cache_hits": [],
+        "evaluation": {
+            "val": {
+                "accuracy": 0.9,
+                "loss": 0.3,
+                "num_images": 2 * n + 1,
+                "confusion_matrix": matrix,
+                "class_names": list(class_names),
+                "per_class": [
+                    {"class": c, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
+                    for c in class_names
+                ],
+                "top_losses": [
+                    {
+                        "index": 0,
+                        "path": "nope/missing.png",
+                        "true": class_names[0],
+                        "predicted": class_names[1],
+                        "confidence": 0.8,
+                        "true_probability": 0.1,
+                        "loss": 2.3,
+                        "correct": False,
+                    }
+                ],
+            }
+        },
     }
 
 
@@ -132,8 +204,19 @@ def test_live_view_adds_points_as_epochs_arrive(at):
     at.run()
     before = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["y"]
     with EventLog(run_dir / "events.jsonl") as log:
-        log.write({"type": "epoch_end", "stage": "head", "epoch": 2, "loss": 0.2, "accuracy": 0.9, "val_loss": 0.3,
-                   "val_accuracy": 0.8, "seconds": 0.5, "elapsed": 1.0})
+        log.write(
+            {
+                "type": "epoch_end",
+                "stage": "head",
+                "epoch": 2,
+                "loss": 0.2,
+                "accuracy": 0.9,
+                "val_loss": 0.3,
+                "val_accuracy": 0.8,
+                "seconds": 0.5,
+                "elapsed": 1.0,
+            }
+        )
     at.run()
     after = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["y"]
     assert len(after) == len(before) + 1
@@ -184,8 +267,12 @@ def test_a_dead_worker_is_shown_as_interrupted_not_running(at):
 
 
 def test_a_failed_run_shows_its_reason(at):
-    run_dir = _fake_run(at, alive=False, events=[{"type": "failed", "reason": "The loss became NaN"}],
-                        report={"status": "failed", "reason": "The loss became NaN"})
+    run_dir = _fake_run(
+        at,
+        alive=False,
+        events=[{"type": "failed", "reason": "The loss became NaN"}],
+        report={"status": "failed", "reason": "The loss became NaN"},
+    )
     at.session_state["run_id"] = run_dir.name
     at.run()
     assert any(e.value == "The run failed: The loss became NaN" for e in at.error)
@@ -194,8 +281,12 @@ def test_a_failed_run_shows_its_reason(at):
 def test_earlier_runs_are_listed_and_can_be_reopened_and_deleted(at):
     finished = _fake_run(at, alive=False, events=[{"type": "finished"}], report=_report())
     time.sleep(1.1)  # Run ids sort by their creation second.
-    failed = _fake_run(at, alive=False, events=[{"type": "failed", "reason": "boom"}],
-                       report={"status": "failed", "reason": "boom"})
+    failed = _fake_run(
+        at,
+        alive=False,
+        events=[{"type": "failed", "reason": "boom"}],
+        report={"status": "failed", "reason": "boom"},
+    )
     at.run()
     table = next(f.value for f in at.dataframe if "strategy" in f.value.columns)
     assert list(table["run"]) == [failed.name, finished.name]

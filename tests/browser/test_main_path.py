@@ -61,9 +61,26 @@ def server(tmp_path_factory):
     log_path = home / "streamlit.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -198,5 +215,7 @@ def test_demo_path_trains_live_and_shows_result(server, browser_page):
     _go(page, "Home", heading="Transfer Lab")
     _shot(page, "10-home-after")
 
-    print(f"\ndemo path: {clicked - started:.1f} s of clicking, training shown finished "
-          f"{finished_at - clicked:.1f} s after Start; live chart points seen: {growth}")
+    print(
+        f"\ndemo path: {clicked - started:.1f} s of clicking, training shown finished "
+        f"{finished_at - clicked:.1f} s after Start; live chart points seen: {growth}"
+    )

@@ -36,13 +36,16 @@ def test_counts_match_keras_on_the_built_classifier(blocks, plan):
 
     classifier = build_classifier(ModelSpec(input_size=32, weights="random", hidden_units=8), 3)
     freezing.apply_freeze_plan(classifier.backbone, plan)
-    assert blockmap.classifier_counts(blocks, plan, num_classes=3, hidden_units=8) == \
-        freezing.parameter_counts(classifier.model)
+    assert blockmap.classifier_counts(
+        blocks, plan, num_classes=3, hidden_units=8
+    ) == freezing.parameter_counts(classifier.model)
 
 
 def test_more_top_blocks_train_more_parameters(blocks):
-    counts = [blockmap.classifier_counts(blocks, FreezePlan(mode="top_blocks", top_blocks=n), 2).trainable
-              for n in (1, 2, 5)]
+    counts = [
+        blockmap.classifier_counts(blocks, FreezePlan(mode="top_blocks", top_blocks=n), 2).trainable
+        for n in (1, 2, 5)
+    ]
     assert counts[0] < counts[1] < counts[2]
 
 

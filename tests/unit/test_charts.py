@@ -91,7 +91,9 @@ def test_confusion_matrix_must_match_class_names():
 
 
 def test_class_counts_from_wide_health_counts_stack_by_split():
-    counts = pd.DataFrame({"train": [8, 6], "val": [2, 1], "test": [0, 0], "total": [10, 7]}, index=["cat", "dog"])
+    counts = pd.DataFrame(
+        {"train": [8, 6], "val": [2, 1], "test": [0, 0], "total": [10, 7]}, index=["cat", "dog"]
+    )
     figure = charts.class_counts_figure(counts)
     assert [trace.name for trace in figure.data] == ["train", "val"]  # No empty test split, no total.
     assert list(figure.data[0].x) == ["cat", "dog"] and list(figure.data[0].y) == [8, 6]
@@ -106,7 +108,9 @@ def test_class_counts_accepts_long_form():
 
 
 def test_block_map_figure_splits_params_into_trains_and_frozen():
-    table = pd.DataFrame({"block": ["stem", "block_1", "top"], "params": [10, 20, 30], "trains": [False, False, True]})
+    table = pd.DataFrame(
+        {"block": ["stem", "block_1", "top"], "params": [10, 20, 30], "trains": [False, False, True]}
+    )
     figure = charts.block_map_figure(table)
     trains, frozen = figure.data
     assert list(trains.y) == [0, 0, 30] and list(frozen.y) == [10, 20, 0]

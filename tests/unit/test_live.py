@@ -14,8 +14,16 @@ from transfer_core.runs import EventLog, RunInfo
 
 def _events(t0: float = 1000.0) -> list[dict]:
     events = [
-        {"type": "run_started", "time": t0, "epochs_total": 4, "num_train": 40, "num_val": 10,
-         "strategy": "feature_extraction", "backbone": "b", "weights": "imagenet"},
+        {
+            "type": "run_started",
+            "time": t0,
+            "epochs_total": 4,
+            "num_train": 40,
+            "num_val": 10,
+            "strategy": "feature_extraction",
+            "backbone": "b",
+            "weights": "imagenet",
+        },
         {"type": "stage", "time": t0 + 1, "stage": "features", "description": "features once", "epochs": 0},
         {"type": "progress", "time": t0 + 3, "stage": "features", "done": 20, "total": 50},
     ]
@@ -49,13 +57,27 @@ def test_progress_during_feature_computation_estimates_from_images_per_second():
 
 
 def test_progress_mid_epoch_uses_the_stage_pace_per_batch():
-    events = _events() + [{"type": "stage", "time": 1004.0, "stage": "head", "description": "head", "epochs": 4}]
+    events = _events() + [
+        {"type": "stage", "time": 1004.0, "stage": "head", "description": "head", "epochs": 4}
+    ]
     for step in range(1, 6):  # Epoch 1 has 4 batches; one batch per second.
         epoch, batch = (1, step) if step <= 4 else (2, step - 4)
-        events.append({"type": "batch_end", "time": 1004.0 + step, "stage": "head", "epoch": epoch, "batch": batch,
-                       "batches": 4, "step": step, "loss": 1.0 / step})
+        events.append(
+            {
+                "type": "batch_end",
+                "time": 1004.0 + step,
+                "stage": "head",
+                "epoch": epoch,
+                "batch": batch,
+                "batches": 4,
+                "step": step,
+                "loss": 1.0 / step,
+            }
+        )
         if step == 4:
-            events.append({"type": "epoch_end", "time": 1008.1, "epoch": 1, "stage": "head", "val_accuracy": 0.5})
+            events.append(
+                {"type": "epoch_end", "time": 1008.1, "epoch": 1, "stage": "head", "val_accuracy": 0.5}
+            )
     progress = live.summarise_progress(events, now=1010.0)
     assert progress.epoch == 1 and progress.batch == 1
     assert progress.fraction == pytest.approx((1 + 1 / 4) / 4)
@@ -71,9 +93,11 @@ def test_progress_of_a_queued_run_says_so():
 
 
 def test_progress_at_the_end_has_no_time_left():
-    events = [{"type": "run_started", "time": 0.0, "epochs_total": 1},
-              {"type": "stage", "time": 0.0, "stage": "head", "epochs": 1},
-              {"type": "epoch_end", "time": 1.0, "epoch": 1, "stage": "head", "val_accuracy": 1.0}]
+    events = [
+        {"type": "run_started", "time": 0.0, "epochs_total": 1},
+        {"type": "stage", "time": 0.0, "stage": "head", "epochs": 1},
+        {"type": "epoch_end", "time": 1.0, "epoch": 1, "stage": "head", "val_accuracy": 1.0},
+    ]
     progress = live.summarise_progress(events, now=1.0)
     assert progress.fraction == 1.0 and progress.eta_seconds == 0.0
     assert "1 of 1 epochs done" in progress.text
@@ -85,14 +109,18 @@ def test_empty_events_give_a_starting_summary():
     assert progress.text.startswith("starting")
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(None, "?"), (4.4, "4 s"), (75, "1 min 15 s"), (3700, "1 h 01 min")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(None, "?"), (4.4, "4 s"), (75, "1 min 15 s"), (3700, "1 h 01 min")]
+)
 def test_format_seconds(seconds, text):
     assert live.format_seconds(seconds) == text
 
 
 def test_event_log_leaves_out_batches_and_keeps_the_last_progress():
-    events = _events() + [{"type": "batch_end", "time": 1005.0, "epoch": 1, "batch": 1, "batches": 2, "loss": 1.0},
-                          {"type": "failed", "time": 1006.0, "reason": "out of memory"}]
+    events = _events() + [
+        {"type": "batch_end", "time": 1005.0, "epoch": 1, "batch": 1, "batches": 2, "loss": 1.0},
+        {"type": "failed", "time": 1006.0, "reason": "out of memory"},
+    ]
     lines = live.event_log(events)
     assert len(lines) == 4
     assert "run_started" in lines[0] and "40 training and 10 validation images" in lines[0]
@@ -128,7 +156,9 @@ def test_follower_status_comes_from_events_and_the_worker(tmp_path):
     from transfer_core.runs import atomic_write_json, process_start_time
 
     follower = live.EventFollower(tmp_path)
-    atomic_write_json(tmp_path / "worker.pid", {"pid": os.getpid(), "start_time": process_start_time(os.getpid())})
+    atomic_write_json(
+        tmp_path / "worker.pid", {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
+    )
     with EventLog(tmp_path / "events.jsonl") as log:
         log.write({"type": "queued", "position": 0})
         follower.poll()
@@ -144,7 +174,7 @@ def test_follower_status_comes_from_events_and_the_worker(tmp_path):
 def test_follower_of_a_dead_worker_has_ended(tmp_path):
     from transfer_core.runs import atomic_write_json
 
-    atomic_write_json(tmp_path / "worker.pid", {"pid": 2 ** 22 + 11, "start_time": 0})
+    atomic_write_json(tmp_path / "worker.pid", {"pid": 2**22 + 11, "start_time": 0})
     with EventLog(tmp_path / "events.jsonl") as log:
         log.write({"type": "run_started"})
     follower = live.EventFollower(tmp_path)

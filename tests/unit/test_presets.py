@@ -27,19 +27,25 @@ def test_demo_uses_the_preferred_backbone_when_its_weights_are_offline(shared_we
     assert train.caches_features and train.epochs + train.fine_tune_epochs <= 20
 
 
-def test_demo_takes_the_smallest_offline_backbone_when_the_preferred_one_is_missing(shared_weights_dir, tmp_path,
-                                                                                   monkeypatch):
+def test_demo_takes_the_smallest_offline_backbone_when_the_preferred_one_is_missing(
+    shared_weights_dir, tmp_path, monkeypatch
+):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    choice = presets.choose_demo_backbone(Settings(home=tmp_path, weights_dir=shared_weights_dir),
-                                          preferred="efficientnet_b0")
+    choice = presets.choose_demo_backbone(
+        Settings(home=tmp_path, weights_dir=shared_weights_dir), preferred="efficientnet_b0"
+    )
     assert (choice.backbone, choice.weights) == ("mobilenet_0.25", "imagenet")
     assert "smallest" in choice.explanation
 
 
 @pytest.mark.parametrize(
     ("preset", "mode"),
-    [("feature_extraction", "all_frozen"), ("top_blocks", "top_blocks"), ("all_trainable", "all_trainable"),
-     ("custom", "custom")],
+    [
+        ("feature_extraction", "all_frozen"),
+        ("top_blocks", "top_blocks"),
+        ("all_trainable", "all_trainable"),
+        ("custom", "custom"),
+    ],
 )
 def test_freeze_presets_round_trip(preset, mode):
     plan = presets.freeze_plan_for_preset(preset, top_blocks=3, trainable_blocks=("block_1",))
@@ -67,7 +73,9 @@ def test_plan_warnings_catch_mismatches():
 
 
 def test_train_config_from_form_validates_values():
-    config = presets.train_config_from_form({"strategy": "fine_tuning", "epochs": 3, "augmentation": ("flip",)})
+    config = presets.train_config_from_form(
+        {"strategy": "fine_tuning", "epochs": 3, "augmentation": ("flip",)}
+    )
     assert config.augmentation == ("flip",) and not config.caches_features
     with pytest.raises(ValueError, match="epochs"):
         presets.train_config_from_form({"epochs": 0})
@@ -78,7 +86,12 @@ def test_train_config_from_form_validates_values():
 def test_build_run_config_keeps_the_session_choices(tmp_path):
     spec = DatasetSpec(root=str(tmp_path), class_names=("a", "b"))
     model = ModelSpec(backbone="mobilenet_0.25", input_size=128)
-    config = presets.build_run_config(spec, model, FreezePlan(mode="all_frozen"),
-                                      presets.train_config_from_form({"strategy": "from_scratch"}), name="x")
+    config = presets.build_run_config(
+        spec,
+        model,
+        FreezePlan(mode="all_frozen"),
+        presets.train_config_from_form({"strategy": "from_scratch"}),
+        name="x",
+    )
     assert config.model.backbone == "mobilenet_0.25" and config.model.weights == "random"  # From scratch.
     assert config.name == "x"

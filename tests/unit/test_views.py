@@ -36,9 +36,13 @@ def test_thumbnails_are_per_class_existing_files(demo):
 
 
 def test_skipped_frame_accepts_objects_and_dicts():
-    frame = views.skipped_frame([SkippedFile("a.txt", "not an image"), {"name": "b.jpg", "reason": "truncated"}])
-    assert frame.to_dict("records") == [{"file": "a.txt", "reason": "not an image"},
-                                        {"file": "b.jpg", "reason": "truncated"}]
+    frame = views.skipped_frame(
+        [SkippedFile("a.txt", "not an image"), {"name": "b.jpg", "reason": "truncated"}]
+    )
+    assert frame.to_dict("records") == [
+        {"file": "a.txt", "reason": "not an image"},
+        {"file": "b.jpg", "reason": "truncated"},
+    ]
 
 
 def test_server_folder_is_off_without_allowed_dirs(tmp_path):
@@ -48,8 +52,10 @@ def test_server_folder_is_off_without_allowed_dirs(tmp_path):
 
 def test_server_folder_inside_an_allowed_dir_is_resolved(tmp_path):
     (tmp_path / "allowed" / "cats").mkdir(parents=True)
-    assert views.resolve_server_folder(tmp_path / "allowed" / "cats", [tmp_path / "allowed"]) == \
-        (tmp_path / "allowed" / "cats").resolve()
+    assert (
+        views.resolve_server_folder(tmp_path / "allowed" / "cats", [tmp_path / "allowed"])
+        == (tmp_path / "allowed" / "cats").resolve()
+    )
 
 
 def test_server_folder_cannot_escape_by_dots_or_links(tmp_path):
