@@ -17,24 +17,29 @@ settings = state.settings()
 # ----- ingest helpers -------------------------------------------------------------------
 
 
-def _disk_full() -> bool:
+def _disk_full(incoming_bytes: int = 0) -> bool:
+    """Whether this session's disk quota is used up (counting an upload about to be stored)."""
     used = ws.disk_usage_mb()
-    if used < settings.max_session_disk_mb:
+    if (
+        used < settings.max_session_disk_mb
+        and used + incoming_bytes / 1_000_000 <= settings.max_session_disk_mb
+    ):
         return False
+    incoming = f" and this upload needs {incoming_bytes / 1_000_000:,.0f} MB more" if incoming_bytes else ""
     st.session_state["last_ingest"] = {
         "ok": False,
         "name": "",
         "skipped": [],
         "notes": [],
-        "error": f"this session already uses {used:,.0f} MB of the {settings.max_session_disk_mb:,} MB it may use. "
-        "Delete data sets (below) or runs (Train page) first.",
+        "error": f"this session already uses {used:,.0f} MB of the {settings.max_session_disk_mb:,} MB it may use"
+        f"{incoming}. Delete data sets (below) or runs (Train page) first.",
     }
     return True
 
 
-def _ingest(name: str, run) -> None:
+def _ingest(name: str, run, incoming_bytes: int = 0) -> None:
     """Run one ingest into a new workspace folder; report what was skipped and why."""
-    if _disk_full():
+    if _disk_full(incoming_bytes):
         return
     dest = ws.new_dataset_dir(name or "dataset")
     try:
@@ -181,7 +186,11 @@ with upload_tab:
         else:
             files = [(f"{name}/{f.name}", f.getvalue(), name) for name, fs, _ in uploads for f in fs]
             files += [(f"{name}/{n}", b, name) for name, _, ps in uploads for n, b in ps]
-            _ingest(upload_name, lambda dest: data.ingest_uploads(files, dest, settings=settings))
+            _ingest(
+                upload_name,
+                lambda dest: data.ingest_uploads(files, dest, settings=settings),
+                incoming_bytes=sum(len(content) for _, content, _ in files),
+            )
 
 with zip_tab:
     st.markdown(
@@ -193,7 +202,11 @@ with zip_tab:
         "Data set name", value=Path(archive.name).stem if archive else "zip data set", key="zip_dataset_name"
     )
     if st.button("Create data set from the ZIP", key="zip_create", type="primary", disabled=archive is None):
-        _ingest(zip_name, lambda dest: data.ingest_zip(archive.getvalue(), dest, settings=settings))
+        _ingest(
+            zip_name,
+            lambda dest: data.ingest_zip(archive.getvalue(), dest, settings=settings),
+            incoming_bytes=archive.size,
+        )
 
 with folder_tab:
     allowed = settings.allowed_data_dirs

@@ -42,11 +42,55 @@ def _cam_for_file(model_path: str, modified: float, image_path: str, class_index
     return cam.overlay, cam.probability
 
 
+@st.cache_resource(max_entries=2, show_spinner="Checking and loading the model file...")
+def _user_model(digest: str, _data: bytes, name: str):
+    # Keyed by content: read-only inference only. safe_load refuses files that carry code.
+    from transfer_core.safe_load import image_input_size, load_keras_model
+
+    model = load_keras_model(_data, name=name, max_bytes=settings.max_upload_mb * 1024 * 1024)
+    return model, *image_input_size(model)
+
+
+def _user_model_section() -> None:
+    """Predict with a .keras file the person uploads (loaded only in Keras' safe mode)."""
+    import hashlib
+
+    from transfer_core.safe_load import UnsafeModelError
+
+    with st.expander("Or try a .keras model file of your own"):
+        st.caption("Only Keras 3 `.keras` files made of built-in layers are accepted, loaded in Keras' safe "
+                   "mode; files that could run code on this server (Lambda layers, custom classes, .h5, "
+                   "pickles) are refused. The model must take raw 0-255 RGB pixels, like the ones Export makes.")
+        model_file = st.file_uploader("Model file (.keras)", key="explore_user_model")
+        picture = st.file_uploader("Image", type=["jpg", "jpeg", "png", "bmp", "gif", "webp"],
+                                   key="explore_user_image")
+        if model_file is None:
+            return
+        data = model_file.getvalue()
+        try:
+            user_model, side, num_classes = _user_model(hashlib.sha256(data).hexdigest(), data, model_file.name)
+        except UnsafeModelError as error:
+            st.error(str(error))
+            return
+        st.caption(f"{model_file.name}: takes {side}x{side} RGB images, {num_classes} classes.")
+        if picture is None:
+            return
+        try:
+            image = decode_for_model(picture.getvalue(), side, settings.max_pixels)
+        except ImageRejected as error:
+            st.warning(f"{picture.name}: {error}")
+            return
+        probabilities = explain.predict(user_model, image)[0]
+        st.dataframe(explain.top_k(probabilities, [f"class {i}" for i in range(num_classes)], min(3, num_classes)),
+                     hide_index=True, key="explore_user_topk")
+
+
 runs = [info for info in compare.finished_runs(ws.store.list_runs()) if info.model_path.exists()]
 if not runs:
     st.info("No trained model yet. Train one on the Train page or run a comparison, then come back to look "
             "inside it.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/monitoring:")
+    _user_model_section()
     st.stop()
 
 by_id = {info.run_id: info for info in runs}
@@ -253,3 +297,5 @@ with sees_tab:
             means = ", ".join(f"{name} {value:.2f}" for name, value in zip("RGB", view.channel_means, strict=True))
             st.caption(f"Mean per input channel after preprocessing: {means}. Squashing a wide photo into a "
                        "square is why circles can look like ovals to the model.")
+
+_user_model_section()

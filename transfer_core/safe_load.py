@@ -143,7 +143,11 @@ def check_keras_config(config: Any, shown: str = "the model") -> None:
                 "layers can be uploaded."
             )
         registered = node.get("registered_name")
-        if isinstance(registered, str) and ">" in registered and not _trusted_module(registered.split(">")[0]):
+        if (
+            isinstance(registered, str)
+            and ">" in registered
+            and not _trusted_module(registered.split(">")[0])
+        ):
             raise UnsafeModelError(
                 f"{shown} is refused: it uses the custom object {registered!r}, whose code is not part of Keras."
             )
@@ -204,9 +208,7 @@ def _read_config(data: bytes, shown: str) -> Any:
             try:
                 info = archive.getinfo("config.json")
             except KeyError:
-                raise UnsafeModelError(
-                    f"{shown} is not a Keras model file: it has no config.json."
-                ) from None
+                raise UnsafeModelError(f"{shown} is not a Keras model file: it has no config.json.") from None
             if info.file_size > MAX_CONFIG_BYTES:
                 raise UnsafeModelError(f"{shown} has an implausibly large configuration; refused.")
             with archive.open(info) as handle:

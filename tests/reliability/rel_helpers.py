@@ -163,12 +163,24 @@ def file_cases(include_bomb: bool = True) -> list[FileCase]:
         FileCase("zero_byte", "empty.jpg", b"", False, "the file is empty"),
         FileCase("truncated_jpeg", "cut.jpg", _truncated(jpeg), False, "truncated"),
         FileCase("truncated_png", "cut.png", _truncated(png), False, "corrupt"),
-        FileCase("random_bytes_jpg", "noise.jpg", np.random.default_rng(5).bytes(3000), False, "not an image"),
+        FileCase(
+            "random_bytes_jpg", "noise.jpg", np.random.default_rng(5).bytes(3000), False, "not an image"
+        ),
         FileCase("text_file", "notes.txt", b"shopping list: eggs, milk\n" * 5, False, "text file"),
-        FileCase("html_named_png", "saved.png", b"<!DOCTYPE html><html><body>photo</body></html>", False,
-                 "web page (HTML)"),
-        FileCase("svg", "logo.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>', False,
-                 "vector images are not supported"),
+        FileCase(
+            "html_named_png",
+            "saved.png",
+            b"<!DOCTYPE html><html><body>photo</body></html>",
+            False,
+            "web page (HTML)",
+        ),
+        FileCase(
+            "svg",
+            "logo.svg",
+            b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>',
+            False,
+            "vector images are not supported",
+        ),
         FileCase("heic", "IMG_0001.HEIC", _heic(), False, "HEIC is not supported"),
         FileCase("webp", "photo.webp", webp, True),
         FileCase("webp_animated", "anim.webp", _animated("WEBP"), True, "first frame of animated"),
@@ -177,16 +189,28 @@ def file_cases(include_bomb: bool = True) -> list[FileCase]:
         FileCase("gif_still", "still.gif", encode(noise_image(7), "GIF"), True),
         FileCase("gif_animated", "anim.gif", _animated("GIF"), True, "first frame of animated"),
         FileCase("png_16_bit", "deep.png", _sixteen_bit(), True, "16-bit"),
-        FileCase("cmyk_jpeg", "print.jpg", encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG"), True,
-                 "CMYK"),
+        FileCase(
+            "cmyk_jpeg",
+            "print.jpg",
+            encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG"),
+            True,
+            "CMYK",
+        ),
         FileCase("grayscale", "gray.png", encode(Image.new("L", (16, 16), 77)), True, "grayscale"),
         FileCase("palette", "palette.png", _palette(), True),
         FileCase("alpha", "alpha.png", _alpha(), True, "white background"),
         FileCase("exif_rotated", "phone.jpg", _exif_rotated_jpeg(), True, "EXIF rotation"),
-        FileCase("one_by_one", "dot.png", encode(Image.new("RGB", (1, 1), (9, 9, 9))), True, "very small image"),
+        FileCase(
+            "one_by_one", "dot.png", encode(Image.new("RGB", (1, 1), (9, 9, 9))), True, "very small image"
+        ),
         FileCase("huge_20000x20000", "huge.png", png_claiming(20000, 20000), False, "too large"),
-        FileCase("over_pixel_limit_8000x6000", "wide.png", png_claiming(8000, 6000), False,
-                 "over the limit of 40,000,000"),
+        FileCase(
+            "over_pixel_limit_8000x6000",
+            "wide.png",
+            png_claiming(8000, 6000),
+            False,
+            "over the limit of 40,000,000",
+        ),
         FileCase("duplicate", "z_copy_of_photo.webp", webp, False, "duplicate of"),
     ]
     if include_bomb:
@@ -197,5 +221,7 @@ def file_cases(include_bomb: bool = True) -> list[FileCase]:
 def good_files(labels=("cats", "dogs"), per_class: int = 3) -> dict[str, bytes]:
     """Healthy images, ``label/ok_i.png``; distinct content everywhere."""
     return {
-        f"{label}/ok_{i}.png": noise_png(1000 + n * 100 + i) for n, label in enumerate(labels) for i in range(per_class)
+        f"{label}/ok_{i}.png": noise_png(1000 + n * 100 + i)
+        for n, label in enumerate(labels)
+        for i in range(per_class)
     }

@@ -131,7 +131,10 @@ def test_hostile_archive_entries_are_listed_and_nothing_escapes(data_page, home)
     [
         (b"PK\x03\x04 this is not really a zip", "not a readable ZIP archive"),
         (b"", "not a readable ZIP archive"),
-        (zip_bytes({f"photo_{i}.png": noise_png(i) for i in range(3)}), "found: no class folders with images"),
+        (
+            zip_bytes({f"photo_{i}.png": noise_png(i) for i in range(3)}),
+            "found: no class folders with images",
+        ),
         (zip_bytes({f"cats/{i}.png": noise_png(i) for i in range(3)}), "found: 'cats' (3 images)"),
     ],
     ids=["corrupt", "empty", "no_class_folders", "one_class"],
@@ -148,7 +151,9 @@ def test_unusable_archives_give_a_clear_error_not_an_exception(data_page, archiv
 def test_odd_and_hostile_class_names_typed_in_the_page(data_page, home) -> None:
     at = data_page
     labels = ["../../x", "Katzen 🐱", "a/b", "..", "y" * 300, "Dogs", "dogs", "  spaced out  "]
-    per_class = {label: [(f"../../{i}.png", noise_png(n * 10 + i)) for i in range(2)] for n, label in enumerate(labels)}
+    per_class = {
+        label: [(f"../../{i}.png", noise_png(n * 10 + i)) for i in range(2)] for n, label in enumerate(labels)
+    }
     before = snapshot(home.parent)
     _upload(at, per_class)
     assert any("is ready and active" in s.value for s in at.success), _texts(at)
@@ -164,11 +169,14 @@ def test_odd_and_hostile_class_names_typed_in_the_page(data_page, home) -> None:
 def test_a_class_with_one_image_loads_and_the_page_warns(data_page) -> None:
     at = data_page
     good = good_files(per_class=6)
-    _upload(at, {
-        "cats": [(n.split("/")[1], d) for n, d in good.items() if n.startswith("cats/")],
-        "dogs": [(n.split("/")[1], d) for n, d in good.items() if n.startswith("dogs/")],
-        "bird": [("only.png", noise_png(77))],
-    })
+    _upload(
+        at,
+        {
+            "cats": [(n.split("/")[1], d) for n, d in good.items() if n.startswith("cats/")],
+            "dogs": [(n.split("/")[1], d) for n, d in good.items() if n.startswith("dogs/")],
+            "bird": [("only.png", noise_png(77))],
+        },
+    )
     assert any("is ready and active" in s.value for s in at.success), _texts(at)
     warnings = " ".join(w.value for w in at.warning)
     assert "Class 'bird' has only 1 image" in warnings and "'bird' has no validation images" in warnings
@@ -198,17 +206,22 @@ def test_disk_full_during_an_upload_shows_an_error_and_keeps_no_data_set(data_pa
 
     monkeypatch.setattr(ingest_module, "write_bytes_atomic", fills_up)
     good = good_files()
-    _upload(at, {
-        "cats": [(n.split("/")[1], d) for n, d in good.items() if n.startswith("cats/")],
-        "dogs": [(n.split("/")[1], d) for n, d in good.items() if n.startswith("dogs/")],
-    })
+    _upload(
+        at,
+        {
+            "cats": [(n.split("/")[1], d) for n, d in good.items() if n.startswith("cats/")],
+            "dogs": [(n.split("/")[1], d) for n, d in good.items() if n.startswith("dogs/")],
+        },
+    )
     errors = [e.value for e in at.error]
     assert any("No space left on device" in e for e in errors), errors
     assert "dataset_root" not in at.session_state
     assert at.session_state["workspace"].dataset_dirs() == []
 
 
-def test_server_folder_escaping_by_symlink_or_dots_is_refused_by_the_page(home, monkeypatch, tmp_path) -> None:
+def test_server_folder_escaping_by_symlink_or_dots_is_refused_by_the_page(
+    home, monkeypatch, tmp_path
+) -> None:
     from streamlit.testing.v1 import AppTest
 
     from ui import state
@@ -233,7 +246,8 @@ def test_server_folder_escaping_by_symlink_or_dots_is_refused_by_the_page(home, 
 
 
 def test_a_session_over_its_disk_quota_is_refused_new_data_sets(home, monkeypatch) -> None:
-    """TRANSFER_MAX_SESSION_DISK_MB=1: once a session holds 1 MB, the next data set is refused with the limit."""
+    """TRANSFER_MAX_SESSION_DISK_MB=1: an upload that would take the session over 1 MB is refused before
+    anything is written, and so is any upload once the session is full."""
     from streamlit.testing.v1 import AppTest
 
     from ui import state
@@ -242,13 +256,22 @@ def test_a_session_over_its_disk_quota_is_refused_new_data_sets(home, monkeypatc
     state.settings.cache_clear()
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/data.py").run()
-    big = {f"{label}/{i}.png": noise_png(300 + 10 * n + i, 300) for n, label in enumerate(["a", "b"]) for i in range(3)}
-    _upload_zip(at, zip_bytes(big))  # About 1.6 MB of noise: allowed (the session was empty), fills the quota.
+    _upload_zip(at, zip_bytes(good_files()))  # A few kB: fits.
     assert any("is ready and active" in s.value for s in at.success), _texts(at)
-    assert at.session_state["workspace"].disk_usage_mb() > 1
     first = at.session_state["dataset_root"]
-    _upload_zip(at, zip_bytes(good_files()))
+    workspace = at.session_state["workspace"]
+
+    big = {
+        f"{label}/{i}.png": noise_png(300 + 10 * n + i, 300)
+        for n, label in enumerate(["a", "b"])
+        for i in range(3)
+    }
+    _upload_zip(at, zip_bytes(big))  # About 1.6 MB: over the quota before a byte is stored.
     errors = " ".join(e.value for e in at.error)
-    assert "1 MB" in errors or "MB of the 1" in errors, _texts(at)
-    assert at.session_state["dataset_root"] == first
-    assert len(at.session_state["workspace"].dataset_dirs()) == 1
+    assert "of the 1 MB it may use and this upload needs 2 MB more" in errors, _texts(at)
+    assert at.session_state["dataset_root"] == first and len(workspace.dataset_dirs()) == 1
+
+    (workspace.datasets_dir / "filler.bin").write_bytes(b"\0" * 1_100_000)  # Full (e.g. by runs).
+    _upload_zip(at, zip_bytes(good_files(labels=("x", "y"))))
+    assert any("already uses 1 MB of the 1 MB" in e.value for e in at.error), _texts(at)
+    assert len(workspace.dataset_dirs()) == 1

@@ -70,7 +70,9 @@ def test_a_malicious_keras_upload_is_refused_and_its_code_never_runs(explore, tm
 
 def test_a_non_keras_model_file_is_refused(explore) -> None:
     at = explore
-    at.file_uploader(key="explore_user_model").set_value(("weights.h5", b"\x89HDF\r\n\x1a\n", "application/x-hdf"))
+    at.file_uploader(key="explore_user_model").set_value(
+        ("weights.h5", b"\x89HDF\r\n\x1a\n", "application/x-hdf")
+    )
     at.run()
     assert not at.exception, at.exception
     assert any("only Keras 3 '.keras' model files" in e.value for e in at.error)
@@ -78,7 +80,9 @@ def test_a_non_keras_model_file_is_refused(explore) -> None:
 
 def test_a_plain_uploaded_classifier_predicts(explore, tmp_path) -> None:
     at = explore
-    at.file_uploader(key="explore_user_model").set_value(("mine.keras", _model_bytes(tmp_path), "application/zip"))
+    at.file_uploader(key="explore_user_model").set_value(
+        ("mine.keras", _model_bytes(tmp_path), "application/zip")
+    )
     at.file_uploader(key="explore_user_image").set_value(("red.png", _png(), "image/png"))
     at.run()
     assert not at.exception, at.exception

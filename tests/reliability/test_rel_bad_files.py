@@ -53,7 +53,9 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
-def ingest_route(route: str, files: dict[str, bytes], work: Path, settings: Settings = SETTINGS) -> IngestResult:
+def ingest_route(
+    route: str, files: dict[str, bytes], work: Path, settings: Settings = SETTINGS
+) -> IngestResult:
     """Ingest ``files`` (``"label/name": bytes``) by one route into ``work/ds``."""
     if route == "uploads":
         uploads = [(name, data, name.split("/", 1)[0]) for name, data in files.items()]
@@ -145,7 +147,9 @@ def test_same_file_name_in_different_classes_keeps_both(tmp_path, route) -> None
 
 def test_zip_with_no_class_folders_is_a_clear_error(tmp_path) -> None:
     archive = zip_bytes({f"photo_{i}.png": noise_png(i) for i in range(4)})
-    with pytest.raises(DataError, match="needs at least 2 classes with images; found: no class folders") as info:
+    with pytest.raises(
+        DataError, match="needs at least 2 classes with images; found: no class folders"
+    ) as info:
         ingest_zip(archive, tmp_path / "ds", settings=SETTINGS)
     assert "photo_0.png: not inside a class folder" in str(info.value)
     assert not (tmp_path / "ds" / "dataset.json").exists()
@@ -244,8 +248,9 @@ def test_one_hundred_classes(tmp_path) -> None:
     report = health_report(result.spec)
     assert len(report.counts) == 100
     # Training accepts it (every class has a validation image with 5 per class and 20 %).
-    config = RunConfig(dataset=result.spec, model=ModelSpec(input_size=32, weights="random"),
-                       train=TrainConfig(epochs=1))
+    config = RunConfig(
+        dataset=result.spec, model=ModelSpec(input_size=32, weights="random"), train=TrainConfig(epochs=1)
+    )
     preflight(config, SETTINGS)
     assert time.perf_counter() - started < 30
 

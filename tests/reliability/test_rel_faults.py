@@ -30,8 +30,12 @@ TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="ran
 
 
 def _config(spec, **train) -> RunConfig:
-    return RunConfig(dataset=spec, model=TINY_MODEL, freeze=FreezePlan(mode="top_blocks", top_blocks=1),
-                     train=TrainConfig(**{"epochs": 1, "batch_size": 8, **train}))
+    return RunConfig(
+        dataset=spec,
+        model=TINY_MODEL,
+        freeze=FreezePlan(mode="top_blocks", top_blocks=1),
+        train=TrainConfig(**{"epochs": 1, "batch_size": 8, **train}),
+    )
 
 
 def _wait_for(predicate, timeout: float = 90.0) -> bool:
@@ -50,7 +54,9 @@ def _dead_pid() -> int:
 
 
 def _file_hashes(run_dir: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run_dir.iterdir()) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run_dir.iterdir()) if p.is_file()
+    }
 
 
 def click_start(at) -> None:
@@ -118,7 +124,9 @@ def test_a_reused_pid_is_not_mistaken_for_a_live_worker(tmp_path, tiny_dataset) 
 
 
 @pytest.mark.parametrize("damage", ["half_report", "half_event_line", "unreadable_config"])
-def test_damaged_run_files_never_show_as_finished_and_are_never_hidden(tmp_path, tiny_dataset, damage) -> None:
+def test_damaged_run_files_never_show_as_finished_and_are_never_hidden(
+    tmp_path, tiny_dataset, damage
+) -> None:
     store = RunStore(tmp_path / "runs")
     run_dir = store.create(_config(tiny_dataset))
     write_pid(run_dir, _dead_pid())
@@ -140,7 +148,9 @@ def test_damaged_run_files_never_show_as_finished_and_are_never_hidden(tmp_path,
     assert infos[0].reason
 
 
-def test_report_write_failing_ends_the_run_as_failed_with_the_reason(tmp_path, tiny_dataset, monkeypatch) -> None:
+def test_report_write_failing_ends_the_run_as_failed_with_the_reason(
+    tmp_path, tiny_dataset, monkeypatch
+) -> None:
     from transfer_core import jobs
 
     run_dir = RunStore(tmp_path / "runs").create(_config(tiny_dataset))
@@ -194,7 +204,9 @@ def test_killed_worker_page_shows_interrupted_and_the_next_run_starts(page) -> N
     at.run()
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
-    assert any(e.startswith("The run was interrupted:") and "worker process ended" in e for e in errors), errors
+    assert any(e.startswith("The run was interrupted:") and "worker process ended" in e for e in errors), (
+        errors
+    )
     assert not at.get("progress")
 
     # The app keeps working and the next run starts (the slot was released with the dead process).
@@ -223,13 +235,16 @@ def test_server_restart_mid_run_keeps_finished_runs_and_marks_the_killed_one(pag
     settings = Settings.from_env()
     finished = []
     for strategy in ("feature_extraction", "fine_tuning"):
-        run_dir = jobs.start_run(_config(spec, strategy=strategy), runs_dir=workspace.runs_dir, settings=settings)
+        run_dir = jobs.start_run(
+            _config(spec, strategy=strategy), runs_dir=workspace.runs_dir, settings=settings
+        )
         assert jobs.follow(run_dir, timeout=240) == "finished", load_run(run_dir).reason
         finished.append(run_dir)
         time.sleep(1.1)  # Run ids sort by their creation second.
     before = {run_dir.name: _file_hashes(run_dir) for run_dir in finished}
-    running = jobs.start_run(_config(spec, strategy="from_scratch", epochs=200), runs_dir=workspace.runs_dir,
-                             settings=settings)
+    running = jobs.start_run(
+        _config(spec, strategy="from_scratch", epochs=200), runs_dir=workspace.runs_dir, settings=settings
+    )
     assert _wait_for(lambda: load_run(running).status == "running", 120)
     os.killpg(read_pid(running)[0], signal.SIGKILL)
 
@@ -237,17 +252,26 @@ def test_server_restart_mid_run_keeps_finished_runs_and_marks_the_killed_one(pag
     assert _wait_for(lambda: store.load(running.name).status == "interrupted", 15)
     infos = {info.run_id: info for info in store.list_runs()}
     assert {run_id: info.status for run_id, info in infos.items()} == {
-        finished[0].name: "finished", finished[1].name: "finished", running.name: "interrupted"}
+        finished[0].name: "finished",
+        finished[1].name: "finished",
+        running.name: "interrupted",
+    }
     for run_dir in finished:
         assert _file_hashes(run_dir) == before[run_dir.name]
-        assert {"config.json", "events.jsonl", "metrics.csv", "model.keras", "report.json"} <= set(before[run_dir.name])
+        assert {"config.json", "events.jsonl", "metrics.csv", "model.keras", "report.json"} <= set(
+            before[run_dir.name]
+        )
         model = load_keras_model(run_dir / "model.keras")
         assert model.output_shape == (None, len(spec.class_names))
 
     at = open_page(run_id=running.name)  # A student reloads the page: ?ws= and ?run= bring everything back.
     assert any("interrupted" in e.value for e in at.error)
     statuses = dict(zip(_runs_table(at)["run"], _runs_table(at)["status"], strict=True))
-    assert statuses == {finished[0].name: "finished", finished[1].name: "finished", running.name: "interrupted"}
+    assert statuses == {
+        finished[0].name: "finished",
+        finished[1].name: "finished",
+        running.name: "interrupted",
+    }
 
 
 @pytest.mark.slow
@@ -267,8 +291,9 @@ def test_a_run_survives_the_server_process_dying(tmp_path, tiny_dataset) -> None
         "time.sleep(600)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(Path(__file__).parent)])}
-    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env,
-                              cwd=REPO_ROOT)
+    server = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT
+    )
     run_dir = Path(server.stdout.readline().strip())
     assert _wait_for(lambda: load_run(run_dir).status == "running", 120)
     server.kill()
@@ -282,8 +307,14 @@ def _run_worker_with(run_dir: Path, patch: str) -> subprocess.CompletedProcess:
     """Run the real worker entry point in a new process after ``patch`` (Python source) has run."""
     script = f"import sys\n{patch}\nfrom transfer_core import jobs\nsys.exit(jobs.worker_main(sys.argv[1]))\n"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-c", script, str(run_dir)], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", script, str(run_dir)],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -306,7 +337,9 @@ def test_disk_full_while_saving_the_model_fails_the_run_and_the_page_says_why(pa
     assert not (run_dir / "model.keras").exists() and not list(run_dir.glob(".*tmp*"))
 
     at = open_page(run_id=run_dir.name)
-    assert any(e.value.startswith("The run failed:") and "No space left on device" in e.value for e in at.error)
+    assert any(
+        e.value.startswith("The run failed:") and "No space left on device" in e.value for e in at.error
+    )
     explore_runs = [i for i in RunStore(workspace.runs_dir).list_runs() if i.status == "finished"]
     assert explore_runs == []  # Compare, Explore and Export only read finished runs.
 
@@ -345,4 +378,6 @@ def test_nan_loss_stops_the_run_and_the_page_suggests_a_fix(page) -> None:
     assert "NaN" in info.reason and "learning rate" in info.reason
     at = open_page(run_id=run_dir.name)
     errors = [e.value for e in at.error]
-    assert any(e.startswith("The run failed:") and "NaN" in e and "learning rate" in e for e in errors), errors
+    assert any(e.startswith("The run failed:") and "NaN" in e and "learning rate" in e for e in errors), (
+        errors
+    )

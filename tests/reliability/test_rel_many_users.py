@@ -29,8 +29,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("TRANSFER_CHROMIUM", "/usr/bin/chromium"))
 SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
 SCREENSHOTS = REPO_ROOT / "test-output" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SESSIONS = 5
 
 
@@ -48,17 +55,39 @@ def server(tmp_path_factory):
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
     home = tmp_path_factory.mktemp("home")
     port = _free_port()
-    env = {**os.environ, "TRANSFER_HOME": str(home), "TRANSFER_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "TRANSFER_MAX_CONCURRENT_RUNS": "1"}
+    env = {
+        **os.environ,
+        "TRANSFER_HOME": str(home),
+        "TRANSFER_OFFLINE": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TRANSFER_MAX_CONCURRENT_RUNS": "1",
+    }
     env.pop("TRANSFER_ALLOWED_DATA_DIRS", None)
     if SHARED_WEIGHTS.exists():
         env["TRANSFER_WEIGHTS_DIR"] = str(SHARED_WEIGHTS)
     log_path = home / "streamlit.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -106,7 +135,8 @@ def _settle(page, timeout: int = 90_000) -> None:
 
 def _no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
-        '[data-testid="stException"]').first.inner_text()
+        '[data-testid="stException"]'
+    ).first.inner_text()
 
 
 def _query(page, name: str) -> str | None:
@@ -183,8 +213,10 @@ def test_five_sessions_share_one_slot_all_finish_and_see_only_their_own(server, 
                 assert other_dataset not in html, f"session {index} shows session {other}'s data set"
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         pages[-1].screenshot(path=str(SCREENSHOTS / "20-many-users-last-session.png"), full_page=True)
-        print(f"\n{SESSIONS} sessions: clicking {clicked - started:.0f} s, all runs finished "
-              f"{all_done - clicked:.0f} s after the last Start; saw the queue: {saw_queue}")
+        print(
+            f"\n{SESSIONS} sessions: clicking {clicked - started:.0f} s, all runs finished "
+            f"{all_done - clicked:.0f} s after the last Start; saw the queue: {saw_queue}"
+        )
     finally:
         for context in contexts:
             context.close()
@@ -237,7 +269,9 @@ def test_a_real_browser_upload_of_bad_files_lists_them_with_reasons(server, brow
             table = grid.text_content() or ""
         for case in cases:
             if not case.kept:
-                assert f"cats_{case.name}" in table or case.name in table, f"{case.name} is not listed as skipped"
+                assert f"cats_{case.name}" in table or case.name in table, (
+                    f"{case.name} is not listed as skipped"
+                )
                 assert case.expect in table, f"the reason for {case.name} is not shown"
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "21-bad-upload-skipped.png"), full_page=True)

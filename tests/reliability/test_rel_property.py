@@ -32,8 +32,26 @@ _CONTENT = st.one_of(
     st.sampled_from(_PNGS).map(lambda data: zip_bytes({"a/b.png": data})),  # A nested archive.
 )
 _ZIP_PART = st.sampled_from(
-    ["cats", "dogs", "train", "val", "..", "...", ".", "", "__MACOSX", ".git", "ü ñ", "a\\..", "C:", "/",
-     "x.png", "sibling", "con", "%2e%2e"]
+    [
+        "cats",
+        "dogs",
+        "train",
+        "val",
+        "..",
+        "...",
+        ".",
+        "",
+        "__MACOSX",
+        ".git",
+        "ü ñ",
+        "a\\..",
+        "C:",
+        "/",
+        "x.png",
+        "sibling",
+        "con",
+        "%2e%2e",
+    ]
 )
 _ZIP_NAME = st.lists(_ZIP_PART, min_size=1, max_size=5).map("/".join).filter(bool)
 _KIND = st.sampled_from(["file", "file", "file", "symlink", "dir"])
@@ -53,8 +71,11 @@ def _zip_entry(name: str, data: bytes, kind: str):
 @given(entries=st.lists(st.tuples(_ZIP_NAME, _CONTENT, _KIND), max_size=14), with_good=st.booleans())
 def test_random_zip_layouts_load_or_report_and_stay_inside(entries, with_good) -> None:
     if with_good:  # Half the examples hold two healthy classes, so the loading path is exercised too.
-        entries = [(f"{label}/{i}.png", noise_png(50 + 10 * n + i, 4), "file")
-                   for n, label in enumerate(["cats", "dogs"]) for i in range(2)] + entries
+        entries = [
+            (f"{label}/{i}.png", noise_png(50 + 10 * n + i, 4), "file")
+            for n, label in enumerate(["cats", "dogs"])
+            for i in range(2)
+        ] + entries
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
         (work / "sibling").mkdir()
@@ -93,8 +114,11 @@ _TREE_KIND = st.sampled_from(["file", "file", "symlink_out", "symlink_dir_out", 
 )
 def test_random_folder_trees_with_links_out_load_or_report_and_stay_inside(files, with_good) -> None:
     if with_good:
-        files = [([label], f"ok{i}.png", noise_png(50 + 10 * n + i, 4), "file")
-                 for n, label in enumerate(["cats", "dogs"]) for i in range(2)] + files
+        files = [
+            ([label], f"ok{i}.png", noise_png(50 + 10 * n + i, 4), "file")
+            for n, label in enumerate(["cats", "dogs"])
+            for i in range(2)
+        ] + files
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
         outside = work / "sibling"

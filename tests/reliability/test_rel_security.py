@@ -22,7 +22,13 @@ from transfer_core.workspace import Workspace
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 HOSTILE_LABELS = ["../../x", "/etc", "..", "a/../../b", "..\\..\\win", "~root", "$HOME", "x" * 500, "\x00nul"]
-HOSTILE_FILE_NAMES = ["../../../evil.png", "/etc/passwd.png", "..\\..\\evil.png", "~/.bashrc.png", "a/../../b.png"]
+HOSTILE_FILE_NAMES = [
+    "../../../evil.png",
+    "/etc/passwd.png",
+    "..\\..\\evil.png",
+    "~/.bashrc.png",
+    "a/../../b.png",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,7 +56,12 @@ def test_hostile_class_and_file_names_never_escape_the_workspace(tmp_path) -> No
     assert dest.parent == workspace.datasets_dir  # The data set's own name is slugged too.
     result = ingest_uploads(files, dest, settings=settings)
     prefix = str(dest.relative_to(tmp_path))
-    assert changes_outside(before, snapshot(tmp_path), (prefix, str(workspace.datasets_dir.relative_to(tmp_path)))) == []
+    assert (
+        changes_outside(
+            before, snapshot(tmp_path), (prefix, str(workspace.datasets_dir.relative_to(tmp_path)))
+        )
+        == []
+    )
     assert not any(other.root.rglob("*.png"))
     root = Path(result.spec.root).resolve()
     for relative in read_manifest(result.spec)["path"]:
@@ -96,8 +107,17 @@ def test_a_folder_under_an_allowed_one_is_read(allowed) -> None:
 
 @pytest.mark.parametrize(
     "attempt",
-    ["/etc", "{tmp}/secret", "{tmp}/allowed/../secret", "{tmp}/allowed/set/../../secret", "{tmp}/allowed-but-not",
-     "{tmp}/allowed/link_out", "{tmp}/allowed/set/link_up", "~", "{tmp}/allowed/../allowed/../secret"],
+    [
+        "/etc",
+        "{tmp}/secret",
+        "{tmp}/allowed/../secret",
+        "{tmp}/allowed/set/../../secret",
+        "{tmp}/allowed-but-not",
+        "{tmp}/allowed/link_out",
+        "{tmp}/allowed/set/link_up",
+        "~",
+        "{tmp}/allowed/../allowed/../secret",
+    ],
 )
 def test_folders_outside_the_allowed_ones_are_refused(allowed, tmp_path, attempt) -> None:
     os.symlink(tmp_path / "secret", allowed / "link_out")
@@ -186,14 +206,20 @@ def test_a_keras_file_with_a_lambda_layer_is_refused_and_no_code_runs(tmp_path) 
     assert not marker.exists()
 
 
-def test_a_config_naming_an_outside_module_is_refused_before_keras_sees_it(tmp_path, plain_model_file) -> None:
+def test_a_config_naming_an_outside_module_is_refused_before_keras_sees_it(
+    tmp_path, plain_model_file
+) -> None:
     """The shape of the safe-mode bypasses (CVE-2025-1550): a config that names e.g. ``os.system``."""
     from transfer_core.safe_load import UnsafeModelError, load_keras_model
 
     def inject(config):
         layer = config["config"]["layers"][1]
-        layer["config"]["activation"] = {"module": "os", "class_name": "function", "config": "system",
-                                         "registered_name": "system"}
+        layer["config"]["activation"] = {
+            "module": "os",
+            "class_name": "function",
+            "config": "system",
+            "registered_name": "system",
+        }
 
     def custom_class(config):
         config["config"]["layers"][1]["module"] = "evil_package.layers"
@@ -201,7 +227,11 @@ def test_a_config_naming_an_outside_module_is_refused_before_keras_sees_it(tmp_p
     def registered(config):
         config["config"]["layers"][1]["registered_name"] = "evil_package>Backdoor"
 
-    for change, message in ((inject, "'os'"), (custom_class, "evil_package.layers"), (registered, "custom object")):
+    for change, message in (
+        (inject, "'os'"),
+        (custom_class, "evil_package.layers"),
+        (registered, "custom object"),
+    ):
         path = _rewrite_config(plain_model_file, tmp_path / f"{change.__name__}.keras", change)
         with pytest.raises(UnsafeModelError, match=message):
             load_keras_model(path)
@@ -237,7 +267,9 @@ def test_a_keras_file_without_config_and_an_oversized_one_are_refused(tmp_path) 
 
 
 @pytest.mark.slow
-def test_a_plain_keras_model_and_a_real_transfer_lab_model_load_in_safe_mode(tmp_path, plain_model_file) -> None:
+def test_a_plain_keras_model_and_a_real_transfer_lab_model_load_in_safe_mode(
+    tmp_path, plain_model_file
+) -> None:
     import numpy as np
 
     from transfer_core.config import ModelSpec
@@ -246,7 +278,12 @@ def test_a_plain_keras_model_and_a_real_transfer_lab_model_load_in_safe_mode(tmp
     from transfer_core.safe_load import load_keras_model
 
     assert load_keras_model(plain_model_file).predict(np.zeros((1, 4)), verbose=0).shape == (1, 2)
-    for backbone in ("mobilenet_v2_0.35", "resnet50", "densenet121", "efficientnet_b0"):  # tf, caffe, torch, none.
+    for backbone in (
+        "mobilenet_v2_0.35",
+        "resnet50",
+        "densenet121",
+        "efficientnet_b0",
+    ):  # tf, caffe, torch, none.
         classifier = build_classifier(ModelSpec(backbone=backbone, input_size=32, weights="random"), 3)
         path = tmp_path / f"{backbone}.keras"
         save_model(classifier.model, path)
@@ -292,7 +329,9 @@ def test_every_limit_is_a_setting_with_a_safe_default_documented_in_readme(monke
         assert env_name in readme, f"README's settings table lacks {env_name}"
         shown = readme[env_name].replace(",", "").replace("_", "")
         expected = "empty" if default == () else str(default)
-        assert shown == expected, f"README says {env_name}={readme[env_name]!r}, the code's default is {default!r}"
+        assert shown == expected, (
+            f"README says {env_name}={readme[env_name]!r}, the code's default is {default!r}"
+        )
     # Every TRANSFER_* variable the code reads is in README's table.
     source = "\n".join(p.read_text() for p in (REPO_ROOT / "transfer_core").rglob("*.py"))
     read = set(re.findall(r"[\"'](TRANSFER_[A-Z_]+)[\"']", source))
@@ -306,8 +345,9 @@ def test_streamlit_upload_limit_matches_the_setting() -> None:
     assert config["server"]["maxUploadSize"] == Settings().max_upload_mb
 
 
-@pytest.mark.parametrize("name", ["max_upload_mb", "max_files", "max_pixels", "max_concurrent_runs",
-                                  "max_session_disk_mb"])
+@pytest.mark.parametrize(
+    "name", ["max_upload_mb", "max_files", "max_pixels", "max_concurrent_runs", "max_session_disk_mb"]
+)
 @pytest.mark.parametrize("value", ["0", "-5", "lots"])
 def test_nonsense_limits_are_refused_at_start(monkeypatch, name, value) -> None:
     monkeypatch.setenv(LIMITS[name][0], value)
@@ -324,4 +364,7 @@ def test_image_input_size_accepts_classifiers_and_refuses_other_models(plain_mod
         image_input_size(load_keras_model(plain_model_file))
     inputs = keras.Input((48, 48, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
-    assert image_input_size(keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(pooled))) == (48, 5)
+    assert image_input_size(keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(pooled))) == (
+        48,
+        5,
+    )

@@ -59,9 +59,12 @@ def small_dataset(tmp_path_factory) -> DatasetSpec:
         ("no_such_net", 0, "no_such_net"),
     ],
 )
-def test_input_sizes_a_backbone_rejects_fail_in_preflight(small_dataset, backbone, input_size, message) -> None:
-    config = RunConfig(dataset=small_dataset, model=ModelSpec(backbone=backbone, input_size=input_size,
-                                                              weights="random"))
+def test_input_sizes_a_backbone_rejects_fail_in_preflight(
+    small_dataset, backbone, input_size, message
+) -> None:
+    config = RunConfig(
+        dataset=small_dataset, model=ModelSpec(backbone=backbone, input_size=input_size, weights="random")
+    )
     with pytest.raises(ValueError, match=message):
         preflight(config, Settings())
 
@@ -75,8 +78,10 @@ def test_input_sizes_outside_any_backbone_are_refused_by_the_config() -> None:
 def test_preflight_refuses_a_data_set_without_validation_images(tmp_path) -> None:
     from transfer_core.data import ingest_uploads
 
-    files = [(f"{label}/{i}.png", data, label) for (name, data), label, i in
-             zip(good_files(per_class=1).items(), ["a", "b"], range(2), strict=True)]
+    files = [
+        (f"{label}/{i}.png", data, label)
+        for (name, data), label, i in zip(good_files(per_class=1).items(), ["a", "b"], range(2), strict=True)
+    ]
     spec = ingest_uploads(files, tmp_path / "ds", settings=Settings()).spec
     with pytest.raises(ValueError, match="both the training and the validation split"):
         preflight(RunConfig(dataset=spec, model=ModelSpec(input_size=32, weights="random")), Settings())
@@ -117,8 +122,11 @@ def test_cli_exits_2_with_the_message_and_creates_no_run(capsys, tmp_path, flags
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason="cli.cmd_train ingests --data before it builds the RunConfig, so a bad "
-                   "flag is reported after the data set was copied (asked of the lead: validate flags first)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli.cmd_train ingests --data before it builds the RunConfig, so a bad "
+    "flag is reported after the data set was copied (asked of the lead: validate flags first)",
+)
 def test_cli_checks_flags_before_it_ingests_the_data(capsys, tmp_path) -> None:
     from transfer_core.cli import main
 
