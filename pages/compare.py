@@ -8,6 +8,7 @@ import streamlit as st
 from transfer_core import compare, compare_charts, jobs, live, presets, zoo
 from transfer_core.config import RunConfig, TrainConfig
 from transfer_core.views import dataset_name
+from transfer_core.workspace import QuotaExceededError
 from ui import state, widgets
 from ui.widgets import STATUS_ICONS
 
@@ -98,9 +99,10 @@ else:
                                             ("from_scratch", use_scratch)) if on]
         train = dataclasses.replace(base_train, epochs=int(head_epochs), fine_tune_epochs=int(ft_epochs))
         try:
+            ws.check_quota(settings)
             run_dirs = compare.start_comparison(dataset, model, plan, train, strategies, ws.runs_dir,
                                                 settings=settings, include_bn_pitfall=bool(use_bn))
-        except (ValueError, zoo.WeightsUnavailableError) as error:
+        except (ValueError, zoo.WeightsUnavailableError, QuotaExceededError) as error:
             st.error(str(error))
         else:
             st.session_state["compare_group"] = [path.name for path in run_dirs]

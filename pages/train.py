@@ -5,6 +5,7 @@ import streamlit as st
 from transfer_core import jobs, presets
 from transfer_core.config import AUGMENTATIONS, OPTIMIZERS, STRATEGIES, TrainConfig
 from transfer_core.views import dataset_name
+from transfer_core.workspace import QuotaExceededError
 from transfer_core.zoo import WeightsUnavailableError
 from ui import run_view, state, widgets
 
@@ -140,9 +141,10 @@ if dataset is not None:
             )
             config = presets.build_run_config(dataset, model, plan, train, name=name.strip())
             state.set_train_config(train)
+            ws.check_quota(settings)  # A run writes a model and features: refuse when the session is full.
             # Checks the data set, backbone and weights before any work starts.
             run_dir = jobs.start_run(config, runs_dir=ws.runs_dir, settings=settings)
-        except (ValueError, WeightsUnavailableError) as error:
+        except (ValueError, WeightsUnavailableError, QuotaExceededError) as error:
             st.error(f"Cannot start: {error}")
         else:
             state.set_active_run(run_dir.name)

@@ -144,35 +144,41 @@ def _bar(done: float, total: float, width: int = 20) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
-def _run_config(args: argparse.Namespace, spec: DatasetSpec, strategy: str) -> RunConfig:
-    return RunConfig(
-        dataset=spec,
-        model=ModelSpec(
-            backbone=args.backbone,
-            input_size=args.input_size,
-            weights="random" if strategy == "from_scratch" or args.random_weights else "imagenet",
-            dropout_rate=args.dropout,
-            hidden_units=args.hidden_units,
-        ),
-        freeze=FreezePlan(mode="top_blocks", top_blocks=args.top_blocks, train_batchnorm=args.train_batchnorm),
-        train=TrainConfig(
-            strategy=strategy,
-            epochs=args.epochs,
-            fine_tune_epochs=args.fine_tune_epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            fine_tune_learning_rate=args.fine_tune_learning_rate,
-            optimizer=args.optimizer,
-            augmentation=tuple(a for a in args.augment.split(",") if a),
-            early_stopping_patience=args.patience,
-            seed=args.seed,
-            class_weights=args.class_weights,
-            use_cache=not args.no_cache,
-            precision=args.precision,
-            distribution=args.strategy_distribute,
-        ),
-        name=args.name or "",
+def _run_parts(args: argparse.Namespace, strategy: str) -> tuple[ModelSpec, FreezePlan, TrainConfig]:
+    """The data-independent part of a run, validated (ValueError) before any data is touched."""
+    from transfer_core import zoo
+
+    model = ModelSpec(
+        backbone=args.backbone,
+        input_size=args.input_size,
+        weights="random" if strategy == "from_scratch" or args.random_weights else "imagenet",
+        dropout_rate=args.dropout,
+        hidden_units=args.hidden_units,
     )
+    zoo.check_input_size(model.backbone, model.input_size)  # Unknown backbone or size: ValueError.
+    freeze = FreezePlan(mode="top_blocks", top_blocks=args.top_blocks, train_batchnorm=args.train_batchnorm)
+    train = TrainConfig(
+        strategy=strategy,
+        epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        fine_tune_learning_rate=args.fine_tune_learning_rate,
+        optimizer=args.optimizer,
+        augmentation=tuple(a for a in args.augment.split(",") if a),
+        early_stopping_patience=args.patience,
+        seed=args.seed,
+        class_weights=args.class_weights,
+        use_cache=not args.no_cache,
+        precision=args.precision,
+        distribution=args.strategy_distribute,
+    )
+    return model, freeze, train
+
+
+def _run_config(args: argparse.Namespace, spec: DatasetSpec, strategy: str) -> RunConfig:
+    model, freeze, train = _run_parts(args, strategy)
+    return RunConfig(dataset=spec, model=model, freeze=freeze, train=train, name=args.name or "")
 
 
 def _run_one(config: RunConfig, settings: Settings, runs_dir: Path, quiet: bool) -> dict[str, Any]:
@@ -238,6 +244,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    _run_parts(args, args.strategy)  # Bad flags are reported before the data is copied.
     spec = prepare_dataset(Path(args.data), settings, seed=args.seed, val_fraction=args.val_fraction,
                            quiet=args.quiet)
     runs_dir = Path(args.runs_dir) if args.runs_dir else settings.runs_dir
@@ -248,13 +255,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    spec = prepare_dataset(Path(args.data), settings, seed=args.seed, val_fraction=args.val_fraction,
-                           quiet=args.quiet)
-    runs_dir = Path(args.runs_dir) if args.runs_dir else settings.runs_dir
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise SystemExit(f"error: unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    for strategy in strategies:
+        _run_parts(args, strategy)  # Bad flags are reported before the data is copied.
+    spec = prepare_dataset(Path(args.data), settings, seed=args.seed, val_fraction=args.val_fraction,
+                           quiet=args.quiet)
+    runs_dir = Path(args.runs_dir) if args.runs_dir else settings.runs_dir
     configs = [_run_config(args, spec, strategy) for strategy in strategies]
     from transfer_core.training import preflight
 

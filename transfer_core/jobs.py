@@ -308,6 +308,7 @@ def worker_main(run_dir: Path) -> int:
         if slot is None:
             _finish(run_dir, log, "stopped", "stopped while waiting in the queue", {})
             return 0
+        log.write({"type": "starting", "message": "got a training slot; loading TensorFlow and the model"})
         try:
             from transfer_core.training import train
 

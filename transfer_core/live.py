@@ -57,7 +57,7 @@ class EventFollower:
         self.events.extend(new)
         for event in new:
             kind = event.get("type")
-            self.started = self.started or kind == "run_started"
+            self.started = self.started or kind in ("run_started", "starting")
             self.ended = self.ended or kind in TERMINAL_EVENTS
         return new
 
@@ -174,8 +174,8 @@ def summarise_progress(events: list[dict[str, Any]], now: float | None = None) -
         if started_at is None:
             started_at = moment
         if kind == "queued":
-            progress.queued_position = int(event.get("position", 0))
-        elif kind == "run_started":
+            progress.queued_position = int(event.get("position") or 0)
+        elif kind in ("run_started", "starting"):
             progress.queued_position = None
             progress.epochs_total = int(event.get("epochs_total", 0))
             progress.num_train = int(event.get("num_train", 0))
@@ -261,8 +261,8 @@ def describe_event(event: dict[str, Any]) -> str:
     """One readable line for the event log (batch events are summarised elsewhere)."""
     kind = event.get("type", "?")
     stamp = time.strftime("%H:%M:%S", time.localtime(float(event.get("time", 0))))
-    if kind == "queued":
-        text = event.get("message") or f"queued, position {event.get('position')}"
+    if kind in ("queued", "starting"):
+        text = event.get("message") or f"{kind}, position {event.get('position')}"
     elif kind == "run_started":
         text = (
             f"started {event.get('strategy')} with {event.get('backbone')} ({event.get('weights')} weights): "

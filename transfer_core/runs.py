@@ -319,7 +319,8 @@ def load_run(path: Path) -> RunInfo:
             # A terminal event without the report means the writes did not complete.
             status, reason = "interrupted", "the run ended before its report was written"
     elif worker_alive(path):
-        started = any(e["type"] == "run_started" for e in typed)
+        # "starting": the worker holds a slot and is loading TensorFlow; no longer queued.
+        started = any(e["type"] in ("starting", "run_started") for e in typed)
         status = "running" if started else "queued"
     else:
         status = "interrupted"

@@ -122,11 +122,6 @@ def test_cli_exits_2_with_the_message_and_creates_no_run(capsys, tmp_path, flags
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.cmd_train ingests --data before it builds the RunConfig, so a bad "
-    "flag is reported after the data set was copied (asked of the lead: validate flags first)",
-)
 def test_cli_checks_flags_before_it_ingests_the_data(capsys, tmp_path) -> None:
     from transfer_core.cli import main
 
