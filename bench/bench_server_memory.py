@@ -53,7 +53,7 @@ def main() -> int:
             baseline = rss_mb()  # After one run: imports and page caches are warm.
         at.radio(key="train_strategy").set_value("fine_tuning" if index % 2 else "feature_extraction")
         at.number_input(key="train_epochs").set_value(3)
-        at.button(key="FormSubmitter:train_form-Start training").click().run()
+        at.button(key="train_start").click().run()
         assert not at.exception, at.exception
         deadline = time.time() + 300
         while time.time() < deadline:
