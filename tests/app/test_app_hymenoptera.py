@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
-EPOCHS = 3
+EPOCHS = 6
 
 
 def _zip_folder(folder: Path) -> bytes:
