@@ -14,6 +14,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _DEFAULT_SHARED = REPO_ROOT.parent / "shared"
 
+# Real weights and photos from ../shared when present, for tests and the worker processes they start.
+for _name, _sub in (("TRANSFER_WEIGHTS_DIR", "weights"), ("TRANSFER_TEST_DATA", "datasets")):
+    if not os.environ.get(_name) and (_DEFAULT_SHARED / _sub).exists():
+        os.environ[_name] = str((_DEFAULT_SHARED / _sub).resolve())
+
 
 def _shared_path(env_name: str, default: Path) -> Path | None:
     value = os.environ.get(env_name)

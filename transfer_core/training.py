@@ -17,7 +17,7 @@ Progress is a stream of plain dict events passed to ``emit`` (see
 ``EVENT_TYPES``). ``should_stop`` is polled after every batch; a stop keeps the
 best weights seen so far.
 
-Keras global state (``clear_session``) is touched only in
+Keras global state is reset only in
 :func:`reset_keras_state`, called once at the start of each run.
 """
 
