@@ -1,7 +1,6 @@
 """Compare: feature extraction vs fine-tuning (vs from scratch) on the same data, split and seed."""
 
 import dataclasses
-import math
 
 import streamlit as st
 
@@ -13,8 +12,6 @@ from ui import state, widgets
 from ui.widgets import STATUS_ICONS
 
 POLL_SECONDS = 1.0
-# The learning rates the Train page offers; the LR finder's suggestion snaps to the nearest one.
-LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 
 st.title("Compare")
 widgets.show_notice()
@@ -278,10 +275,10 @@ with st.expander("Find a learning rate"):
             st.plotly_chart(compare_charts.lr_finder_figure(result.frame, result.suggested_lr, result.min_loss_lr),
                             key="compare_lr_chart")
             st.markdown(result.explanation)
-            nearest = min(LEARNING_RATES, key=lambda lr: abs(math.log10(lr / result.suggested_lr)))
+            nearest = presets.nearest_learning_rate(result.suggested_lr)  # Snap to what Train offers.
             if st.button(f"Use {nearest:g} for the head (and {nearest / 10:g} for fine-tuning)", key="compare_lr_use",
                          help="Sets the Train page's learning rates (snapped to the values it offers)."):
-                fine_tune = min(LEARNING_RATES, key=lambda lr: abs(math.log10(lr / (nearest / 10))))
+                fine_tune = presets.nearest_learning_rate(nearest / 10)
                 state.set_train_config(dataclasses.replace(train_for_finder, learning_rate=nearest,
                                                            fine_tune_learning_rate=fine_tune))
                 st.success(f"The Train page and new comparisons now use {nearest:g} and {fine_tune:g}.")

@@ -14,7 +14,7 @@ STRATEGY_NAMES = {
     "fine_tuning": "Fine-tuning (head first, then the unfrozen blocks)",
     "from_scratch": "From scratch (random weights, no transfer)",
 }
-LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+LEARNING_RATES = list(presets.LEARNING_RATES)
 
 st.title("Train")
 widgets.show_notice()

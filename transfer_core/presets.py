@@ -19,6 +19,17 @@ from transfer_core.config import (
     TrainConfig,
 )
 
+# The learning rates the Train page offers (a log-spaced ladder a student can reason about).
+LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+
+
+def nearest_learning_rate(learning_rate: float) -> float:
+    """The offered learning rate closest to ``learning_rate`` on a log scale."""
+    import math
+
+    return min(LEARNING_RATES, key=lambda offered: abs(math.log10(offered / learning_rate)))
+
+
 DEMO_BACKBONE = "mobilenet_v2_0.35"
 DEMO_INPUT_SIZE = 96
 DEMO_IMAGES_PER_CLASS = 40

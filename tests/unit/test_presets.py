@@ -95,3 +95,11 @@ def test_build_run_config_keeps_the_session_choices(tmp_path):
     )
     assert config.model.backbone == "mobilenet_0.25" and config.model.weights == "random"  # From scratch.
     assert config.name == "x"
+
+
+def test_nearest_learning_rate_snaps_on_a_log_scale():
+    from transfer_core.presets import LEARNING_RATES, nearest_learning_rate
+
+    assert nearest_learning_rate(2.5e-3) == 3e-3
+    assert nearest_learning_rate(1.5e-4) == 1e-4
+    assert nearest_learning_rate(1.0) == max(LEARNING_RATES)
