@@ -39,6 +39,7 @@ from transfer_core.runs import (
     load_run,
     read_events,
     read_pid,
+    worker_alive,
     write_pid,
 )
 
@@ -373,8 +374,8 @@ def follow(run_dir: Path, on_event=None, *, poll_seconds: float = _POLL_SECONDS,
                 on_event(event)
         if any(e.get("type") in TERMINAL_EVENTS for e in events):
             return load_run(run_dir).status
-        info = load_run(run_dir)
-        if not info.is_active:
+        # A pid check, not load_run: that would re-read the whole event file on every poll.
+        if not worker_alive(run_dir):
             # Drain what the worker wrote between the read and the status check.
             events, offset = read_events(run_dir / "events.jsonl", offset)
             for event in events:
@@ -383,5 +384,5 @@ def follow(run_dir: Path, on_event=None, *, poll_seconds: float = _POLL_SECONDS,
             return load_run(run_dir).status
         enforce_stop(run_dir)
         if timeout is not None and time.time() - started > timeout:
-            return info.status
+            return load_run(run_dir).status
         time.sleep(poll_seconds)
