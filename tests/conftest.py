@@ -10,6 +10,9 @@ import pytest
 # Tests never download anything: weights come from the offline folder or not at all.
 os.environ.setdefault("TRANSFER_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No idle standby worker per app test (each would import TensorFlow on a 2-core machine); the
+# tests that are about it turn it on.
+os.environ.setdefault("TRANSFER_STANDBY_WORKER", "0")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _DEFAULT_SHARED = REPO_ROOT.parent / "shared"

@@ -296,6 +296,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_standby(args: argparse.Namespace) -> int:
+    from transfer_core.jobs import standby_main
+
+    return standby_main(Path(args.directory), args.key)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from transfer_core.jobs import worker_main
 
@@ -394,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker_parser = sub.add_parser("worker", help="(internal) train the run in RUN_DIR")
     worker_parser.add_argument("run_dir")
     worker_parser.set_defaults(func=cmd_worker)
+    standby_parser = sub.add_parser("standby", help="(internal) wait with TensorFlow loaded for a run to train")
+    standby_parser.add_argument("directory")
+    standby_parser.add_argument("key")
+    standby_parser.set_defaults(func=cmd_standby)
     return parser
 
 

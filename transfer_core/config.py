@@ -313,6 +313,10 @@ class Settings(_DictMixin):
         max_session_disk_mb: Disk one browser session may fill. ``TRANSFER_MAX_SESSION_DISK_MB``.
         allowed_data_dirs: Server folders the app may read data from
             (``os.pathsep``-separated). ``TRANSFER_ALLOWED_DATA_DIRS``.
+        standby_worker: Keep one worker process with TensorFlow already imported,
+            waiting for the next run (saves the ~3 s import on every run; costs an idle
+            process of ~0.4 GB). ``TRANSFER_STANDBY_WORKER``; on by default only in the app,
+            a long-lived server (see ``from_env``).
     """
 
     home: Path = Path("workspace")
@@ -323,6 +327,7 @@ class Settings(_DictMixin):
     max_pixels: int = 40_000_000
     max_session_disk_mb: int = 2000
     allowed_data_dirs: tuple[Path, ...] = ()
+    standby_worker: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
@@ -346,8 +351,14 @@ class Settings(_DictMixin):
         return self.home / "cache"
 
     @classmethod
-    def from_env(cls) -> Settings:
-        """Read settings from ``TRANSFER_*`` environment variables."""
+    def from_env(cls, *, server: bool = False) -> Settings:
+        """Read settings from ``TRANSFER_*`` environment variables.
+
+        Args:
+            server: The caller is a long-lived app server: a standby worker is on
+                unless ``TRANSFER_STANDBY_WORKER=0`` (a one-shot command would leave
+                it behind unused).
+        """
         return cls(
             home=_env_path("TRANSFER_HOME", Path("workspace")),
             weights_dir=_env_path("TRANSFER_WEIGHTS_DIR", None),
@@ -357,4 +368,5 @@ class Settings(_DictMixin):
             max_pixels=_env_int("TRANSFER_MAX_PIXELS", 40_000_000),
             max_session_disk_mb=_env_int("TRANSFER_MAX_SESSION_DISK_MB", 2000),
             allowed_data_dirs=_env_paths("TRANSFER_ALLOWED_DATA_DIRS"),
+            standby_worker=bool(_env_int("TRANSFER_STANDBY_WORKER", int(server))),
         )

@@ -668,6 +668,7 @@ model = keras.saving.load_model("{model_file}")
 # Raw RGB pixels in 0..255: the preprocessing is inside the model.
 image = tf.io.decode_image(tf.io.read_file(sys.argv[1]), channels=3, expand_animations=False)
 image = tf.image.resize(image, (INPUT_SIZE, INPUT_SIZE), method="bilinear")
+image = tf.clip_by_value(tf.round(image), 0.0, 255.0)  # Whole numbers, as the app's pipeline gives.
 probabilities = model.predict(image[None], verbose=0)[0]
 for index in np.argsort(-probabilities)[:3]:
     print(f"{{CLASS_NAMES[index]}}: {{probabilities[index]:.1%}}")
@@ -764,11 +765,11 @@ def load_file_lists(data_dir):
 
 
 def decode(path, label):
-    # The same decode and resize as Transfer Lab's pipeline: bilinear, no crop, values 0..255.
+    # The same decode and resize as Transfer Lab's pipeline: bilinear, no crop, whole numbers 0..255.
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     image = tf.image.resize(image, (INPUT_SIZE, INPUT_SIZE), method="bilinear")
-    return tf.cast(image, tf.float32), label
+    return tf.clip_by_value(tf.round(image), 0.0, 255.0), label
 
 
 def make_dataset(paths, labels, shuffle):

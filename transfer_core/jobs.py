@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -57,6 +58,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRANSFER_MAX_PIXELS": str(settings.max_pixels),
         "TRANSFER_MAX_SESSION_DISK_MB": str(settings.max_session_disk_mb),
         "TRANSFER_ALLOWED_DATA_DIRS": os.pathsep.join(str(Path(p).resolve()) for p in settings.allowed_data_dirs),
+        "TRANSFER_STANDBY_WORKER": "1" if settings.standby_worker else "0",
     }
     if settings.weights_dir is not None:
         env["TRANSFER_WEIGHTS_DIR"] = str(Path(settings.weights_dir).resolve())
@@ -90,12 +92,38 @@ def start_run(
     run_dir = RunStore(runs_dir).create(config)
     if after is not None:
         atomic_write_text(run_dir / "after", str(Path(after).resolve()))
+    standby = _claim_standby(settings) if settings.standby_worker else None
+    if standby is not None:
+        pid = standby.pid
+    else:
+        pid = _spawn(["worker", str(run_dir.resolve())], _worker_env(settings), run_dir / "worker.log")
+    write_pid(run_dir, pid)
+    if after is None:
+        # Take the run's place in the queue now, so runs queue in the order they were started even
+        # when a later run's worker process happens to start faster (a busy CPU).
+        _register_in_queue(settings, run_dir, pid)
+    if standby is not None:
+        standby.assign(run_dir)
+    # No new standby now: importing TensorFlow would take CPU from this run. Its worker starts the
+    # next standby when the run has ended.
+    return run_dir
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
     env = {**os.environ, **settings_env(settings)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH", "")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with open(run_dir / "worker.log", "ab") as log:
+    if settings.standby_worker:
+        env[_STANDBY_KEY_ENV] = _standby_key(settings)
+        env.setdefault(_STANDBY_OWNER_ENV, str(os.getpid()))  # The server's pid, handed down.
+    return env
+
+
+def _spawn(arguments: list[str], env: dict[str, str], log_path: Path) -> int:
+    """Start ``python -m transfer_core <arguments>`` in its own process group; returns its pid."""
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "transfer_core", "worker", str(run_dir.resolve())],
+            [sys.executable, "-m", "transfer_core", *arguments],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -103,14 +131,173 @@ def start_run(
             cwd=str(_REPO_ROOT),
             start_new_session=True,  # Its own process group, so a kill takes its children too.
         )
-    write_pid(run_dir, process.pid)
-    if after is None:
-        # Take the run's place in the queue now, so runs queue in the order they were started even
-        # when a later run's worker process happens to start faster (a busy CPU).
-        _register_in_queue(settings, run_dir, process.pid)
     # Reap the child when it exits so it never lingers as a zombie in a long-lived server.
     threading.Thread(target=process.wait, daemon=True).start()
-    return run_dir
+    return process.pid
+
+
+# ----- the standby worker ---------------------------------------------------------------
+#
+# Importing TensorFlow takes ~3 s of every worker's start (more on a weak laptop), longer than a
+# whole feature-extraction run on cached features. The app server therefore keeps one worker that
+# has already imported it, waiting in ``<home>/standby``; the next run hands it its run directory.
+# Each run still gets a fresh process (decision 1). The server starts the first standby; after
+# that, each worker that came from the server starts the next one when its run has ended, so the
+# import never takes CPU from a training run. A standby retires after STANDBY_IDLE_SECONDS or
+# when the server that owns it is gone.
+#
+# Files, all named ``<key>-<pid>.<state>`` (key: the settings and environment a worker gets, so a
+# standby only serves runs it would have been started for):
+#   .warming  written by whoever spawned the standby (at most one warming or ready per key);
+#   .ready    renamed from .warming by the standby once its imports are done;
+#   .claimed  renamed from .ready by the server that takes it (rename is atomic: one taker);
+#   .job      the run directory, written by that server; the standby reads it and trains.
+
+STANDBY_IDLE_SECONDS = 900.0
+_STANDBY_POLL_SECONDS = 0.05
+_STANDBY_KEY_ENV = "TL_STANDBY_KEY"
+_STANDBY_OWNER_ENV = "TL_STANDBY_OWNER_PID"
+
+
+def _standby_dir(settings: Settings) -> Path:
+    return Path(settings.home).resolve() / "standby"
+
+
+def _standby_key(settings: Settings) -> str:
+    inherited = {k: v for k, v in os.environ.items() if k.startswith(("TRANSFER_", "TF_", "KERAS_", "CUDA_"))}
+    payload = json.dumps([sys.executable, str(_REPO_ROOT), sorted({**inherited, **settings_env(settings)}.items())])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class _Standby:
+    """A standby worker this server has claimed."""
+
+    def __init__(self, directory: Path, key: str, pid: int) -> None:
+        self.directory, self.key, self.pid = directory, key, pid
+
+    def assign(self, run_dir: Path) -> None:
+        atomic_write_text(self.directory / f"{self.key}-{self.pid}.job", str(Path(run_dir).resolve()))
+
+
+def _standby_entries(directory: Path, key: str, state: str) -> list[tuple[Path, int]]:
+    """Files of live standbys in ``state``; files of dead ones are removed."""
+    from transfer_core.runs import _process_alive
+
+    if not directory.exists():
+        return []
+    entries = []
+    for path in sorted(directory.glob(f"{key}-*.{state}")):
+        try:
+            pid = int(path.stem.rsplit("-", 1)[1])
+            start_time = json.loads(path.read_text()).get("start_time")
+        except (OSError, ValueError, IndexError, json.JSONDecodeError, AttributeError):
+            continue  # Being renamed right now, or not ours.
+        if _process_alive(pid, start_time):
+            entries.append((path, pid))
+        else:
+            path.unlink(missing_ok=True)
+    return entries
+
+
+def _start_standby_unless_one_exists(directory: Path, key: str, env: dict[str, str]) -> None:
+    from transfer_core.runs import process_start_time
+
+    if _standby_entries(directory, key, "warming") or _standby_entries(directory, key, "ready"):
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    pid = _spawn(["standby", str(directory), key], env, directory / f"{key}.log")
+    atomic_write_json(directory / f"{key}-{pid}.warming", {"start_time": process_start_time(pid)})
+
+
+def ensure_standby(settings: Settings) -> None:
+    """Start a standby worker for ``settings`` unless one is already warming or ready (the app
+    calls this once when it starts, so even its first run finds TensorFlow loaded)."""
+    _start_standby_unless_one_exists(_standby_dir(settings), _standby_key(settings), _worker_env(settings))
+
+
+def _start_successor_standby(settings: Settings) -> None:
+    """Called by a worker whose run has ended: the next standby, if the server still lives."""
+    from transfer_core.runs import _process_alive
+
+    key, owner = os.environ.get(_STANDBY_KEY_ENV), os.environ.get(_STANDBY_OWNER_ENV, "")
+    if not key or not owner.isdigit() or not _process_alive(int(owner), None):
+        return
+    with contextlib.suppress(OSError):  # A standby is an optimisation; never fail a run over it.
+        _start_standby_unless_one_exists(_standby_dir(settings), key, dict(os.environ))
+
+
+def _claim_standby(settings: Settings) -> _Standby | None:
+    directory, key = _standby_dir(settings), _standby_key(settings)
+    for path, pid in _standby_entries(directory, key, "ready"):
+        try:
+            os.rename(path, path.with_suffix(".claimed"))
+        except FileNotFoundError:
+            continue  # Another server took it, or it retired.
+        return _Standby(directory, key, pid)
+    return None
+
+
+def shutdown_standby(settings: Settings) -> None:
+    """End idle standby workers of ``settings`` (tests, a server shutting down)."""
+    directory, key = _standby_dir(settings), _standby_key(settings)
+    for state in ("warming", "ready"):
+        for path, pid in _standby_entries(directory, key, state):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            path.unlink(missing_ok=True)
+
+
+def standby_main(directory: Path, key: str, idle_seconds: float = STANDBY_IDLE_SECONDS) -> int:
+    """Entry point of a standby worker: import TensorFlow, wait for a run, then be its worker."""
+    import keras  # noqa: F401 - the imports are the point: they take seconds.
+    import tensorflow as tf
+
+    import transfer_core.models  # noqa: F401
+    import transfer_core.training  # noqa: F401
+
+    tf.constant(1.0) + 1.0  # Starts TensorFlow's runtime (thread pools, kernels) too.
+
+    directory = Path(directory)
+    name = f"{key}-{os.getpid()}"
+    warming, ready, claimed, job = (directory / f"{name}.{s}" for s in ("warming", "ready", "claimed", "job"))
+    from transfer_core.runs import _process_alive
+
+    owner = int(os.environ.get(_STANDBY_OWNER_ENV, os.getppid()))
+    deadline = time.time() + 10  # The server writes .warming right after starting us.
+    while True:
+        try:
+            os.rename(warming, ready)
+            break
+        except FileNotFoundError:
+            if time.time() > deadline:
+                return 0
+            time.sleep(_STANDBY_POLL_SECONDS)
+    idle_until = time.time() + idle_seconds
+    claimed_at = None
+    while not job.exists():
+        if claimed_at is None and claimed.exists():
+            claimed_at = time.time()
+        if claimed_at is not None and time.time() - claimed_at > 30:
+            claimed.unlink(missing_ok=True)  # The server that claimed us died before handing over a run.
+            return 0
+        if claimed_at is None and (time.time() > idle_until or not _process_alive(owner, None)):
+            try:
+                os.unlink(ready)  # Retire, unless a server claims us at this very moment.
+                return 0
+            except FileNotFoundError:
+                pass
+        time.sleep(_STANDBY_POLL_SECONDS)
+    run_dir = Path(job.read_text().strip())
+    job.unlink(missing_ok=True)
+    claimed.unlink(missing_ok=True)
+    # From here on this process is the run's worker, logging where any worker logs.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = os.open(run_dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    return worker_main(run_dir)
 
 
 def request_stop(run_dir: Path) -> None:
@@ -288,9 +475,16 @@ def _wait_for_predecessor(run_dir: Path, log: EventLog, should_stop) -> bool:
 
 def worker_main(run_dir: Path) -> int:
     """Entry point of a worker process: wait for a slot, train, write artefacts."""
-    run_dir = Path(run_dir).resolve()
-    write_pid(run_dir)
     settings = Settings.from_env()
+    try:
+        return _work(Path(run_dir).resolve(), settings)
+    finally:
+        if settings.standby_worker:
+            _start_successor_standby(settings)
+
+
+def _work(run_dir: Path, settings: Settings) -> int:
+    write_pid(run_dir)
     stop_file = run_dir / "stop"
 
     def should_stop() -> bool:

@@ -23,12 +23,15 @@ from transfer_core.runs import TERMINAL_EVENTS, RunInfo, batch_frame, epoch_fram
 
 # The stages of a run, in the words the page shows.
 STAGE_LABELS = {
+    "decode": "decoding images once",
     "features": "computing backbone features",
     "prefix": "caching the frozen layers' output",
     "head": "training the head",
     "fine_tune": "fine-tuning",
     "scratch": "training from scratch",
 }
+# Stages that pass over the images once, reporting images done rather than epochs.
+ONE_PASS_STAGES = ("decode", "features", "prefix")
 
 
 class EventFollower:
@@ -116,7 +119,7 @@ class RunProgress:
         if self.queued_position is not None and not self.stage:
             return f"Waiting for a free training slot ({self.queued_position} run(s) ahead)"
         parts = [STAGE_LABELS.get(self.stage, self.stage or "starting")]
-        if self.stage in ("features", "prefix") and self.features_total:
+        if self.stage in ONE_PASS_STAGES and self.features_total:
             parts.append(f"{self.features_done}/{self.features_total} images")
         elif self.epochs_total:
             if self.batch:
@@ -237,7 +240,7 @@ def _eta(
     remaining_epochs = max(progress.epochs_total - progress.epoch, 0)
     if progress.epochs_total and remaining_epochs == 0:
         return 0.0
-    if progress.stage in ("features", "prefix") and progress.features_total and stage_started_at is not None:
+    if progress.stage in ONE_PASS_STAGES and progress.features_total and stage_started_at is not None:
         done = progress.features_done
         if done <= 0:
             return None

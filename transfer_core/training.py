@@ -78,6 +78,9 @@ class TrainResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+_models_built_in_process = False
+
+
 def reset_keras_state(seed: int, precision: str = "float32") -> str:
     """The one place that touches Keras' global state: fresh graph, seeds, dtype policy.
 
@@ -86,7 +89,11 @@ def reset_keras_state(seed: int, precision: str = "float32") -> str:
     """
     import keras
 
-    keras.backend.clear_session()
+    global _models_built_in_process
+    # Collecting garbage is what frees an earlier run's model, and costs ~0.25 s; a fresh worker
+    # process (every app run) has no earlier model, so it skips the collection.
+    keras.backend.clear_session(free_memory=_models_built_in_process)
+    _models_built_in_process = True
     keras.utils.set_random_seed(seed)
     policy = resolve_precision(precision)
     keras.mixed_precision.set_global_policy(policy)
@@ -312,6 +319,7 @@ class _Engine:
         self.best_epoch = 0
         self.final_inputs: tuple[Any, Any] | None = None  # (model, val inputs) for evaluation
         self._inference_functions: dict[int, Any] = {}
+        self._decode_announced = False
 
     # ----- data -----------------------------------------------------------------
     def load_data(self) -> None:
@@ -329,12 +337,17 @@ class _Engine:
         if len(present) < 2:
             raise RunFailed("The training split holds fewer than 2 classes.")
 
-    def image_dataset(self, data: _SplitData, *, training: bool):
+    def image_dataset(self, data: _SplitData, *, training: bool, every_epoch: bool = False):
+        """The split's image pipeline; one read ``every_epoch`` comes from the decoded-image cache."""
         import tensorflow as tf
 
         from transfer_core.data import make_tf_dataset
 
         split = "train" if data is self.train_data else ("val" if data is self.val_data else "test")
+        cache_dir = None
+        if every_epoch and self.train_config.use_cache:
+            cache_dir = self.settings.cache_dir / "images"
+            self._decode_once(split, cache_dir)
         ds = make_tf_dataset(
             self.spec,
             split,
@@ -342,6 +355,7 @@ class _Engine:
             batch_size=self.train_config.batch_size,
             shuffle=training,
             seed=self.train_config.seed,
+            cache_dir=cache_dir,
         )
         if training and self.train_config.augmentation:
             augmenter = build_augmenter(self.train_config.augmentation, self.train_config.seed)
@@ -350,6 +364,25 @@ class _Engine:
                 num_parallel_calls=tf.data.AUTOTUNE,
             ).prefetch(tf.data.AUTOTUNE)
         return ds
+
+    def epoch_datasets(self):
+        """Training and validation pipelines for a stage that reads the images every epoch."""
+        return (self.image_dataset(self.train_data, training=True, every_epoch=True),
+                self.image_dataset(self.val_data, training=False, every_epoch=True))
+
+    def _decode_once(self, split: str, cache_dir: Path) -> None:
+        """Fill the split's decoded-image cache (if needed) with progress events and stop checks."""
+        from transfer_core.data.image_cache import ensure_image_cache
+
+        def progress(done: int, total: int) -> None:
+            if not self._decode_announced:  # One stage for the training and validation splits.
+                self.emit({"type": "stage", "stage": "decode", "epochs": 0, "cached": True,
+                           "description": "Decoding and resizing each image once, kept on disk for every epoch"})
+                self._decode_announced = True
+            self.progress.check_stop()
+            self.emit({"type": "progress", "stage": "decode", "done": done, "total": total})
+
+        ensure_image_cache(self.spec, split, self.classifier.input_size, cache_dir, progress=progress)
 
     # ----- caching --------------------------------------------------------------
     def _cache_key(self, what: str, data: _SplitData) -> str | None:
@@ -365,6 +398,8 @@ class _Engine:
             return None
         import keras
 
+        from transfer_core.data.pipeline import DECODE_VERSION
+
         payload = {
             "what": what,
             "backbone": model.backbone,
@@ -372,6 +407,7 @@ class _Engine:
             "input_size": self.classifier.input_size,
             "precision": resolve_precision(self.train_config.precision),
             "images": data.shas,
+            "decode": DECODE_VERSION,  # Features of differently decoded pixels are not reused.
             "keras": keras.__version__,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
@@ -491,10 +527,9 @@ class _Engine:
             self.fit(classifier.head, "head", epochs, lr, train_features, val_features)
         else:
             why = "augmentation is on" if self.train_config.augmentation else "caching is off"
+            train_images, val_images = self.epoch_datasets()
             self.stage("head", f"Training the head; the frozen backbone runs every epoch ({why})", epochs, False)
-            self.fit(classifier.model, "head", epochs, lr,
-                     self.image_dataset(self.train_data, training=True),
-                     self.image_dataset(self.val_data, training=False))
+            self.fit(classifier.model, "head", epochs, lr, train_images, val_images)
 
     def fine_tune(self) -> None:
         """Stage 2 of fine-tuning: unfreeze per the plan, lower LR, recompile, train."""
@@ -526,10 +561,9 @@ class _Engine:
             why = "nothing is frozen"
         else:
             why = "no single cut point before the first trainable layer"
+        train_images, val_images = self.epoch_datasets()
         self.stage("fine_tune", f"Fine-tuning the whole network each epoch ({why})", epochs, False)
-        self.fit(classifier.model, "fine_tune", epochs, lr,
-                 self.image_dataset(self.train_data, training=True),
-                 self.image_dataset(self.val_data, training=False))
+        self.fit(classifier.model, "fine_tune", epochs, lr, train_images, val_images)
 
     def from_scratch(self) -> None:
         import keras
@@ -547,10 +581,10 @@ class _Engine:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = min(layer.momentum, 0.9)
         epochs = self.train_config.epochs
+        train_images, val_images = self.epoch_datasets()
         self.stage("scratch", "Training every layer from random weights (no transfer)", epochs, False)
         self.fit(self.classifier.model, "scratch", epochs, self.train_config.learning_rate,
-                 self.image_dataset(self.train_data, training=True),
-                 self.image_dataset(self.val_data, training=False))
+                 train_images, val_images)
 
     # ----- evaluation -------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
@@ -599,7 +633,9 @@ def _fit_arrays(model, callback, epochs: int, optimizer, x: np.ndarray, y: np.nd
     signature = [tf.TensorSpec(feature_shape, tf.as_dtype(x.dtype)), tf.TensorSpec([None], tf.int32),
                  tf.TensorSpec([None], tf.float32)]
 
-    @tf.function(input_signature=signature)
+    # No autograph: the steps have no tensor-dependent Python control flow, and converting
+    # them costs more than the head's whole training on a small data set.
+    @tf.function(input_signature=signature, autograph=False)
     def train_step(inputs, labels, weights):
         with tf.GradientTape() as tape:
             probabilities = model(inputs, training=True)
@@ -614,7 +650,7 @@ def _fit_arrays(model, callback, epochs: int, optimizer, x: np.ndarray, y: np.nd
         predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return loss, tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
 
-    @tf.function(input_signature=signature[:1])
+    @tf.function(input_signature=signature[:1], autograph=False)
     def forward(inputs):
         return tf.cast(model(inputs, training=False), tf.float32)
 

@@ -28,8 +28,13 @@ from transfer_core.workspace import Workspace
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
-    """Operator settings, read once per server process."""
-    return Settings.from_env()
+    """Operator settings, read once per server process (which also starts its standby worker)."""
+    from transfer_core.jobs import ensure_standby
+
+    settings = Settings.from_env(server=True)
+    if settings.standby_worker:
+        ensure_standby(settings)
+    return settings
 
 
 def workspace() -> Workspace:

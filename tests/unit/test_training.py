@@ -111,8 +111,36 @@ def test_augmentation_turns_cache_off_and_says_why(tiny_dataset, settings):
     result, events = _collect(_config(tiny_dataset, epochs=1, augmentation=("flip", "contrast")), settings)
     assert result.status == "finished", result.reason
     stages = [e for e in events if e["type"] == "stage"]
-    assert [e["stage"] for e in stages] == ["head"]
-    assert stages[0]["cached"] is False and "augmentation" in stages[0]["description"]
+    # The images are decoded once into the image cache; the backbone still runs every epoch.
+    assert [e["stage"] for e in stages] == ["decode", "head"]
+    assert stages[1]["cached"] is False and "augmentation" in stages[1]["description"]
+
+
+def test_runs_that_read_images_every_epoch_decode_them_only_once(tiny_dataset, settings):
+    config = _config(tiny_dataset, strategy="from_scratch", epochs=2)
+    first, first_events = _collect(config, settings)
+    assert first.status == "finished", first.reason
+    decode = [e for e in first_events if e.get("stage") == "decode" and e["type"] == "progress"]
+    assert decode and decode[-1]["done"] == decode[-1]["total"]
+    assert list((settings.cache_dir / "images").glob("*.imgcache"))
+    second, second_events = _collect(config, settings)
+    assert second.status == "finished", second.reason
+    assert not [e for e in second_events if e.get("stage") == "decode"]
+    # Same pixels from the cache: the same seed gives the same training.
+    np.testing.assert_allclose(second.history["loss"], first.history["loss"], rtol=1e-4)
+
+
+def test_stop_during_decoding_ends_the_run_as_stopped(tiny_dataset, settings):
+    config = _config(tiny_dataset, strategy="from_scratch", epochs=2)
+    events = []
+
+    def emit(event):
+        events.append(event)
+
+    result = train(config, emit=emit, settings=settings,
+                   should_stop=lambda: any(e.get("stage") == "decode" for e in events))
+    assert result.status == "stopped"
+    assert not list((settings.cache_dir / "images").glob("*.imgcache"))  # No half-written cache file.
 
 
 def test_from_scratch_trains_every_layer(tiny_dataset, settings):

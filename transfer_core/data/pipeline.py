@@ -7,6 +7,7 @@ seconds to load.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +17,11 @@ from transfer_core.data.manifest import DataError, split_paths
 
 if TYPE_CHECKING:
     import tensorflow as tf
+
+# Version of ``_decode_and_resize``'s output: part of every key of stored pixels
+# (the decoded-image cache; worth adding to feature-cache keys too). Bump it
+# whenever the function's output can change. 2: rounded to whole numbers.
+DECODE_VERSION = 2
 
 
 def make_tf_dataset(
@@ -27,11 +33,12 @@ def make_tf_dataset(
     shuffle: bool = False,
     seed: int = 0,
     repeat: bool = False,
+    cache_dir: Path | None = None,
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of one split.
 
     Each element is ``(images, labels)``: images float32 ``(B, S, S, 3)`` with
-    values in 0..255 (the model's own preprocessing layer scales them), labels
+    whole-number values in 0..255 (the model's own preprocessing layer scales them), labels
     int32 ``(B,)`` indexing ``spec.class_names``. Images are resized with
     bilinear interpolation, not cropped, exactly like ``decode_for_model``.
 
@@ -44,6 +51,13 @@ def make_tf_dataset(
             reproducibly for a given ``seed``.
         seed: Shuffle seed.
         repeat: Repeat forever (for ``steps_per_epoch`` style training).
+        cache_dir: A folder for decoded images (``transfer_core.data.image_cache``).
+            When given, the split is decoded once into a file there (now, if
+            that file is missing or damaged) and every pass reads the resized
+            pixels back instead of decoding: the batches, their order and the
+            shuffle are identical to the decoding pipeline's. A split too large
+            for the cache, or a folder that cannot be written, silently falls
+            back to decoding. ``None`` (the default) decodes every pass.
 
     Returns:
         The dataset, prefetching in the background.
@@ -58,6 +72,13 @@ def make_tf_dataset(
     paths, labels = split_paths(spec, split)
     if not paths:
         raise DataError(f"The {split!r} split of the data set at {spec.root} has no images.")
+    if cache_dir is not None:
+        from transfer_core.data.image_cache import ensure_image_cache, make_cached_dataset
+
+        cached = ensure_image_cache(spec, split, int(image_size), Path(cache_dir), paths=paths)
+        if cached is not None and cached.count == len(paths):
+            return make_cached_dataset(cached, labels, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                                       repeat=repeat)
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels.astype(np.int32)))
     if shuffle:
         # Shuffling file names (not decoded images) keeps the buffer tiny, so the
@@ -99,13 +120,18 @@ def load_split_arrays(spec: DatasetSpec, split: str, image_size: int) -> tuple[n
 
 
 def _decode_and_resize(contents: Any, image_size: int) -> tf.Tensor:
-    """Decode stored image bytes and resize them: the one function both training and prediction use."""
+    """Decode stored image bytes and resize them: the one function both training and prediction use.
+
+    The result is rounded to whole numbers 0..255 (float32), so it is exactly
+    representable as uint8: the decoded-image cache stores uint8 and gives back
+    the very same values. Bump ``DECODE_VERSION`` when this changes.
+    """
     import tensorflow as tf
 
     image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     image = tf.image.resize(image, (image_size, image_size), method="bilinear")
-    return tf.cast(image, tf.float32)
+    return tf.clip_by_value(tf.round(tf.cast(image, tf.float32)), 0.0, 255.0)
 
 
 def _check_sizes(image_size: int, batch_size: int) -> None:

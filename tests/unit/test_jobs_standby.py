@@ -1,0 +1,107 @@
+"""The standby worker: a process with TensorFlow already imported that becomes the next run's worker."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import time
+
+import pytest
+
+from transfer_core import jobs
+from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.runs import load_run, read_pid
+
+pytestmark = pytest.mark.slow  # Standbys and workers are real processes that import TensorFlow.
+
+TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random")
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> DatasetSpec:
+    from transfer_core.data import make_demo_dataset
+
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=12, image_size=32)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    settings = Settings(home=tmp_path / "home", standby_worker=True)
+    yield settings
+    jobs.shutdown_standby(settings)
+
+
+def _config(spec) -> RunConfig:
+    return RunConfig(dataset=spec, model=TINY_MODEL, train=TrainConfig(epochs=2, batch_size=8))
+
+
+def _standbys(settings: Settings, state: str) -> list[int]:
+    return [pid for _, pid in jobs._standby_entries(jobs._standby_dir(settings), jobs._standby_key(settings), state)]
+
+
+def _wait_for(predicate, timeout: float = 90.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_ready_standby_trains_the_next_run_and_its_successor_starts_after_the_run(tiny_dataset, settings,
+                                                                                    tmp_path):
+    jobs.ensure_standby(settings)
+    jobs.ensure_standby(settings)  # At most one standby per settings.
+    assert len(_standbys(settings, "warming") + _standbys(settings, "ready")) == 1
+    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1), "the standby never became ready"
+    [standby_pid] = _standbys(settings, "ready")
+
+    run_dir = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=settings)
+    assert read_pid(run_dir)[0] == standby_pid
+    # While the run trains, no second process imports TensorFlow next to it.
+    assert _standbys(settings, "warming") == [] and _standbys(settings, "ready") == []
+    seen = []
+    assert jobs.follow(run_dir, seen.append, timeout=120) == "finished", load_run(run_dir).reason
+    assert (run_dir / "model.keras").exists()
+    assert seen[0]["type"] == "starting"  # The queue and slot logic ran as for any worker.
+    # The worker's output went to the run's own log.
+    assert (run_dir / "worker.log").exists()
+
+    # When the run has ended, its worker starts the next standby.
+    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    assert _standbys(settings, "ready") != [standby_pid]
+    second = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=settings)
+    assert read_pid(second)[0] != standby_pid
+    assert jobs.follow(second, timeout=120) == "finished"
+
+
+def test_a_standby_only_serves_runs_with_its_settings(tiny_dataset, settings, tmp_path):
+    jobs.ensure_standby(settings)
+    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    other = dataclasses.replace(settings, max_upload_mb=settings.max_upload_mb + 1)
+    assert jobs._claim_standby(other) is None
+    run_dir = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=other)
+    assert read_pid(run_dir)[0] not in _standbys(settings, "ready")
+    assert len(_standbys(settings, "ready")) == 1  # Still waiting for a run of its own settings.
+    assert jobs.follow(run_dir, timeout=120) == "finished"
+    jobs.shutdown_standby(other)
+
+
+def test_a_standby_retires_when_the_server_that_owns_it_is_gone(settings, monkeypatch):
+    owner = subprocess.Popen(["sleep", "600"])
+    monkeypatch.setenv(jobs._STANDBY_OWNER_ENV, str(owner.pid))
+    jobs.ensure_standby(settings)
+    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    [pid] = _standbys(settings, "ready")
+    owner.kill()
+    owner.wait()
+    assert _wait_for(lambda: _standbys(settings, "ready") == [], 30)
+    assert _wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30)  # Exited (and reaped).
+
+
+def test_without_the_setting_no_standby_is_started(tiny_dataset, tmp_path):
+    settings = Settings(home=tmp_path / "home")
+    run_dir = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=settings)
+    assert jobs.follow(run_dir, timeout=120) == "finished"
+    assert not (tmp_path / "home" / "standby").exists()
