@@ -21,19 +21,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 from _common import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, ingest, median, write_result
 
-CHROMIUM = Path(os.environ.get("TRANSFER_CHROMIUM", "/usr/bin/chromium"))
+sys.path.insert(0, str(REPO / "tests"))
+from streamlit_server import browser_missing_reason, chromium_page, streamlit_server  # noqa: E402
 
 
 def _config(spec, args):
@@ -97,61 +94,13 @@ def run_apptest(spec, settings, workspace, args) -> float:
     return _rate(run_dir)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run_browser(spec, settings, workspace, args) -> float:
-    from playwright.sync_api import sync_playwright
-
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TRANSFER_HOME": str(settings.home),
-        "TRANSFER_WEIGHTS_DIR": str(settings.weights_dir),
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with streamlit_server(settings.home, weights_dir=settings.weights_dir, start_timeout=120) as server:
         run_dir = _start(spec, settings, workspace, args)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM),
-                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/train?ws={workspace.workspace_id}&run={run_dir.name}")
+        with chromium_page() as page:
+            page.goto(f"{server.url}/train?ws={workspace.workspace_id}&run={run_dir.name}")
             _wait(run_dir)
-            browser.close()
         return _rate(run_dir)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 MODES = {"cli": run_cli, "apptest": run_apptest, "browser": run_browser}
@@ -175,8 +124,8 @@ def main() -> int:
     from transfer_core.workspace import Workspace
 
     modes = [m for m in args.modes.split(",") if m]
-    if "browser" in modes and not CHROMIUM.exists():
-        print(f"no Chromium at {CHROMIUM}: skipping the browser mode", file=sys.stderr)
+    if "browser" in modes and browser_missing_reason():
+        print(f"{browser_missing_reason()}: skipping the browser mode", file=sys.stderr)
         modes.remove("browser")
     work = Path(tempfile.mkdtemp(prefix="bench-app-"))
     spec = ingest(Path(args.data), work / "ingest")

@@ -80,10 +80,10 @@ else:
                  "Keras recipe calls the base with training=False.")
         head_col, ft_epochs_col = st.columns(2)
         head_epochs = head_col.number_input(
-            "Head epochs", 1, 100, int(base_train.epochs), key="compare_head_epochs",
+            "Head epochs", 1, 200, int(base_train.epochs), key="compare_head_epochs",
             help="Epochs of training the head (stage 1 of fine-tuning).")
         ft_epochs = ft_epochs_col.number_input(
-            "Fine-tuning epochs", 1, 100, int(base_train.fine_tune_epochs or 5), key="compare_ft_epochs",
+            "Fine-tuning epochs", 1, 200, int(base_train.fine_tune_epochs or 5), key="compare_ft_epochs",
             help="Epochs of stage 2 of fine-tuning. Feature extraction and from scratch get the same total "
                  "(head + fine-tuning epochs), so every run trains equally long.")
         st.caption("The runs go one after another so they never share the processor: their times are fair. "

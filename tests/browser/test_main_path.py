@@ -7,32 +7,22 @@ under ``test-output/screenshots/``.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from streamlit_server import (
+    chromium_page,
+    default_weights_dir,
+    go,
+    require_browser,
+    settle,
+    shot,
+    streamlit_server,
+)
+
+from transfer_core.runs import read_pid
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("TRANSFER_CHROMIUM", "/usr/bin/chromium"))
-SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
-SCREENSHOTS = REPO_ROOT / "test-output" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # Finite y values of every plotly chart on the page, chart by chart.
 _POINTS_JS = """
@@ -41,146 +31,48 @@ _POINTS_JS = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A running Transfer Lab; yields its URL."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (install Debian's chromium or set TRANSFER_CHROMIUM).")
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    home = tmp_path_factory.mktemp("home")
-    port = _free_port()
-    env = {**os.environ, "TRANSFER_HOME": str(home), "TRANSFER_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if SHARED_WEIGHTS.exists():
-        env["TRANSFER_WEIGHTS_DIR"] = str(SHARED_WEIGHTS)
-    log_path = home / "streamlit.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    """A running Transfer Lab with a private TRANSFER_HOME; yields its URL."""
+    require_browser()
+    # As a user runs it: with the app's standby worker (TensorFlow imported before the first click).
+    with streamlit_server(tmp_path_factory.mktemp("home"), weights_dir=default_weights_dir(),
+                          env={"TRANSFER_STANDBY_WORKER": "1"}) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def browser_page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-
-
-def _settle(page) -> None:
-    """Wait until Streamlit finished the current script run."""
-    page.wait_for_timeout(300)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=60_000,
-    )
-    page.wait_for_timeout(300)
-
-
-_CONTENT_HEIGHT_JS = """
-() => Math.max(document.body.scrollHeight, ...Array.from(document.querySelectorAll('*'))
-    .filter(e => e.scrollHeight > e.clientHeight + 5 && getComputedStyle(e).overflowY !== 'visible')
-    .map(e => e.scrollHeight))
-"""
-
-
-def _shot(page, name: str) -> None:
-    """Screenshot of the whole page (Streamlit scrolls inside a container, so grow the viewport)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    viewport = page.viewport_size
-    height = min(int(page.evaluate(_CONTENT_HEIGHT_JS)) + 40, 8000)
-    page.set_viewport_size({"width": viewport["width"], "height": max(height, viewport["height"])})
-    page.wait_for_timeout(800)  # Let charts re-layout at the new size.
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-    page.set_viewport_size(viewport)
-
-
-def _go(page, title: str, heading: str | None = None) -> None:
-    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
-    page.get_by_role("heading", name=heading or title, exact=True).first.wait_for()
-    _settle(page)
+def browser_page(server):  # noqa: ARG001 - the page needs the server running.
+    with chromium_page() as page:
+        yield page
 
 
 def test_demo_path_trains_live_and_shows_result(server, browser_page):
     page = browser_page
     started = time.time()
-    page.goto(server)
+    page.goto(server.url)
     page.get_by_role("heading", name="Transfer Lab").wait_for()
-    _settle(page)
-    _shot(page, "01-home")
+    settle(page)
+    shot(page, "01-home")
 
     page.get_by_role("button", name="Try the demo").click()
     page.get_by_role("button", name="Start training").wait_for()
-    _settle(page)
+    settle(page)
     page.get_by_text("Demo data set ready").wait_for()
-    _shot(page, "02-train-before")
+    shot(page, "02-train-before")
 
-    _go(page, "Data")
+    go(page, "Data")
     page.get_by_text("Images per class").first.wait_for()
-    _shot(page, "03-data")
+    shot(page, "03-data")
 
-    _go(page, "Model")
+    go(page, "Model")
     page.get_by_text("Trainable parameters").wait_for(timeout=90_000)
-    _settle(page)
+    settle(page)
     # The demo chose a backbone; keep it (the selectbox shows it).
     assert page.locator('[data-testid="stSelectbox"]').first.inner_text()
-    _shot(page, "04-model")
+    shot(page, "04-model")
 
-    _go(page, "Train")
+    go(page, "Train")
     # Enough fine-tuning epochs that the live view is seen mid-run (epochs on cached inputs are fast).
     fine_tune_epochs = page.get_by_role("spinbutton", name="Fine-tuning epochs")
     fine_tune_epochs.fill("40")
@@ -201,23 +93,29 @@ def test_demo_path_trains_live_and_shows_result(server, browser_page):
         if counts:
             samples.append(sum(counts[:2]))  # The loss and accuracy per-epoch charts.
         if len(samples) == 4:
-            _shot(page, "05-train-live")
+            shot(page, "05-train-live")
         page.wait_for_timeout(500)
     finished.wait_for(timeout=30_000)
     finished_at = time.time()
-    _settle(page)
+    # The standby worker the server started on the first page view trained the run: its process
+    # existed before the run did (a fresh worker is started after the run's config.json is written).
+    [run_dir] = [config.parent for config in (server.home / "workspaces").rglob("config.json")
+                 if (config.parent / "worker.pid").exists()]
+    _, worker_started = read_pid(run_dir)
+    assert worker_started < (run_dir / "config.json").stat().st_mtime - 1.0
+    settle(page)
     growth = sorted(set(samples))
     assert len(growth) >= 2 and growth[-1] > growth[0], f"the live charts never gained points: {samples}"
     page.get_by_text("Most confidently wrong (validation)").wait_for()
     assert page.locator(".js-plotly-plot").filter(has_text="Confusion matrix").count() == 1
     assert page.get_by_text("Validation accuracy").count() >= 1
-    _shot(page, "06-train-result")
+    shot(page, "06-train-result")
 
     for title, name in (("Compare", "07-compare"), ("Explore", "08-explore"), ("Export", "09-export")):
-        _go(page, title)
-        _shot(page, name)
-    _go(page, "Home", heading="Transfer Lab")
-    _shot(page, "10-home-after")
+        go(page, title)
+        shot(page, name)
+    go(page, "Home", heading="Transfer Lab")
+    shot(page, "10-home-after")
 
     print(
         f"\ndemo path: {clicked - started:.1f} s of clicking, training shown finished "

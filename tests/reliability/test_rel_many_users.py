@@ -11,132 +11,44 @@ after another fit in a few minutes on a 2-core laptop.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.parse
-import urllib.request
-from pathlib import Path
 
 import pytest
+from streamlit_server import (
+    SCREENSHOTS,
+    chromium,
+    default_weights_dir,
+    go,
+    no_exception,
+    require_browser,
+    settle,
+    streamlit_server,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("TRANSFER_CHROMIUM", "/usr/bin/chromium"))
-SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
-SCREENSHOTS = REPO_ROOT / "test-output" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SESSIONS = 5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """One Transfer Lab server with one training slot; yields ``(url, home)``."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (install Debian's chromium or set TRANSFER_CHROMIUM).")
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    require_browser()
     home = tmp_path_factory.mktemp("home")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TRANSFER_HOME": str(home),
-        "TRANSFER_OFFLINE": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TRANSFER_MAX_CONCURRENT_RUNS": "1",
-    }
-    env.pop("TRANSFER_ALLOWED_DATA_DIRS", None)
-    if SHARED_WEIGHTS.exists():
-        env["TRANSFER_WEIGHTS_DIR"] = str(SHARED_WEIGHTS)
-    log_path = home / "streamlit.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url, home
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    with streamlit_server(home, weights_dir=default_weights_dir(), env={"TRANSFER_MAX_CONCURRENT_RUNS": "1"},
+                          drop_env=["TRANSFER_ALLOWED_DATA_DIRS"]) as running:
+        yield running.url, home
 
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
-def _settle(page, timeout: int = 90_000) -> None:
-    page.wait_for_timeout(300)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=timeout,
-    )
-    page.wait_for_timeout(300)
-
-
-def _no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
-        '[data-testid="stException"]'
-    ).first.inner_text()
+def _settle(page) -> None:
+    settle(page, timeout=90_000)
 
 
 def _query(page, name: str) -> str | None:
@@ -194,7 +106,7 @@ def test_five_sessions_share_one_slot_all_finish_and_see_only_their_own(server, 
         seen = []
         for page in pages:
             _settle(page)
-            _no_exception(page)
+            no_exception(page)
             workspace_id = _query(page, "ws")
             run_id = _query(page, "run")
             assert workspace_id and run_id
@@ -246,9 +158,7 @@ def test_a_real_browser_upload_of_bad_files_lists_them_with_reasons(server, brow
         page.goto(url)
         page.get_by_role("heading", name="Transfer Lab").wait_for()
         _settle(page)
-        page.locator('[data-testid="stSidebarNavLink"]', has_text="Data").first.click()
-        page.get_by_role("heading", name="Data", exact=True).first.wait_for()
-        _settle(page)
+        go(page, "Data", timeout=90_000)
         page.get_by_role("tab", name="Upload per class").click()
         uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
         uploaders.nth(0).set_input_files([str(p) for p in cats])
@@ -258,7 +168,7 @@ def test_a_real_browser_upload_of_bad_files_lists_them_with_reasons(server, brow
         page.get_by_role("button", name="Create data set", exact=True).click()
         page.get_by_text("is ready and active").wait_for()
         _settle(page)
-        _no_exception(page)
+        no_exception(page)
         # st.dataframe draws on a canvas; its accessible (hidden) table holds the same cells.
         grid = page.locator('[data-testid="stDataFrame"]').first
         grid.wait_for()
