@@ -959,6 +959,11 @@ def main():
 
     if STRATEGY == "from_scratch":
         unfreeze(backbone)
+        # As Transfer Lab does: BatchNorm momentum 0.9 instead of Keras' 0.999, or in a few epochs from
+        # random weights the moving statistics barely move and validation sits at chance.
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = min(layer.momentum, 0.9)
         compile_model(model, LEARNING_RATE)
         model.fit(train_images, validation_data=val_images, epochs=EPOCHS, class_weight=weights,
                   callbacks=callbacks(), verbose=2)

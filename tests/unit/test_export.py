@@ -221,6 +221,11 @@ def test_generated_script_runs_and_rebuilds_the_same_model(finished, tmp_path, s
 
         assert trainable(reproduced) == trainable(original)
         assert trainable(original)  # Something was unfrozen.
+    else:
+        # The app's from-scratch BatchNorm momentum (0.9), or the script's baseline would sit at chance.
+        momenta = {layer.momentum for layer in reproduced.get_layer("backbone").layers
+                   if isinstance(layer, keras.layers.BatchNormalization)}
+        assert momenta == {0.9}
 
 
 def test_predict_snippet_loads_the_export_and_agrees_with_the_model(finished, bundle, tmp_path):
