@@ -86,7 +86,10 @@ def _textbook(spec, settings, model_spec, epochs) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="image folder (class sub-folders or train/val)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="image folder (class sub-folders or train/val)")
+    source.add_argument("--generate", type=int, metavar="N",
+                        help="use N generated demo images (128 px, 4 classes) instead, as bench_scale.py does")
     parser.add_argument("--weights-dir", required=True, help="offline ImageNet weights folder")
     parser.add_argument("--backbone", default="mobilenet_v2_0.35")
     parser.add_argument("--input-size", type=int, default=224)
@@ -100,7 +103,13 @@ def main() -> int:
     from transfer_core.config import ModelSpec, Settings
 
     work = Path(tempfile.mkdtemp(prefix="bench-fe-"))
-    spec = _ingest(Path(args.data), work / "ingest")
+    if args.generate:
+        from transfer_core.data import DEMO_CLASSES, make_demo_dataset
+
+        spec = make_demo_dataset(work / "generated", images_per_class=args.generate // len(DEMO_CLASSES),
+                                 image_size=128)
+    else:
+        spec = _ingest(Path(args.data), work / "ingest")
     model_spec = ModelSpec(backbone=args.backbone, input_size=args.input_size)
     warm_head = ModelSpec(backbone=args.backbone, input_size=args.input_size, hidden_units=64, dropout_rate=0.3)
     times: dict[str, list[float]] = {"forward": [], "ours_cold": [], "ours_warm": [], "textbook": []}
