@@ -105,3 +105,28 @@ def test_without_the_setting_no_standby_is_started(tiny_dataset, tmp_path):
     run_dir = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=settings)
     assert jobs.follow(run_dir, timeout=120) == "finished"
     assert not (tmp_path / "home" / "standby").exists()
+
+
+def test_a_killed_standby_is_never_handed_a_run(tiny_dataset, settings, tmp_path):
+    import signal
+
+    jobs.ensure_standby(settings)
+    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    [pid] = _standbys(settings, "ready")
+    os.killpg(pid, signal.SIGKILL)
+    assert _wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30)
+    run_dir = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=settings)
+    assert read_pid(run_dir)[0] != pid  # A fresh worker instead.
+    assert jobs.follow(run_dir, timeout=120) == "finished"
+
+
+def test_a_standby_killed_after_it_was_handed_a_run_shows_the_run_interrupted(tiny_dataset, settings, tmp_path):
+    import signal
+
+    jobs.ensure_standby(settings)
+    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    config = RunConfig(dataset=tiny_dataset, model=TINY_MODEL, train=TrainConfig(epochs=200, batch_size=8))
+    run_dir = jobs.start_run(config, runs_dir=tmp_path / "runs", settings=settings)
+    assert _wait_for(lambda: load_run(run_dir).status == "running")
+    os.killpg(read_pid(run_dir)[0], signal.SIGKILL)
+    assert jobs.follow(run_dir, timeout=60) == "interrupted"

@@ -56,6 +56,17 @@ def test_progress_during_feature_computation_estimates_from_images_per_second():
     assert "20/50 images" in progress.text
 
 
+def test_decoding_images_once_shows_images_done_and_an_estimate():
+    events = _events()[:1] + [
+        {"type": "stage", "time": 1001.0, "stage": "decode", "description": "decode once", "epochs": 0},
+        {"type": "progress", "time": 1002.0, "stage": "decode", "done": 64, "total": 256},
+    ]
+    progress = live.summarise_progress(events, now=1002.0)
+    assert progress.text.startswith("decoding images once")
+    assert "64/256 images" in progress.text
+    assert progress.eta_seconds == pytest.approx(3.0)  # 64 images a second, 192 to go.
+
+
 def test_progress_mid_epoch_uses_the_stage_pace_per_batch():
     events = _events() + [
         {"type": "stage", "time": 1004.0, "stage": "head", "description": "head", "epochs": 4}
