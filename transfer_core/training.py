@@ -23,6 +23,7 @@ Keras global state is reset only in
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
@@ -92,6 +93,10 @@ def reset_keras_state(seed: int, precision: str = "float32") -> str:
     global _models_built_in_process
     # Collecting garbage is what frees an earlier run's model, and costs ~0.25 s; a fresh worker
     # process (every app run) has no earlier model, so it skips the collection.
+    if not _models_built_in_process:
+        # TensorFlow's and Keras' own objects live as long as the process: keep them out of every
+        # later collection, which then only walks what runs created (0.24 s -> 0.0x s per run).
+        gc.freeze()
     keras.backend.clear_session(free_memory=_models_built_in_process)
     _models_built_in_process = True
     keras.utils.set_random_seed(seed)
