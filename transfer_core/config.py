@@ -315,7 +315,7 @@ class Settings(_DictMixin):
             (``os.pathsep``-separated). ``TRANSFER_ALLOWED_DATA_DIRS``.
         standby_worker: Keep one worker process with TensorFlow already imported,
             waiting for the next run (saves the ~3 s import on every run; costs an idle
-            process of ~0.4 GB). ``TRANSFER_STANDBY_WORKER``; on by default only in the app,
+            process of ~0.65 GB resident). ``TRANSFER_STANDBY_WORKER``; on by default only in the app,
             a long-lived server (see ``from_env``).
     """
 
