@@ -254,14 +254,13 @@ def standby_main(directory: Path, key: str, idle_seconds: float = STANDBY_IDLE_S
 
     import transfer_core.models  # noqa: F401
     import transfer_core.training  # noqa: F401
+    from transfer_core.runs import _process_alive
 
     tf.constant(1.0) + 1.0  # Starts TensorFlow's runtime (thread pools, kernels) too.
 
     directory = Path(directory)
     name = f"{key}-{os.getpid()}"
     warming, ready, claimed, job = (directory / f"{name}.{s}" for s in ("warming", "ready", "claimed", "job"))
-    from transfer_core.runs import _process_alive
-
     owner = int(os.environ.get(_STANDBY_OWNER_ENV, os.getppid()))
     deadline = time.time() + 10  # The server writes .warming right after starting us.
     while True:
