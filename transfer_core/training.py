@@ -494,6 +494,9 @@ class _Engine:
             model.fit(train_inputs, self.train_data.labels, batch_size=train_config.batch_size, epochs=epochs,
                       verbose=0, callbacks=[callback], class_weight=class_weight, shuffle=True,
                       validation_data=(val_inputs, self.val_data.labels))
+        elif train_config.distribution == "none":
+            _fit_datasets(model, callback, epochs, _make_optimizer(train_config.optimizer, learning_rate),
+                          train_inputs, val_inputs, class_weight=class_weight)
         else:
             _compile(model, train_config.optimizer, learning_rate)
             # The tf.data pipeline shuffles (seeded) itself.
@@ -617,25 +620,56 @@ class _Engine:
 
 def _fit_arrays(model, callback, epochs: int, optimizer, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
                 y_val: np.ndarray, *, batch_size: int, class_weight: dict[int, float] | None, seed: int) -> None:
-    """``model.fit`` for in-memory cached inputs, with the same callback protocol.
+    """``model.fit`` for in-memory cached inputs (see :func:`_fit_loop`), shuffled per epoch."""
+    rng = np.random.default_rng(seed)
+    y = y.astype("int32")
 
-    On cached features an epoch is a few milliseconds of arithmetic, and Keras'
-    ``fit`` spends far longer than that on per-epoch set-up and on tracing a train
-    and a test function; this loop traces one small step and one forward pass.
-    Logs match Keras': running mean loss/accuracy per batch, and epoch-end
-    ``val_loss`` / ``val_accuracy``.
+    def train_batches():
+        order = rng.permutation(len(y))
+        for start in range(0, len(y), batch_size):
+            index = order[start:start + batch_size]
+            yield x[index], y[index]
+
+    def val_batches():
+        for start in range(0, len(y_val), 1024):
+            yield x_val[start:start + 1024], y_val[start:start + 1024]
+
+    _fit_loop(model, callback, epochs, optimizer, [None, *x.shape[1:]], tf_dtype=x.dtype,
+              train_batches=train_batches, val_batches=val_batches, class_weight=class_weight)
+
+
+def _fit_datasets(model, callback, epochs: int, optimizer, train_ds, val_ds, *,
+                  class_weight: dict[int, float] | None) -> None:
+    """``model.fit`` for image pipelines (see :func:`_fit_loop`); the pipeline shuffles itself."""
+    element = train_ds.element_spec[0]
+
+    def batches(ds):
+        return (((images, labels.numpy()) for images, labels in ds))
+
+    _fit_loop(model, callback, epochs, optimizer, [None, *element.shape[1:]], tf_dtype=element.dtype,
+              train_batches=lambda: batches(train_ds), val_batches=lambda: batches(val_ds),
+              class_weight=class_weight)
+
+
+def _fit_loop(model, callback, epochs: int, optimizer, input_shape, *, tf_dtype, train_batches, val_batches,
+              class_weight: dict[int, float] | None) -> None:
+    """A lean ``model.fit`` with the same callback protocol: one traced train step and one forward pass.
+
+    Keras' ``fit`` spends far longer than an epoch on cached features on per-epoch set-up and on
+    tracing a train and a test function; on images, building its train function costs ~1.7 s more
+    than this step (bench/bench_first_step.py). Logs match Keras': running mean loss/accuracy per
+    batch, and epoch-end ``val_loss`` / ``val_accuracy``. ``train_batches()`` yields ``(inputs,
+    labels)`` for one epoch (labels as NumPy), ``val_batches()`` the same for validation.
     """
     import keras
     import tensorflow as tf
 
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    sample_weights = (
-        np.array([class_weight[int(label)] for label in y], dtype="float32")
-        if class_weight else np.ones(len(y), dtype="float32")
-    )
-    feature_shape = [None, *x.shape[1:]]
-    signature = [tf.TensorSpec(feature_shape, tf.as_dtype(x.dtype)), tf.TensorSpec([None], tf.int32),
+    weight_of_class = None
+    if class_weight:
+        weight_of_class = np.array([class_weight.get(i, 1.0) for i in range(max(class_weight) + 1)], "float32")
+    signature = [tf.TensorSpec(input_shape, tf.as_dtype(tf_dtype)), tf.TensorSpec([None], tf.int32),
                  tf.TensorSpec([None], tf.float32)]
 
     # No autograph: the steps have no tensor-dependent Python control flow, and converting
@@ -659,32 +693,32 @@ def _fit_arrays(model, callback, epochs: int, optimizer, x: np.ndarray, y: np.nd
     def forward(inputs):
         return tf.cast(model(inputs, training=False), tf.float32)
 
-    rng = np.random.default_rng(seed)
-    y = y.astype("int32")
     model.stop_training = False
     callback.set_model(model)
     for epoch in range(epochs):
         callback.on_epoch_begin(epoch)
-        order = rng.permutation(len(y))
         seen, loss_sum, correct_sum = 0, 0.0, 0.0
-        for batch, start in enumerate(range(0, len(y), batch_size)):
-            index = order[start:start + batch_size]
-            loss, correct = train_step(x[index], y[index], sample_weights[index])
-            seen += len(index)
-            loss_sum += float(loss) * len(index)
+        for batch, (inputs, labels) in enumerate(train_batches()):
+            labels = np.asarray(labels, dtype="int32")
+            weights = weight_of_class[labels] if weight_of_class is not None else np.ones(len(labels), "float32")
+            loss, correct = train_step(inputs, labels, weights)
+            seen += len(labels)
+            loss_sum += float(loss) * len(labels)
             correct_sum += float(correct)
             callback.on_train_batch_end(batch, {"loss": loss_sum / seen, "accuracy": correct_sum / seen})
             if model.stop_training:
                 break
-        probabilities = np.concatenate(
-            [forward(x_val[i:i + 1024]).numpy() for i in range(0, len(y_val), 1024)], axis=0
-        )
-        true_probability = np.clip(probabilities[np.arange(len(y_val)), y_val], 1e-7, 1.0)
+        probabilities, truth = [], []
+        for inputs, labels in val_batches():
+            probabilities.append(forward(inputs).numpy())
+            truth.append(np.asarray(labels, dtype="int64"))
+        probabilities, truth = np.concatenate(probabilities), np.concatenate(truth)
+        true_probability = np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0)
         callback.on_epoch_end(epoch, {
             "loss": loss_sum / max(seen, 1),
             "accuracy": correct_sum / max(seen, 1),
             "val_loss": float(-np.log(true_probability).mean()),
-            "val_accuracy": float((probabilities.argmax(axis=1) == y_val).mean()),
+            "val_accuracy": float((probabilities.argmax(axis=1) == truth).mean()),
         })
         if model.stop_training:
             break
