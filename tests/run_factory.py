@@ -5,6 +5,8 @@ Importable from any test (pytest puts the folder of ``tests/conftest.py`` on ``s
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
@@ -37,3 +39,13 @@ def make_finished_run(runs_dir: Path, config: RunConfig, settings: Settings) -> 
         atomic_write_json(run_dir / "report.json", {**result.report, "status": "finished", "reason": ""})
         log.write({"type": "finished", "reason": "", "val_accuracy": result.report.get("val_accuracy")})
     return run_dir, result
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``predicate`` every 0.1 s until it is true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False

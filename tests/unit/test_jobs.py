@@ -8,6 +8,7 @@ import signal
 import time
 
 import pytest
+from run_factory import wait_for
 
 from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.jobs import follow, queue_position, request_stop, start_run, stop_and_wait
@@ -34,13 +35,6 @@ def _config(spec, **kwargs) -> RunConfig:
     return RunConfig(dataset=spec, model=TINY_MODEL, train=TrainConfig(**{"epochs": 2, "batch_size": 8, **kwargs}))
 
 
-def _wait_for(predicate, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_worker_run_writes_every_artefact_and_the_model_reloads(tiny_dataset, settings, tmp_path):
@@ -65,9 +59,9 @@ def test_worker_run_writes_every_artefact_and_the_model_reloads(tiny_dataset, se
 
 def test_second_run_waits_in_a_visible_queue(tiny_dataset, settings, tmp_path):
     first = start_run(_config(tiny_dataset, epochs=4), runs_dir=tmp_path / "runs", settings=settings)
-    assert _wait_for(lambda: load_run(first).status == "running", 60)
+    assert wait_for(lambda: load_run(first).status == "running", 60)
     second = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings)
-    assert _wait_for(lambda: any(e["type"] == "queued" for e in read_events(second / "events.jsonl")[0]), 60)
+    assert wait_for(lambda: any(e["type"] == "queued" for e in read_events(second / "events.jsonl")[0]), 60)
     assert load_run(second).status == "queued"
     assert queue_position(second, settings) == 0
     assert follow(first, timeout=180) == "finished"
@@ -76,7 +70,7 @@ def test_second_run_waits_in_a_visible_queue(tiny_dataset, settings, tmp_path):
 
 def test_stop_ends_a_live_run_quickly(tiny_dataset, settings, tmp_path):
     run_dir = start_run(_config(tiny_dataset, epochs=200), runs_dir=tmp_path / "runs", settings=settings)
-    assert _wait_for(
+    assert wait_for(
         lambda: any(e["type"] == "epoch_end" for e in read_events(run_dir / "events.jsonl")[0]), 120
     )
     asked = time.time()
@@ -88,10 +82,10 @@ def test_stop_ends_a_live_run_quickly(tiny_dataset, settings, tmp_path):
 
 def test_killed_worker_shows_as_interrupted_and_the_next_run_starts(tiny_dataset, settings, tmp_path):
     run_dir = start_run(_config(tiny_dataset, epochs=200), runs_dir=tmp_path / "runs", settings=settings)
-    assert _wait_for(lambda: load_run(run_dir).status == "running", 60)
+    assert wait_for(lambda: load_run(run_dir).status == "running", 60)
     pid, _ = read_pid(run_dir)
     os.killpg(pid, signal.SIGKILL)
-    assert _wait_for(lambda: load_run(run_dir).status == "interrupted", 10)
+    assert wait_for(lambda: load_run(run_dir).status == "interrupted", 10)
     assert "worker process ended" in load_run(run_dir).reason
     # The slot was released by the kernel: the next run is not stuck in the queue.
     following = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings)
@@ -101,7 +95,7 @@ def test_killed_worker_shows_as_interrupted_and_the_next_run_starts(tiny_dataset
 def test_stop_while_queued(tiny_dataset, settings, tmp_path):
     first = start_run(_config(tiny_dataset, epochs=200), runs_dir=tmp_path / "runs", settings=settings)
     second = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings)
-    assert _wait_for(lambda: any(e["type"] == "queued" for e in read_events(second / "events.jsonl")[0]), 60)
+    assert wait_for(lambda: any(e["type"] == "queued" for e in read_events(second / "events.jsonl")[0]), 60)
     request_stop(second)
     assert follow(second, timeout=30) == "stopped"
     assert stop_and_wait(first, timeout=60) == "stopped"

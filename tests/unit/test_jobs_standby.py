@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
-import time
 
 import pytest
+from run_factory import wait_for
 
 from transfer_core import jobs
 from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
@@ -40,13 +40,6 @@ def _standbys(settings: Settings, state: str) -> list[int]:
     return [pid for _, pid in jobs._standby_entries(jobs._standby_dir(settings), jobs._standby_key(settings), state)]
 
 
-def _wait_for(predicate, timeout: float = 90.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_ready_standby_trains_the_next_run_and_its_successor_starts_after_the_run(tiny_dataset, settings,
@@ -54,7 +47,7 @@ def test_a_ready_standby_trains_the_next_run_and_its_successor_starts_after_the_
     jobs.ensure_standby(settings)
     jobs.ensure_standby(settings)  # At most one standby per settings.
     assert len(_standbys(settings, "warming") + _standbys(settings, "ready")) == 1
-    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1), "the standby never became ready"
+    assert wait_for(lambda: len(_standbys(settings, "ready")) == 1), "the standby never became ready"
     [standby_pid] = _standbys(settings, "ready")
 
     run_dir = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=settings)
@@ -69,7 +62,7 @@ def test_a_ready_standby_trains_the_next_run_and_its_successor_starts_after_the_
     assert (run_dir / "worker.log").exists()
 
     # When the run has ended, its worker starts the next standby.
-    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
     assert _standbys(settings, "ready") != [standby_pid]
     second = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=settings)
     assert read_pid(second)[0] != standby_pid
@@ -78,7 +71,7 @@ def test_a_ready_standby_trains_the_next_run_and_its_successor_starts_after_the_
 
 def test_a_standby_only_serves_runs_with_its_settings(tiny_dataset, settings, tmp_path):
     jobs.ensure_standby(settings)
-    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
     other = dataclasses.replace(settings, max_upload_mb=settings.max_upload_mb + 1)
     assert jobs._claim_standby(other) is None
     run_dir = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=other)
@@ -92,12 +85,12 @@ def test_a_standby_retires_when_the_server_that_owns_it_is_gone(settings, monkey
     owner = subprocess.Popen(["sleep", "600"])
     monkeypatch.setenv(jobs._STANDBY_OWNER_ENV, str(owner.pid))
     jobs.ensure_standby(settings)
-    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
     [pid] = _standbys(settings, "ready")
     owner.kill()
     owner.wait()
-    assert _wait_for(lambda: _standbys(settings, "ready") == [], 30)
-    assert _wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30)  # Exited (and reaped).
+    assert wait_for(lambda: _standbys(settings, "ready") == [], 30)
+    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30)  # Exited (and reaped).
 
 
 def test_without_the_setting_no_standby_is_started(tiny_dataset, tmp_path):
@@ -111,10 +104,10 @@ def test_a_killed_standby_is_never_handed_a_run(tiny_dataset, settings, tmp_path
     import signal
 
     jobs.ensure_standby(settings)
-    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
     [pid] = _standbys(settings, "ready")
     os.killpg(pid, signal.SIGKILL)
-    assert _wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30)
+    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30)
     run_dir = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=settings)
     assert read_pid(run_dir)[0] != pid  # A fresh worker instead.
     assert jobs.follow(run_dir, timeout=120) == "finished"
@@ -124,9 +117,9 @@ def test_a_standby_killed_after_it_was_handed_a_run_shows_the_run_interrupted(ti
     import signal
 
     jobs.ensure_standby(settings)
-    assert _wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
     config = RunConfig(dataset=tiny_dataset, model=TINY_MODEL, train=TrainConfig(epochs=200, batch_size=8))
     run_dir = jobs.start_run(config, runs_dir=tmp_path / "runs", settings=settings)
-    assert _wait_for(lambda: load_run(run_dir).status == "running")
+    assert wait_for(lambda: load_run(run_dir).status == "running")
     os.killpg(read_pid(run_dir)[0], signal.SIGKILL)
     assert jobs.follow(run_dir, timeout=60) == "interrupted"
