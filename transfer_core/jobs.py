@@ -157,6 +157,7 @@ STANDBY_IDLE_SECONDS = 900.0
 _STANDBY_POLL_SECONDS = 0.05
 _STANDBY_KEY_ENV = "TL_STANDBY_KEY"
 _STANDBY_OWNER_ENV = "TL_STANDBY_OWNER_PID"
+_STANDBY_PREBUILD_ENV = "TL_STANDBY_PREBUILD"  # JSON: the backbone to build while waiting
 
 
 def _standby_dir(settings: Settings) -> Path:
@@ -215,15 +216,47 @@ def ensure_standby(settings: Settings) -> None:
     _start_standby_unless_one_exists(_standby_dir(settings), _standby_key(settings), _worker_env(settings))
 
 
-def _start_successor_standby(settings: Settings) -> None:
+def _start_successor_standby(settings: Settings, run_dir: Path) -> None:
     """Called by a worker whose run has ended: the next standby, if the server still lives."""
     from transfer_core.runs import _process_alive
 
     key, owner = os.environ.get(_STANDBY_KEY_ENV), os.environ.get(_STANDBY_OWNER_ENV, "")
     if not key or not owner.isdigit() or not _process_alive(int(owner), None):
         return
+    env = {k: v for k, v in os.environ.items() if k != _STANDBY_PREBUILD_ENV}
+    prebuild = _prebuild_hint(run_dir)
+    if prebuild:
+        env[_STANDBY_PREBUILD_ENV] = prebuild
     with contextlib.suppress(OSError):  # A standby is an optimisation; never fail a run over it.
-        _start_standby_unless_one_exists(_standby_dir(settings), key, dict(os.environ))
+        _start_standby_unless_one_exists(_standby_dir(settings), key, env)
+
+
+def _prebuild_hint(run_dir: Path) -> str | None:
+    """The backbone the next standby should build while it waits: after a feature-extraction
+    run, the likely next run is another head on the same backbone (it reuses a built one)."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        model, train = config["model"], config["train"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if train.get("strategy") != "feature_extraction" or model.get("weights") != "imagenet":
+        return None
+    return json.dumps({"backbone": model.get("backbone"), "input_size": model.get("input_size", 0),
+                       "precision": train.get("precision", "float32")})
+
+
+def _prebuild_backbone(hint: str) -> None:
+    from transfer_core.config import ModelSpec
+    from transfer_core.models import prebuild_backbone
+    from transfer_core.training import reset_keras_state
+
+    try:
+        wanted = json.loads(hint)
+        reset_keras_state(0, wanted["precision"])  # Under the dtype policy the run will use.
+        prebuild_backbone(ModelSpec(backbone=wanted["backbone"], input_size=wanted["input_size"]),
+                          Settings.from_env())
+    except Exception:  # noqa: BLE001 - a wrong guess or a missing file: the run builds its own.
+        return
 
 
 def _claim_standby(settings: Settings) -> _Standby | None:
@@ -271,6 +304,8 @@ def standby_main(directory: Path, key: str, idle_seconds: float = STANDBY_IDLE_S
             if time.time() > deadline:
                 return 0
             time.sleep(_STANDBY_POLL_SECONDS)
+    if os.environ.get(_STANDBY_PREBUILD_ENV):
+        _prebuild_backbone(os.environ[_STANDBY_PREBUILD_ENV])
     idle_until = time.time() + idle_seconds
     claimed_at = None
     while not job.exists():
@@ -479,7 +514,7 @@ def worker_main(run_dir: Path) -> int:
         return _work(Path(run_dir).resolve(), settings)
     finally:
         if settings.standby_worker:
-            _start_successor_standby(settings)
+            _start_successor_standby(settings, Path(run_dir))
 
 
 def _work(run_dir: Path, settings: Settings) -> int:

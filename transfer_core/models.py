@@ -15,7 +15,10 @@ the weights it learns are the ones the full model uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from transfer_core.config import ModelSpec, Settings
 
@@ -25,6 +28,13 @@ if TYPE_CHECKING:
 BACKBONE_LAYER = "backbone"
 HEAD_LAYER = "head"
 POOL_LAYER = "pool"
+
+# One ImageNet backbone per process, kept for the next feature-extraction run on the same
+# backbone: building one (Keras creates every layer and variable, then loads the file) costs
+# ~0.4 s for the smallest MobileNet, more than a whole run on cached features. Feature extraction
+# never changes the backbone, so runs may share it; a fingerprint of its weights guards against
+# anyone having trained it since (a shared one is never handed out changed).
+_kept_backbone: tuple[tuple, keras.Model, tuple[float, ...]] | None = None
 
 
 @dataclass
@@ -38,6 +48,7 @@ class Classifier:
     preprocessing: list  # the stock Keras layers that map 0..255 pixels to the backbone's range
     input_size: int
     train_batchnorm: bool = False
+    reused_backbone: bool = False  # the kept/prebuilt backbone (see keep_backbone), not built anew
 
 
 def build_head(feature_dim: int, num_classes: int, spec: ModelSpec) -> keras.Model:
@@ -67,12 +78,80 @@ def build_head(feature_dim: int, num_classes: int, spec: ModelSpec) -> keras.Mod
     return keras.Model(features, outputs, name=HEAD_LAYER)
 
 
+def _backbone_key(spec: ModelSpec, input_size: int, settings: Settings | None) -> tuple | None:
+    """What makes two ImageNet backbones identical: model, size, weights file, dtype policy."""
+    import keras
+
+    from transfer_core import zoo
+
+    if spec.weights != "imagenet":
+        return None  # Random weights are drawn per seed; nothing to share.
+    try:
+        path = Path(zoo.resolve_weights(spec.backbone, input_size, settings=settings)).resolve()
+        stat = path.stat()
+    except Exception:  # noqa: BLE001 - build_backbone reports a missing file properly.
+        return None
+    policy = keras.mixed_precision.global_policy().name
+    return (spec.backbone, input_size, str(path), stat.st_size, stat.st_mtime_ns, policy)
+
+
+def _fingerprint(backbone: keras.Model) -> tuple[float, ...]:
+    # Sums of every weight (BatchNorm statistics included): a few ms even for ResNet50, and any
+    # training step changes them.
+    return tuple(float(np.sum(weight)) for weight in backbone.get_weights())
+
+
+def _take_kept_backbone(key: tuple | None) -> keras.Model | None:
+    global _kept_backbone
+    if key is None or _kept_backbone is None or _kept_backbone[0] != key:
+        return None
+    _, backbone, fingerprint = _kept_backbone
+    if _fingerprint(backbone) != fingerprint:
+        _kept_backbone = None  # Trained since it was kept: build a fresh one.
+        return None
+    return backbone
+
+
+def keep_backbone(classifier: Classifier, spec: ModelSpec, settings: Settings | None = None) -> None:
+    """Keep ``classifier``'s unchanged ImageNet backbone for the next ``build_classifier(...,
+    reuse_backbone=True)`` in this process (one at a time; the previous one is dropped)."""
+    global _kept_backbone
+    key = _backbone_key(spec, classifier.input_size, settings)
+    if key is None:
+        return
+    if _kept_backbone is not None and _kept_backbone[:2] == (key, classifier.backbone):
+        return  # The run used the kept one, frozen: its fingerprint still holds.
+    _kept_backbone = (key, classifier.backbone, _fingerprint(classifier.backbone))
+
+
+def prebuild_backbone(spec: ModelSpec, settings: Settings | None = None) -> None:
+    """Build ``spec``'s ImageNet backbone now and keep it (a standby worker's idle time)."""
+    from transfer_core import zoo
+
+    global _kept_backbone
+    input_size = zoo.check_input_size(spec.backbone, spec.input_size)
+    key = _backbone_key(spec, input_size, settings)
+    if key is None or _take_kept_backbone(key) is not None:
+        return
+    backbone = zoo.build_backbone(spec.backbone, input_size, weights="imagenet", settings=settings)
+    backbone.trainable = False
+    _kept_backbone = (key, backbone, _fingerprint(backbone))
+
+
+def forget_kept_backbone() -> None:
+    """Drop the kept backbone (benchmarks of a first run; freeing memory)."""
+    global _kept_backbone
+    _kept_backbone = None
+
+
 def build_classifier(
     spec: ModelSpec,
     num_classes: int,
     *,
     settings: Settings | None = None,
     train_batchnorm: bool = False,
+    reuse_backbone: bool = False,
+    seed: int | None = None,
 ) -> Classifier:
     """Build the full classifier for ``spec``.
 
@@ -83,6 +162,12 @@ def build_classifier(
         train_batchnorm: The "BatchNorm pitfall": call the backbone in training
             mode so unfrozen BatchNormalization layers update their statistics.
             The Keras recipe (default False) keeps the backbone in inference mode.
+        reuse_backbone: Use the backbone kept by :func:`keep_backbone` or
+            :func:`prebuild_backbone` when it matches (same model, size, weights
+            file and dtype policy). Only for a backbone that stays frozen: the
+            classifier shares it with earlier ones.
+        seed: Seed the head's initial weights just before building it, so they
+            do not depend on whether the backbone was built or reused.
 
     Returns:
         A :class:`Classifier` whose ``model`` takes raw 0..255 RGB pixels.
@@ -99,7 +184,10 @@ def build_classifier(
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}")
     input_size = zoo.check_input_size(spec.backbone, spec.input_size)
-    backbone = zoo.build_backbone(spec.backbone, input_size, weights=spec.weights, settings=settings)
+    backbone = _take_kept_backbone(_backbone_key(spec, input_size, settings)) if reuse_backbone else None
+    reused = backbone is not None
+    if backbone is None:
+        backbone = zoo.build_backbone(spec.backbone, input_size, weights=spec.weights, settings=settings)
     backbone.trainable = False  # The training engine unfreezes per the freeze plan.
 
     image = keras.Input(shape=(input_size, input_size, 3), name="image")
@@ -111,11 +199,14 @@ def build_classifier(
     # backbone is unfrozen (the Keras fine-tuning recipe). None follows fit().
     x = backbone(x, training=None if train_batchnorm else False)
     features = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(x)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     head = build_head(int(features.shape[-1]), num_classes, spec)
     outputs = head(features)
     model = keras.Model(image, outputs, name="classifier")
     feature_extractor = keras.Model(image, features, name="feature_extractor")
-    return Classifier(model, backbone, head, feature_extractor, preprocessing, input_size, train_batchnorm)
+    return Classifier(model, backbone, head, feature_extractor, preprocessing, input_size, train_batchnorm,
+                      reused_backbone=reused)
 
 
 def split_classifier(classifier: Classifier, cut_layer: str) -> tuple[keras.Model, keras.Model]:

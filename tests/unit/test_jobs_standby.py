@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 
@@ -123,3 +124,43 @@ def test_a_standby_killed_after_it_was_handed_a_run_shows_the_run_interrupted(ti
     assert wait_for(lambda: load_run(run_dir).status == "running")
     os.killpg(read_pid(run_dir)[0], signal.SIGKILL)
     assert jobs.follow(run_dir, timeout=60) == "interrupted"
+
+
+def test_after_a_feature_extraction_run_the_next_standby_prebuilds_its_backbone(tiny_dataset, tmp_path,
+                                                                               shared_weights_dir):
+    settings = Settings(home=tmp_path / "home", weights_dir=shared_weights_dir, standby_worker=True)
+    model = ModelSpec(backbone="mobilenet_v2_0.35", input_size=96, weights="imagenet")
+    first = RunConfig(dataset=tiny_dataset, model=model, train=TrainConfig(epochs=2, batch_size=8))
+    try:
+        jobs.ensure_standby(settings)
+        assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+        run_dir = jobs.start_run(first, runs_dir=tmp_path / "runs", settings=settings)
+        assert jobs.follow(run_dir, timeout=120) == "finished", load_run(run_dir).reason
+        assert load_run(run_dir).report["reused_backbone"] is False  # Nothing was built before it.
+
+        # Its successor builds the same backbone while it waits; another head on it reuses that.
+        assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+        second = dataclasses.replace(first, model=dataclasses.replace(model, hidden_units=16))
+        run_dir = jobs.start_run(second, runs_dir=tmp_path / "runs", settings=settings)
+        assert jobs.follow(run_dir, timeout=120) == "finished", load_run(run_dir).reason
+        report = load_run(run_dir).report
+        assert report["reused_backbone"] is True and report["cache_hits"] == ["pool", "pool"]
+        assert (run_dir / "model.keras").exists()
+    finally:
+        jobs.shutdown_standby(settings)
+
+
+def test_only_feature_extraction_runs_leave_a_backbone_to_prebuild(tmp_path):
+    def hint(strategy, weights="imagenet"):
+        run_dir = tmp_path / f"{strategy}-{weights}"
+        run_dir.mkdir()
+        config = RunConfig(dataset=DatasetSpec(root=str(tmp_path), class_names=("a", "b")),
+                           model=ModelSpec(weights=weights, input_size=160),
+                           train=TrainConfig(strategy=strategy))
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict()))
+        return jobs._prebuild_hint(run_dir)
+
+    assert '"input_size": 160' in hint("feature_extraction")
+    assert hint("fine_tuning") is None
+    assert hint("feature_extraction", weights="random") is None
+    assert jobs._prebuild_hint(tmp_path / "missing") is None

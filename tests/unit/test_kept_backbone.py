@@ -1,0 +1,99 @@
+"""Feature-extraction runs in one process share the frozen ImageNet backbone an earlier run built.
+
+Real ImageNet weights (../shared/weights) at 96 px on tiny generated images: the kept backbone is
+only for pretrained weights, which is what a person iterating on head settings uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from transfer_core import models
+from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.training import train
+
+PRETRAINED = ModelSpec(backbone="mobilenet_v2_0.35", input_size=96, weights="imagenet")
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> DatasetSpec:
+    from transfer_core.data import make_demo_dataset
+
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=12, image_size=32)
+
+
+@pytest.fixture
+def settings(tmp_path, shared_weights_dir) -> Settings:
+    models.forget_kept_backbone()
+    yield Settings(home=tmp_path / "home", weights_dir=shared_weights_dir)
+    models.forget_kept_backbone()
+
+
+def _run(spec, settings, model=PRETRAINED, **train_kwargs):
+    config = RunConfig(dataset=spec, model=model,
+                       train=TrainConfig(**{"epochs": 3, "batch_size": 8, **train_kwargs}))
+    result = train(config, settings=settings)
+    assert result.status == "finished", result.reason
+    return result
+
+
+def _fresh_backbone_weights(settings):
+    return models.build_classifier(PRETRAINED, 2, settings=settings).backbone.get_weights()
+
+
+def test_a_second_feature_extraction_run_reuses_the_backbone_with_the_same_result(tiny_dataset, settings):
+    first = _run(tiny_dataset, settings)
+    assert first.report["reused_backbone"] is False
+    second = _run(tiny_dataset, settings)
+    assert second.report["reused_backbone"] is True
+    assert second.classifier.backbone is first.classifier.backbone
+    # The head's initial weights depend on the seed only, so reuse does not change the result.
+    models.forget_kept_backbone()
+    third = _run(tiny_dataset, settings)
+    assert third.report["reused_backbone"] is False
+    np.testing.assert_allclose(second.history["loss"], third.history["loss"], rtol=1e-5)
+    assert second.report["val_accuracy"] == third.report["val_accuracy"]
+    # The model a reused backbone makes predicts like one built from scratch (what gets saved).
+    images = np.random.default_rng(0).uniform(0, 255, (4, 96, 96, 3)).astype("float32")
+    np.testing.assert_allclose(second.classifier.model.predict(images, verbose=0),
+                               third.classifier.model.predict(images, verbose=0), rtol=1e-4, atol=1e-6)
+
+
+def test_a_backbone_trained_after_it_was_kept_is_never_handed_out(tiny_dataset, settings):
+    first = _run(tiny_dataset, settings)
+    # Someone fine-tunes the first result's model in place (library use).
+    weights = first.classifier.backbone.get_weights()
+    first.classifier.backbone.set_weights([weights[0] + 1.0, *weights[1:]])
+    second = _run(tiny_dataset, settings)
+    assert second.report["reused_backbone"] is False
+    assert second.classifier.backbone is not first.classifier.backbone
+    for got, expected in zip(second.classifier.backbone.get_weights(), _fresh_backbone_weights(settings),
+                             strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_fine_tuning_builds_its_own_backbone_and_leaves_the_kept_one_alone(tiny_dataset, settings):
+    first = _run(tiny_dataset, settings)
+    before = first.classifier.backbone.get_weights()
+    tuned = _run(tiny_dataset, settings, strategy="fine_tuning", fine_tune_epochs=1)
+    assert tuned.report["reused_backbone"] is False
+    assert tuned.classifier.backbone is not first.classifier.backbone
+    for got, expected in zip(first.classifier.backbone.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_another_size_or_random_weights_build_a_new_backbone(tiny_dataset, settings):
+    _run(tiny_dataset, settings)
+    other_size = _run(tiny_dataset, settings, model=dataclasses.replace(PRETRAINED, input_size=128))
+    assert other_size.report["reused_backbone"] is False
+    random = _run(tiny_dataset, settings, model=dataclasses.replace(PRETRAINED, weights="random"))
+    assert random.report["reused_backbone"] is False
+
+
+def test_prebuild_backbone_is_what_the_next_run_uses(tiny_dataset, settings):
+    models.prebuild_backbone(PRETRAINED, settings)
+    result = _run(tiny_dataset, settings)
+    assert result.report["reused_backbone"] is True
