@@ -3,12 +3,13 @@
 Trains MobileNetV2 (alpha 0.35, random weights, 96 px, 4 classes) for two epochs of 4 batches of 16
 on in-memory images, each way in a fresh process, and reports the first and second epoch's seconds:
 
-- keras_fit:       ``model.fit`` (what the app uses for stages that read images every epoch);
-- custom_step:     one ``tf.function`` train step (autograph off) and a forward pass, like the
-                   engine's loop for cached inputs;
+- keras_fit:       ``model.fit`` (what the engine used for image pipelines before this measurement);
+- custom_step:     one ``tf.function`` train step (autograph off) and a forward pass;
 - custom_prebuilt: the same with the optimizer's variables created before the step is traced
-                   (creating them inside the first trace makes tf.function trace twice);
-- custom_no_grappler: the custom step with TensorFlow's graph optimiser (grappler) off.
+                   (creating them inside the first trace makes tf.function trace twice): the
+                   engine's loop now;
+- custom_no_grappler: the custom step with TensorFlow's graph optimiser (grappler) off;
+- custom_prebuilt_no_grappler: both.
 
     python bench/bench_first_step.py --out bench/results/first_step.json
 """
@@ -27,7 +28,7 @@ import os, sys, time, json
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import numpy as np, tensorflow as tf, keras
 mode = sys.argv[1]
-if mode == "custom_no_grappler":
+if mode.endswith("no_grappler"):
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 rng = np.random.default_rng(0)
 x = rng.uniform(0, 255, (64, 96, 96, 3)).astype("float32"); y = rng.integers(0, 4, 64).astype("int32")
@@ -42,7 +43,7 @@ if mode == "keras_fit":
         t = time.perf_counter(); model.fit(data, epochs=1, verbose=0, validation_data=data); seconds.append(time.perf_counter() - t)
 else:
     optimizer = keras.optimizers.Adam(1e-3)
-    if mode == "custom_prebuilt":
+    if mode.startswith("custom_prebuilt"):
         # Create Adam's slot variables before tracing: variables made inside the first trace
         # make tf.function trace the whole step a second time.
         optimizer.build(model.trainable_variables)
@@ -64,7 +65,7 @@ else:
 print(json.dumps(seconds))
 '''
 
-MODES = ("keras_fit", "custom_step", "custom_prebuilt", "custom_no_grappler")
+MODES = ("keras_fit", "custom_step", "custom_prebuilt", "custom_no_grappler", "custom_prebuilt_no_grappler")
 
 
 def main() -> int:

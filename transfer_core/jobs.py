@@ -239,7 +239,8 @@ def _prebuild_hint(run_dir: Path) -> str | None:
         model, train = config["model"], config["train"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if train.get("strategy") != "feature_extraction" or model.get("weights") != "imagenet":
+    if (train.get("strategy") != "feature_extraction" or model.get("weights") != "imagenet"
+            or train.get("distribution", "none") != "none"):
         return None
     return json.dumps({"backbone": model.get("backbone"), "input_size": model.get("input_size", 0),
                        "precision": train.get("precision", "float32")})

@@ -884,7 +884,7 @@ def train(
             status, reason = "failed", f"Evaluation failed: {type(error).__name__}: {error}"
     if status == "failed":
         return TrainResult(status, reason, None, history, {"status": status, "reason": reason})
-    if config.train.strategy == "feature_extraction":
+    if _shares_backbone(config):
         from transfer_core.models import keep_backbone
 
         keep_backbone(engine.classifier, config.model, settings)
@@ -895,16 +895,21 @@ def _build(config: RunConfig, settings: Settings):
     from transfer_core.models import build_classifier
 
     train_batchnorm = config.freeze.train_batchnorm or config.train.strategy == "from_scratch"
-    if config.train.strategy != "feature_extraction":
+    if not _shares_backbone(config):
         from transfer_core.models import forget_kept_backbone
 
-        forget_kept_backbone()  # This run trains its own; a kept one would only take memory.
-    # Feature extraction never changes the backbone, so it may share the one an earlier run in
-    # this process kept (or a standby worker prebuilt); the head's seed makes the result the same.
+        forget_kept_backbone()  # This run builds its own; a kept one would only take memory.
     return build_classifier(
         config.model, config.dataset.num_classes, settings=settings, train_batchnorm=train_batchnorm,
-        reuse_backbone=config.train.strategy == "feature_extraction", seed=config.train.seed,
+        reuse_backbone=_shares_backbone(config), seed=config.train.seed,
     )
+
+
+def _shares_backbone(config: RunConfig) -> bool:
+    """Feature extraction never changes the backbone, so it may share the one an earlier run in
+    this process kept (or a standby worker prebuilt); the head's seed keeps the result the same.
+    Not under tf.distribute: its variables belong to that strategy."""
+    return config.train.strategy == "feature_extraction" and config.train.distribution == "none"
 
 
 def _epochs_total(config: RunConfig) -> int:

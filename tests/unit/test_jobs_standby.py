@@ -151,16 +151,17 @@ def test_after_a_feature_extraction_run_the_next_standby_prebuilds_its_backbone(
 
 
 def test_only_feature_extraction_runs_leave_a_backbone_to_prebuild(tmp_path):
-    def hint(strategy, weights="imagenet"):
-        run_dir = tmp_path / f"{strategy}-{weights}"
+    def hint(strategy, weights="imagenet", distribution="none"):
+        run_dir = tmp_path / f"{strategy}-{weights}-{distribution}"
         run_dir.mkdir()
         config = RunConfig(dataset=DatasetSpec(root=str(tmp_path), class_names=("a", "b")),
                            model=ModelSpec(weights=weights, input_size=160),
-                           train=TrainConfig(strategy=strategy))
+                           train=TrainConfig(strategy=strategy, distribution=distribution))
         (run_dir / "config.json").write_text(json.dumps(config.to_dict()))
         return jobs._prebuild_hint(run_dir)
 
     assert '"input_size": 160' in hint("feature_extraction")
     assert hint("fine_tuning") is None
     assert hint("feature_extraction", weights="random") is None
+    assert hint("feature_extraction", distribution="mirrored") is None
     assert jobs._prebuild_hint(tmp_path / "missing") is None
