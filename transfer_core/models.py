@@ -33,7 +33,9 @@ POOL_LAYER = "pool"
 # backbone: building one (Keras creates every layer and variable, then loads the file) costs
 # ~0.4 s for the smallest MobileNet, more than a whole run on cached features. Feature extraction
 # never changes the backbone, so runs may share it; a fingerprint of its weights guards against
-# anyone having trained it since (a shared one is never handed out changed).
+# anyone having trained it since (a shared one is never handed out changed). Each run gets its own
+# wrapper model over the kept layers: Keras records every call of a model, and a kept object that
+# runs called would keep every earlier run's head reachable.
 _kept_backbone: tuple[tuple, keras.Model, tuple[float, ...]] | None = None
 
 
@@ -109,7 +111,14 @@ def _take_kept_backbone(key: tuple | None) -> keras.Model | None:
     if _fingerprint(backbone) != fingerprint:
         _kept_backbone = None  # Trained since it was kept: build a fresh one.
         return None
-    return backbone
+    return _rewrap(backbone)
+
+
+def _rewrap(backbone: keras.Model) -> keras.Model:
+    """A new model over the same layers and variables (no copy; ~10 ms)."""
+    import keras
+
+    return keras.Model(backbone.input, backbone.output, name=BACKBONE_LAYER)
 
 
 def keep_backbone(classifier: Classifier, spec: ModelSpec, settings: Settings | None = None) -> None:
@@ -119,9 +128,9 @@ def keep_backbone(classifier: Classifier, spec: ModelSpec, settings: Settings | 
     key = _backbone_key(spec, classifier.input_size, settings)
     if key is None:
         return
-    if _kept_backbone is not None and _kept_backbone[:2] == (key, classifier.backbone):
+    if _kept_backbone is not None and _kept_backbone[0] == key and classifier.reused_backbone:
         return  # The run used the kept one, frozen: its fingerprint still holds.
-    _kept_backbone = (key, classifier.backbone, _fingerprint(classifier.backbone))
+    _kept_backbone = (key, _rewrap(classifier.backbone), _fingerprint(classifier.backbone))
 
 
 def prebuild_backbone(spec: ModelSpec, settings: Settings | None = None) -> None:

@@ -49,7 +49,8 @@ def test_a_second_feature_extraction_run_reuses_the_backbone_with_the_same_resul
     assert first.report["reused_backbone"] is False
     second = _run(tiny_dataset, settings)
     assert second.report["reused_backbone"] is True
-    assert second.classifier.backbone is first.classifier.backbone
+    # The same layers and variables (no copy), in a model of its own.
+    assert second.classifier.backbone.weights[0] is first.classifier.backbone.weights[0]
     # The head's initial weights depend on the seed only, so reuse does not change the result.
     models.forget_kept_backbone()
     third = _run(tiny_dataset, settings)
@@ -62,6 +63,39 @@ def test_a_second_feature_extraction_run_reuses_the_backbone_with_the_same_resul
                                third.classifier.model.predict(images, verbose=0), rtol=1e-4, atol=1e-6)
 
 
+def test_models_on_a_shared_backbone_save_and_load_like_any_other(tiny_dataset, settings, tmp_path):
+    from transfer_core.explain import load_model
+    from transfer_core.jobs import save_model
+
+    images = np.random.default_rng(1).uniform(0, 255, (4, 96, 96, 3)).astype("float32")
+    first = _run(tiny_dataset, settings)
+    second = _run(tiny_dataset, settings, model=dataclasses.replace(PRETRAINED, hidden_units=8))
+    assert second.report["reused_backbone"] is True
+    # Both results stay usable and save their own head (what the app's worker and Export do).
+    for name, result in (("first", first), ("second", second)):
+        save_model(result.classifier.model, tmp_path / f"{name}.keras")
+        loaded = load_model(tmp_path / f"{name}.keras")
+        np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                                   result.classifier.model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    assert load_model(tmp_path / "second.keras").get_layer("head").get_layer("hidden") is not None
+
+
+def test_sharing_a_backbone_keeps_no_earlier_run_alive(tiny_dataset, settings):
+    import gc
+    import weakref
+
+    _run(tiny_dataset, settings)
+    heads = []
+    for hidden in (4, 8, 16):
+        result = _run(tiny_dataset, settings, model=dataclasses.replace(PRETRAINED, hidden_units=hidden))
+        assert result.report["reused_backbone"] is True
+        heads.append(weakref.ref(result.classifier.head))
+        del result
+    gc.collect()
+    # A notebook sweeping head settings must not pile up every earlier model in memory.
+    assert [head() is None for head in heads] == [True, True, True]
+
+
 def test_a_backbone_trained_after_it_was_kept_is_never_handed_out(tiny_dataset, settings):
     first = _run(tiny_dataset, settings)
     # Someone fine-tunes the first result's model in place (library use).
@@ -69,7 +103,7 @@ def test_a_backbone_trained_after_it_was_kept_is_never_handed_out(tiny_dataset, 
     first.classifier.backbone.set_weights([weights[0] + 1.0, *weights[1:]])
     second = _run(tiny_dataset, settings)
     assert second.report["reused_backbone"] is False
-    assert second.classifier.backbone is not first.classifier.backbone
+    assert second.classifier.backbone.weights[0] is not first.classifier.backbone.weights[0]
     for got, expected in zip(second.classifier.backbone.get_weights(), _fresh_backbone_weights(settings),
                              strict=True):
         np.testing.assert_array_equal(got, expected)
@@ -80,7 +114,7 @@ def test_fine_tuning_builds_its_own_backbone_and_leaves_the_kept_one_alone(tiny_
     before = first.classifier.backbone.get_weights()
     tuned = _run(tiny_dataset, settings, strategy="fine_tuning", fine_tune_epochs=1)
     assert tuned.report["reused_backbone"] is False
-    assert tuned.classifier.backbone is not first.classifier.backbone
+    assert tuned.classifier.backbone.weights[0] is not first.classifier.backbone.weights[0]
     for got, expected in zip(first.classifier.backbone.get_weights(), before, strict=True):
         np.testing.assert_array_equal(got, expected)
 
