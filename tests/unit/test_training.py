@@ -55,6 +55,16 @@ def test_feature_extraction_runs_head_on_features_computed_once(tiny_dataset, se
     assert report["trainable_params"] == result.classifier.head.count_params()
 
 
+def test_training_the_head_leaves_the_graph_optimiser_setting_as_it_was(tiny_dataset, settings):
+    import tensorflow as tf
+
+    for strategy in ("feature_extraction", "fine_tuning"):
+        result, _ = _collect(_config(tiny_dataset, strategy=strategy), settings)
+        assert result.status == "finished", result.reason
+        # Grappler is off only while the head's step runs; conv layers need it afterwards.
+        assert tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) is False
+
+
 def test_feature_extraction_leaves_backbone_weights_unchanged(tiny_dataset, settings):
     import keras
 
