@@ -136,10 +136,12 @@ class RunProgress:
 
 
 def format_seconds(seconds: float | None) -> str:
-    """``75`` -> ``"1 min 15 s"``; ``None`` -> ``"?"``."""
+    """``75`` -> ``"1 min 15 s"``, ``0.26`` -> ``"0.3 s"``; ``None`` -> ``"?"``."""
     if seconds is None or not math.isfinite(seconds):
         return "?"
-    seconds = max(0, int(round(seconds)))
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f} s"  # A run on cached features takes well under a second.
+    seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"
     minutes, rest = divmod(seconds, 60)

@@ -177,8 +177,10 @@ def result_panel(info: RunInfo) -> None:
         cols[3].metric("Time", live.format_seconds(report.get("seconds")))
         cols[4].metric("Trainable parameters", f"{report.get('trainable_params', 0):,}")
         if report.get("cache_hits"):
+            reused = " and the backbone an earlier run had built was reused" if report.get("reused_backbone") else ""
             st.caption(
-                "Backbone features came from the cache (same images, backbone and size as an earlier run)."
+                "Backbone features came from the cache (same images, backbone and size as an earlier run)"
+                f"{reused}."
             )
     if len(metrics):
         _charts(metrics, batch_frame(events), key="result")

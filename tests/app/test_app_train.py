@@ -387,3 +387,14 @@ def test_an_unknown_run_in_the_url_is_ignored(at):
     reloaded.run()
     assert not reloaded.exception, reloaded.exception
     assert "run_id" not in reloaded.session_state
+
+
+def test_a_finished_run_says_what_it_reused_and_shows_sub_second_times(at):
+    report = {**_report(), "cache_hits": ["pool", "pool"], "reused_backbone": True, "seconds": 0.26}
+    run_dir = _fake_run(at, alive=False, events=[{"type": "finished"}], report=report)
+    at.session_state["run_id"] = run_dir.name
+    at.run()
+    assert not at.exception, at.exception
+    assert any("came from the cache" in c.value and "backbone an earlier run had built was reused" in c.value
+               for c in at.caption)
+    assert any(m.label == "Time" and m.value == "0.3 s" for m in at.metric)
