@@ -1,6 +1,7 @@
 """Feature extraction against one forward pass and against the textbook frozen-base fit.
 
-Measures, on the same images, split, backbone and epochs (medians of --repeats):
+Measures, on the same images, split, backbone and epochs (medians of --repeats; repeat i uses
+seed i for every method, so accuracies are compared over seeds, not one draw):
 
 - forward:   build the feature extractor and run it once over every image
              (decode + resize + backbone + pooling): the floor for any frozen-base method;
@@ -54,11 +55,11 @@ def _forward(spec, settings, model_spec) -> float:
     return time.perf_counter() - started
 
 
-def _ours(spec, settings, model_spec, epochs, *, cold: bool) -> tuple[float, float]:
+def _ours(spec, settings, model_spec, epochs, *, cold: bool, seed: int) -> tuple[float, float]:
     from transfer_core.config import RunConfig, TrainConfig
     from transfer_core.training import train
 
-    config = RunConfig(dataset=spec, model=model_spec, train=TrainConfig(epochs=epochs))
+    config = RunConfig(dataset=spec, model=model_spec, train=TrainConfig(epochs=epochs, seed=seed))
     if cold:
         from transfer_core.models import forget_kept_backbone
 
@@ -70,20 +71,21 @@ def _ours(spec, settings, model_spec, epochs, *, cold: bool) -> tuple[float, flo
     return seconds, result.report["val_accuracy"]
 
 
-def _textbook(spec, settings, model_spec, epochs) -> tuple[float, float]:
+def _textbook(spec, settings, model_spec, epochs, *, seed: int) -> tuple[float, float]:
     import keras
 
     from transfer_core.data import make_tf_dataset
     from transfer_core.models import build_classifier
     from transfer_core.training import reset_keras_state
 
-    reset_keras_state(0)
+    reset_keras_state(seed)
     started = time.perf_counter()
     classifier = build_classifier(model_spec, spec.num_classes, settings=settings)
     model = classifier.model
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    train_ds = make_tf_dataset(spec, "train", image_size=classifier.input_size, batch_size=32, shuffle=True)
+    train_ds = make_tf_dataset(spec, "train", image_size=classifier.input_size, batch_size=32, shuffle=True,
+                                seed=seed)
     val_ds = make_tf_dataset(spec, "val", image_size=classifier.input_size, batch_size=32)
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0)
     _, accuracy = model.evaluate(val_ds, verbose=0)
@@ -125,10 +127,10 @@ def main() -> int:
     for repeat in range(args.repeats):
         settings = Settings(home=work / f"home{repeat}", weights_dir=Path(args.weights_dir))
         times["forward"].append(_forward(spec, settings, model_spec))
-        seconds, acc = _ours(spec, settings, model_spec, args.epochs, cold=True)
+        seconds, acc = _ours(spec, settings, model_spec, args.epochs, cold=True, seed=repeat)
         times["ours_cold"].append(seconds)
         accuracy["ours_cold"].append(acc)
-        seconds, acc = _ours(spec, settings, warm_head, args.epochs, cold=False)
+        seconds, acc = _ours(spec, settings, warm_head, args.epochs, cold=False, seed=repeat)
         times["ours_warm"].append(seconds)
         accuracy["ours_warm"].append(acc)
         print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items() if v), flush=True)
@@ -136,7 +138,7 @@ def main() -> int:
     # made every later garbage collection (and so every later run of any method) slower.
     for repeat in range(0 if args.skip_textbook else args.repeats):
         settings = Settings(home=work / f"home{repeat}", weights_dir=Path(args.weights_dir))
-        seconds, acc = _textbook(spec, settings, model_spec, args.epochs)
+        seconds, acc = _textbook(spec, settings, model_spec, args.epochs, seed=repeat)
         times["textbook"].append(seconds)
         accuracy["textbook"].append(acc)
         print(f"textbook repeat {repeat + 1}: {seconds:.2f}s", flush=True)
@@ -150,6 +152,7 @@ def main() -> int:
         "seconds": times,
         "median_seconds": median,
         "val_accuracy": accuracy,
+        "median_val_accuracy": {k: statistics.median(v) for k, v in accuracy.items() if v},
         "ratios": {
             "ours_cold_over_forward": median["ours_cold"] / median["forward"],
             "textbook_over_ours_cold": median["textbook"] / median["ours_cold"] if "textbook" in median else None,
