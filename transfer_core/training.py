@@ -697,7 +697,7 @@ def _fit_loop(model, callback, epochs: int, optimizer, input_shape, *, tf_dtype,
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     # Create the optimizer's slot variables now: variables created inside the first trace make
-    # tf.function trace the whole step twice (whole network: first epoch 8.4 s -> 4.5 s,
+    # tf.function trace the whole step twice (whole network: first epoch 8.6 s -> 4.4 s,
     # bench/bench_first_step.py; head: 0.14 s -> 0.05 s).
     optimizer.build(model.trainable_variables)
     weight_of_class = None

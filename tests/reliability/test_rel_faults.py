@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from run_factory import wait_for
 
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.runs import EventLog, RunStore, atomic_write_json, load_run, read_pid, write_pid
@@ -36,15 +37,6 @@ def _config(spec, **train) -> RunConfig:
         freeze=FreezePlan(mode="top_blocks", top_blocks=1),
         train=TrainConfig(**{"epochs": 1, "batch_size": 8, **train}),
     )
-
-
-def _wait_for(predicate, timeout: float = 90.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def _dead_pid() -> int:
@@ -196,10 +188,10 @@ def test_killed_worker_page_shows_interrupted_and_the_next_run_starts(page) -> N
     assert not at.exception, at.exception
     run_id = at.session_state["run_id"]
     run_dir = workspace.runs_dir / run_id
-    assert _wait_for(lambda: any(e.get("type") == "batch_end" for e in load_run(run_dir).events()), 120)
+    assert wait_for(lambda: any(e.get("type") == "batch_end" for e in load_run(run_dir).events()), 120)
     pid, _ = read_pid(run_dir)
     os.killpg(pid, signal.SIGKILL)  # The kernel's OOM killer, a crash in TensorFlow, kill -9.
-    assert _wait_for(lambda: load_run(run_dir).status == "interrupted", 15)
+    assert wait_for(lambda: load_run(run_dir).status == "interrupted", 15)
 
     at.run()
     assert not at.exception, at.exception
@@ -216,7 +208,7 @@ def test_killed_worker_page_shows_interrupted_and_the_next_run_starts(page) -> N
     assert not at.exception, at.exception
     following = at.session_state["run_id"]
     assert following != run_id
-    assert _wait_for(lambda: not load_run(workspace.runs_dir / following).is_active, 180)
+    assert wait_for(lambda: not load_run(workspace.runs_dir / following).is_active, 180)
     at.run()
     assert any(s.value == "Finished." for s in at.success), [e.value for e in at.error]
     statuses = dict(zip(_runs_table(at)["run"], _runs_table(at)["status"], strict=True))
@@ -245,11 +237,11 @@ def test_server_restart_mid_run_keeps_finished_runs_and_marks_the_killed_one(pag
     running = jobs.start_run(
         _config(spec, strategy="from_scratch", epochs=200), runs_dir=workspace.runs_dir, settings=settings
     )
-    assert _wait_for(lambda: load_run(running).status == "running", 120)
+    assert wait_for(lambda: load_run(running).status == "running", 120)
     os.killpg(read_pid(running)[0], signal.SIGKILL)
 
     store = RunStore(workspace.runs_dir)  # The restarted server knows nothing but the files.
-    assert _wait_for(lambda: store.load(running.name).status == "interrupted", 15)
+    assert wait_for(lambda: store.load(running.name).status == "interrupted", 15)
     infos = {info.run_id: info for info in store.list_runs()}
     assert {run_id: info.status for run_id, info in infos.items()} == {
         finished[0].name: "finished",
@@ -290,12 +282,14 @@ def test_a_run_survives_the_server_process_dying(tmp_path, tiny_dataset) -> None
         "print(run_dir, flush=True)\n"
         "time.sleep(600)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(Path(__file__).parent)])}
+    # The child imports this module, which imports tests/run_factory.py.
+    test_dirs = [str(Path(__file__).parent), str(Path(__file__).parent.parent)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *test_dirs])}
     server = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT
     )
     run_dir = Path(server.stdout.readline().strip())
-    assert _wait_for(lambda: load_run(run_dir).status == "running", 120)
+    assert wait_for(lambda: load_run(run_dir).status == "running", 120)
     server.kill()
     server.wait()
     from transfer_core.jobs import follow
