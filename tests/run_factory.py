@@ -11,7 +11,8 @@ from pathlib import Path
 
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.jobs import save_model
-from transfer_core.runs import EventLog, RunStore, atomic_write_json
+from transfer_core.fileio import atomic_write_json
+from transfer_core.runs import EventLog, RunStore
 from transfer_core.training import TrainResult, train
 
 TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)

@@ -272,7 +272,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     runs = [_run_one(config, settings, runs_dir, args.quiet) for config in configs]
     report = {"data": spec.root, "backbone": args.backbone, "seed": args.seed, "runs": runs}
     if args.report:
-        from transfer_core.runs import atomic_write_json
+        from transfer_core.fileio import atomic_write_json
 
         atomic_write_json(Path(args.report), report)
     print(json.dumps(report, indent=2))

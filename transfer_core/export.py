@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from transfer_core.config import RunConfig
+from transfer_core.fileio import atomic_path
 
 __all__ = [
     "EXPORT_FOLDER",
@@ -99,15 +100,8 @@ class ExportBundle:
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _model_file(run_dir: Path) -> Path:
@@ -136,17 +130,10 @@ def export_keras(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path
 
 
 def _zip_folder(folder: Path, archive: Path, root_name: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as handle:
-            for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    handle.write(path, f"{root_name}/{path.relative_to(folder).as_posix()}")
-        os.replace(tmp, archive)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as handle:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                handle.write(path, f"{root_name}/{path.relative_to(folder).as_posix()}")
 
 
 def export_saved_model(model: Any, out_dir: str | os.PathLike) -> tuple[Path, Path]:
@@ -198,7 +185,7 @@ def export_tflite(saved_model_dir: str | os.PathLike, out_path: str | os.PathLik
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     flatbuffer = converter.convert()
     out_path = Path(out_path)
-    from transfer_core.runs import atomic_write_bytes
+    from transfer_core.fileio import atomic_write_bytes
 
     atomic_write_bytes(out_path, bytes(flatbuffer))
     return out_path
@@ -217,7 +204,7 @@ def write_labels(class_names: Sequence[str], path: str | os.PathLike) -> Path:
     Raises:
         ValueError: A class name contains a line break (it would shift every later label).
     """
-    from transfer_core.runs import atomic_write_text
+    from transfer_core.fileio import atomic_write_text
 
     bad = [name for name in class_names if "\n" in name or "\r" in name]
     if bad:
@@ -317,7 +304,7 @@ def save_parity(frame: pd.DataFrame, run_dir: str | os.PathLike) -> Path:
     Returns:
         The JSON file.
     """
-    from transfer_core.runs import atomic_write_json
+    from transfer_core.fileio import atomic_write_json
 
     path = Path(run_dir) / EXPORT_FOLDER / PARITY_FILE
     clean = frame.astype(object).where(frame.notna(), None)

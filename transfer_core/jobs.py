@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from transfer_core.config import RunConfig, Settings
+from transfer_core.fileio import atomic_path, atomic_write_json, atomic_write_text
+from transfer_core.processes import process_alive, process_start_time
 from transfer_core.runs import (
     TERMINAL_EVENTS,
     EventLog,
     RunStore,
-    atomic_write_json,
-    atomic_write_text,
     load_run,
     read_events,
     read_pid,
@@ -182,7 +182,6 @@ class _Standby:
 
 def _standby_entries(directory: Path, key: str, state: str) -> list[tuple[Path, int]]:
     """Files of live standbys in ``state``; files of dead ones are removed."""
-    from transfer_core.runs import _process_alive
 
     if not directory.exists():
         return []
@@ -193,7 +192,7 @@ def _standby_entries(directory: Path, key: str, state: str) -> list[tuple[Path, 
             start_time = json.loads(path.read_text()).get("start_time")
         except (OSError, ValueError, IndexError, json.JSONDecodeError, AttributeError):
             continue  # Being renamed right now, or not ours.
-        if _process_alive(pid, start_time):
+        if process_alive(pid, start_time):
             entries.append((path, pid))
         else:
             path.unlink(missing_ok=True)
@@ -201,7 +200,6 @@ def _standby_entries(directory: Path, key: str, state: str) -> list[tuple[Path, 
 
 
 def _start_standby_unless_one_exists(directory: Path, key: str, env: dict[str, str]) -> None:
-    from transfer_core.runs import process_start_time
 
     if _standby_entries(directory, key, "warming") or _standby_entries(directory, key, "ready"):
         return
@@ -218,10 +216,9 @@ def ensure_standby(settings: Settings) -> None:
 
 def _start_successor_standby(settings: Settings, run_dir: Path) -> None:
     """Called by a worker whose run has ended: the next standby, if the server still lives."""
-    from transfer_core.runs import _process_alive
 
     key, owner = os.environ.get(_STANDBY_KEY_ENV), os.environ.get(_STANDBY_OWNER_ENV, "")
-    if not key or not owner.isdigit() or not _process_alive(int(owner), None):
+    if not key or not owner.isdigit() or not process_alive(int(owner), None):
         return
     env = {k: v for k, v in os.environ.items() if k != _STANDBY_PREBUILD_ENV}
     prebuild = _prebuild_hint(run_dir)
@@ -288,7 +285,6 @@ def standby_main(directory: Path, key: str, idle_seconds: float = STANDBY_IDLE_S
 
     import transfer_core.models  # noqa: F401
     import transfer_core.training  # noqa: F401
-    from transfer_core.runs import _process_alive
 
     tf.constant(1.0) + 1.0  # Starts TensorFlow's runtime (thread pools, kernels) too.
 
@@ -315,7 +311,7 @@ def standby_main(directory: Path, key: str, idle_seconds: float = STANDBY_IDLE_S
         if claimed_at is not None and time.time() - claimed_at > 30:
             claimed.unlink(missing_ok=True)  # The server that claimed us died before handing over a run.
             return 0
-        if claimed_at is None and (time.time() > idle_until or not _process_alive(owner, None)):
+        if claimed_at is None and (time.time() > idle_until or not process_alive(owner, None)):
             try:
                 os.unlink(ready)  # Retire, unless a server claims us at this very moment.
                 return 0
@@ -406,7 +402,6 @@ def _queue_dir(settings: Settings) -> Path:
 
 def _live_queue(settings: Settings) -> list[Path]:
     """Queue entries of live workers, oldest first; entries of dead workers are removed."""
-    from transfer_core.runs import _process_alive
 
     queue = _queue_dir(settings)
     if not queue.exists():
@@ -415,7 +410,7 @@ def _live_queue(settings: Settings) -> list[Path]:
     for entry in sorted(queue.iterdir()):
         try:
             data = json.loads(entry.read_text())
-            alive = _process_alive(int(data["pid"]), data.get("start_time"))
+            alive = process_alive(int(data["pid"]), data.get("start_time"))
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             alive = False
         if alive:
@@ -442,7 +437,6 @@ def _register_in_queue(settings: Settings, run_dir: Path, pid: int) -> Path:
     queue order is the order runs were started (``config.json`` is written before the worker exists),
     not the order worker processes happened to reach the queue.
     """
-    from transfer_core.runs import process_start_time
 
     run_dir = Path(run_dir).resolve()
     queue = _queue_dir(settings)
@@ -557,15 +551,12 @@ def _work(run_dir: Path, settings: Settings) -> int:
 
 
 def save_model(model, path: Path) -> None:
-    """Save a Keras model atomically (``.keras`` files are zips; half a zip is useless)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
+    """Save a Keras model atomically (``.keras`` files are zips; half a zip is useless).
+
+    A disk that fills up mid-save leaves no half file behind.
+    """
+    with atomic_path(path, keep_suffix=True) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # A disk that filled up mid-save leaves no half file behind.
-        raise
 
 
 def _finish(run_dir: Path, log: EventLog, status: str, reason: str, report: dict[str, Any]) -> None:

@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,43 +31,11 @@ from typing import Any
 import pandas as pd
 
 from transfer_core.config import RunConfig
+from transfer_core.fileio import atomic_write_json, json_default
+from transfer_core.processes import process_alive, process_start_time
 
 TERMINAL_EVENTS = ("finished", "stopped", "failed")
 STATUSES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # NumPy scalars.
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"Not JSON serialisable: {type(value).__name__}")
 
 
 class EventLog:
@@ -89,7 +56,7 @@ class EventLog:
 
     def write(self, event: dict[str, Any]) -> None:
         record = {"time": round(time.time(), 4), **event}
-        line = json.dumps(record, default=_json_default, allow_nan=True) + "\n"
+        line = json.dumps(record, default=json_default, allow_nan=True) + "\n"
         os.write(self._fd, line.encode("utf-8"))
 
     def close(self) -> None:
@@ -129,45 +96,6 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
         except json.JSONDecodeError:
             events.append({"type": "corrupt_line", "text": line[:200].decode("utf-8", "replace")})
     return events, offset + end + 1
-
-
-def _process_alive(pid: int, start_time: float | None) -> bool:
-    """True if ``pid`` runs and (on Linux) is the same process that wrote the pid file."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    if start_time is not None and stat.exists():
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[0] == "Z":  # A zombie has finished.
-                return False
-            ticks = os.sysconf("SC_CLK_TCK")
-            boot = _boot_time()
-            started = boot + int(fields[19]) / ticks
-            return abs(started - start_time) < 5.0
-        except (OSError, IndexError, ValueError):
-            return True
-    return True
-
-
-def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime"):
-            return float(line.split()[1])
-    return 0.0
-
-
-def process_start_time(pid: int) -> float | None:
-    """Start time of ``pid`` in seconds since the epoch (Linux), else None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 @dataclass
@@ -359,4 +287,4 @@ def worker_alive(path: Path) -> bool:
         return config.exists() and time.time() - config.stat().st_mtime < 10 and not (
             Path(path) / "events.jsonl"
         ).exists()
-    return _process_alive(*pid_info)
+    return process_alive(*pid_info)

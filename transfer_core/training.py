@@ -405,7 +405,7 @@ class _Engine:
             return None
         import keras
 
-        from transfer_core.data.pipeline import DECODE_VERSION
+        from transfer_core.data.decode import DECODE_VERSION
 
         payload = {
             "what": what,
@@ -439,7 +439,7 @@ class _Engine:
         if cache_path is not None and outputs.nbytes <= MAX_PREFIX_CACHE_BYTES:
             import io
 
-            from transfer_core.runs import atomic_write_bytes
+            from transfer_core.fileio import atomic_write_bytes
 
             buffer = io.BytesIO()
             np.save(buffer, outputs, allow_pickle=False)
@@ -828,7 +828,7 @@ def preflight(config: RunConfig, settings: Settings | None = None) -> None:
             "Training needs images in both the training and the validation split. "
             f"Received: train={int(counts.get('train', 0))}, val={int(counts.get('val', 0))} images"
         )
-    if config.model.weights == "imagenet" and zoo._offline_only():
+    if config.model.weights == "imagenet" and zoo.offline_only():
         # Resolving raises WeightsUnavailableError with the file name and where to put it.
         zoo.resolve_weights(config.model.backbone, input_size, settings=settings)
 

@@ -555,7 +555,8 @@ def check_input_size(key: str, input_size: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def _offline_only() -> bool:
+def offline_only() -> bool:
+    """True when TRANSFER_OFFLINE forbids downloading weights."""
     return os.environ.get("TRANSFER_OFFLINE", "").strip().lower() in ("1", "true", "yes")
 
 
@@ -678,7 +679,7 @@ def resolve_weights(
     found = _find_local(names, dirs)
     if found is not None:
         return str(found)
-    if _offline_only():
+    if offline_only():
         raise WeightsUnavailableError(
             _unavailable_message(
                 info, names, dirs, "no local copy, and downloads are off (TRANSFER_OFFLINE=1)."

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, TrainConfig
-from transfer_core.runs import EventLog, RunStore, atomic_write_json, process_start_time
+from transfer_core.fileio import atomic_write_json
+from transfer_core.processes import process_start_time
+from transfer_core.runs import EventLog, RunStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")

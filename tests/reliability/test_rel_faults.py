@@ -23,7 +23,8 @@ import pytest
 from run_factory import wait_for
 
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
-from transfer_core.runs import EventLog, RunStore, atomic_write_json, load_run, read_pid, write_pid
+from transfer_core.fileio import atomic_write_json
+from transfer_core.runs import EventLog, RunStore, load_run, read_pid, write_pid
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")

@@ -166,11 +166,11 @@ def test_an_unwritable_cache_folder_falls_back_to_decoding(spec, tmp_path: Path)
 
 def test_a_full_disk_falls_back_and_leaves_no_temporary_file(spec, tmp_path: Path, monkeypatch) -> None:
     cache = tmp_path / "cache"
-    real_fdopen = os.fdopen
+    real_open = open
 
     class FullDisk(io.RawIOBase):
-        def __init__(self, fd: int, *args, **kwargs) -> None:
-            self.handle = real_fdopen(fd, *args, **kwargs)
+        def __init__(self, file, *args, **kwargs) -> None:
+            self.handle = real_open(file, *args, **kwargs)
 
         def write(self, data) -> int:
             raise OSError(28, "No space left on device")
@@ -178,7 +178,7 @@ def test_a_full_disk_falls_back_and_leaves_no_temporary_file(spec, tmp_path: Pat
         def close(self) -> None:
             self.handle.close()
 
-    monkeypatch.setattr(image_cache.os, "fdopen", FullDisk)
+    monkeypatch.setattr(image_cache, "open", FullDisk, raising=False)
     expected = batches(make_tf_dataset(spec, "train", image_size=SIZE, batch_size=4))
     assert_same(batches(make_tf_dataset(spec, "train", image_size=SIZE, batch_size=4, cache_dir=cache)), expected)
     assert cache_files(cache) == [] and not list(cache.glob("*.tmp"))

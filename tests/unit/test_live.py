@@ -165,7 +165,8 @@ def test_runs_table_has_one_row_per_run(tmp_path):
 
 
 def test_follower_status_comes_from_events_and_the_worker(tmp_path):
-    from transfer_core.runs import atomic_write_json, process_start_time
+    from transfer_core.fileio import atomic_write_json
+    from transfer_core.processes import process_start_time
 
     follower = live.EventFollower(tmp_path)
     atomic_write_json(
@@ -184,7 +185,7 @@ def test_follower_status_comes_from_events_and_the_worker(tmp_path):
 
 
 def test_follower_of_a_dead_worker_has_ended(tmp_path):
-    from transfer_core.runs import atomic_write_json
+    from transfer_core.fileio import atomic_write_json
 
     atomic_write_json(tmp_path / "worker.pid", {"pid": 2**22 + 11, "start_time": 0})
     with EventLog(tmp_path / "events.jsonl") as log:

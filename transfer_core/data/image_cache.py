@@ -9,7 +9,7 @@ file per key::
     <cache_dir>/<key>.imgcache
 
 The key hashes the split's image SHA-256s (in manifest order), the image size,
-the decode version of ``_decode_and_resize`` and the TensorFlow version, so a
+the decode version of ``decode_and_resize`` and the TensorFlow version, so a
 changed data set, size or decoder never reads stale pixels.
 
 File layout (little endian)::
@@ -50,7 +50,6 @@ import logging
 import os
 import shutil
 import struct
-import tempfile
 import threading
 import time
 import weakref
@@ -61,7 +60,9 @@ from pathlib import Path
 import numpy as np
 
 from transfer_core.config import DatasetSpec
+from transfer_core.data.decode import DECODE_VERSION, decode_and_resize
 from transfer_core.data.manifest import read_manifest, split_paths
+from transfer_core.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,6 @@ class CachedSplit:
 def cache_key(shas: list[str], image_size: int) -> str:
     """The cache key of a split's images (manifest order) at one size."""
     import tensorflow as tf
-
-    from transfer_core.data.pipeline import DECODE_VERSION
 
     payload = {
         "format": FORMAT_VERSION,
@@ -381,44 +380,36 @@ def _fill(path: Path, key: str, paths: list[str], image_size: int,
     """Decode every image once (the pipeline's own function) and write the cache file atomically."""
     import tensorflow as tf
 
-    from transfer_core.data.pipeline import _decode_and_resize
-
     count = len(paths)
     row_bytes = image_size * image_size * 3
     header, data_offset = _header_bytes(key, count, image_size, np.zeros(count, np.uint32))
     decoded = (
         tf.data.Dataset.from_tensor_slices(paths)
-        .map(lambda p: tf.cast(_decode_and_resize(tf.io.read_file(p), image_size), tf.uint8),
+        .map(lambda p: tf.cast(decode_and_resize(tf.io.read_file(p), image_size), tf.uint8),
              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(_FILL_BATCH)
         .prefetch(2)
     )
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            crcs = np.zeros(count, np.uint32)
-            handle.write(header)
-            done = 0
-            for batch in decoded:
-                pixels = batch.numpy()
-                for row in pixels:
-                    crcs[done] = zlib.crc32(row.data)
-                    done += 1
-                handle.write(pixels.tobytes())
-                if progress is not None:
-                    progress(done, count)
-            if done != count:
-                raise OSError(errno.EIO, f"decoded {done} of {count} images")
-            final_header, final_offset = _header_bytes(key, count, image_size, crcs)
-            assert final_offset == data_offset and handle.tell() == data_offset + count * row_bytes
-            handle.seek(0)
-            handle.write(final_header)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        crcs = np.zeros(count, np.uint32)
+        handle.write(header)
+        done = 0
+        for batch in decoded:
+            pixels = batch.numpy()
+            for row in pixels:
+                crcs[done] = zlib.crc32(row.data)
+                done += 1
+            handle.write(pixels.tobytes())
+            if progress is not None:
+                progress(done, count)
+        if done != count:
+            raise OSError(errno.EIO, f"decoded {done} of {count} images")
+        final_header, final_offset = _header_bytes(key, count, image_size, crcs)
+        assert final_offset == data_offset and handle.tell() == data_offset + count * row_bytes
+        handle.seek(0)
+        handle.write(final_header)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class _fill_lock:  # noqa: N801 - used like a function: ``with _fill_lock(path):``

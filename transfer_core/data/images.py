@@ -48,7 +48,7 @@ class ImageRejected(ValueError):
 
 
 @dataclass
-class _DecodedImage:
+class DecodedImage:
     """The result of a safe decode, with what the storage step needs to know."""
 
     image: Image.Image
@@ -78,7 +78,7 @@ def load_image(data: bytes, name: str, max_pixels: int) -> tuple[Image.Image, li
         ImageRejected: When the bytes are not a usable image. The reason is
             short and plain, e.g. ``"the file is empty"``.
     """
-    decoded = _decode(data, name, max_pixels)
+    decoded = decode_upload(data, name, max_pixels)
     return decoded.image, decoded.notes
 
 
@@ -119,16 +119,16 @@ def decode_for_model(
         from transfer_core.config import Settings
 
         max_pixels = Settings().max_pixels
-    decoded = _decode(data, name, max_pixels)
-    stored_bytes, _, _, _ = _encode_for_storage(data, decoded)
+    decoded = decode_upload(data, name, max_pixels)
+    stored_bytes, _, _, _ = encode_for_storage(data, decoded)
 
     # Imported here so that importing transfer_core.data stays free of TensorFlow.
-    from transfer_core.data.pipeline import _decode_and_resize
+    from transfer_core.data.decode import decode_and_resize
 
-    return _decode_and_resize(stored_bytes, image_size).numpy()
+    return decode_and_resize(stored_bytes, image_size).numpy()
 
 
-def _decode(data: bytes, name: str, max_pixels: int) -> _DecodedImage:
+def decode_upload(data: bytes, name: str, max_pixels: int) -> DecodedImage:
     """Safe decode with the facts the storage step needs; see ``load_image``."""
     if not data:
         raise ImageRejected("the file is empty")
@@ -152,7 +152,7 @@ def _decode(data: bytes, name: str, max_pixels: int) -> _DecodedImage:
                 f"the file is truncated or corrupt (unreadable header: {_short(error)})"
             ) from None
 
-        decoded = _DecodedImage(image=image, source_format=image.format or "", source_mode=image.mode)
+        decoded = DecodedImage(image=image, source_format=image.format or "", source_mode=image.mode)
         # Pillow rejects truncated files unless another library in this process
         # switched that off globally; then the original bytes are never kept
         # (TensorFlow would fail on them in training), only the decoded pixels.
@@ -192,7 +192,7 @@ def _decode(data: bytes, name: str, max_pixels: int) -> _DecodedImage:
     return decoded
 
 
-def _load_pixels(decoded: _DecodedImage, name: str) -> Image.Image:
+def _load_pixels(decoded: DecodedImage, name: str) -> Image.Image:
     """Force a full decode of the first frame, so corrupt data is found now."""
     image = decoded.image
     if getattr(image, "is_animated", False) or getattr(image, "n_frames", 1) > 1:
@@ -208,7 +208,7 @@ def _load_pixels(decoded: _DecodedImage, name: str) -> Image.Image:
     return image
 
 
-def _apply_exif_orientation(image: Image.Image, decoded: _DecodedImage, name: str) -> Image.Image:
+def _apply_exif_orientation(image: Image.Image, decoded: DecodedImage, name: str) -> Image.Image:
     """Rotate/flip as the camera's EXIF orientation tag says, noting when it did."""
     try:
         orientation = image.getexif().get(_EXIF_ORIENTATION)
@@ -228,7 +228,7 @@ def _apply_exif_orientation(image: Image.Image, decoded: _DecodedImage, name: st
     return rotated
 
 
-def _to_rgb(image: Image.Image, decoded: _DecodedImage, name: str) -> Image.Image:
+def _to_rgb(image: Image.Image, decoded: DecodedImage, name: str) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB, compositing transparency on white."""
     mode = image.mode
     if mode == "RGB":
@@ -281,7 +281,7 @@ def _bit_depth_name(mode: str) -> str:
     return {"F": "32-bit float", "I": "32-bit integer"}.get(mode, "16-bit")
 
 
-def _encode_for_storage(data: bytes, decoded: _DecodedImage) -> tuple[bytes, str, int, int]:
+def encode_for_storage(data: bytes, decoded: DecodedImage) -> tuple[bytes, str, int, int]:
     """Bytes to store for a decoded image.
 
     A plain RGB JPEG that is small enough is kept byte for byte (re-encoding a

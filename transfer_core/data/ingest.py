@@ -42,7 +42,7 @@ from typing import BinaryIO
 import pandas as pd
 
 from transfer_core.config import DatasetSpec, Settings
-from transfer_core.data.images import ImageRejected, _decode, _encode_for_storage
+from transfer_core.data.images import ImageRejected, decode_upload, encode_for_storage
 from transfer_core.data.manifest import (
     IMAGES_FOLDER,
     INGEST_FILE,
@@ -340,8 +340,8 @@ def _ingest_into(
             skipped.append(SkippedFile(candidate.name, f"duplicate of {first_name[label, digest]}"))
             continue
         try:
-            decoded = _decode(data, candidate.name, settings.max_pixels)
-            stored_bytes, extension, width, height = _encode_for_storage(data, decoded)
+            decoded = decode_upload(data, candidate.name, settings.max_pixels)
+            stored_bytes, extension, width, height = encode_for_storage(data, decoded)
         except ImageRejected as rejection:
             skipped.append(SkippedFile(candidate.name, rejection.reason))
             continue

@@ -20,7 +20,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from transfer_core.config import DatasetSpec
+from transfer_core.fileio import atomic_write_bytes, atomic_write_text
 
 MANIFEST_COLUMNS = ("path", "label", "split", "sha256", "width", "height")
 SPLITS = ("train", "val", "test")
@@ -258,41 +258,13 @@ def safe_folder_name(label: str) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file so that readers see either the old or the new content.
-
-    Args:
-        path: Where to write.
-        text: The content (UTF-8).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write a UTF-8 text file so that readers see either the old or the new content."""
+    atomic_write_text(path, text)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a binary file atomically (temporary file, then ``os.replace``).
-
-    Args:
-        path: Where to write.
-        data: The content.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write a binary file atomically (temporary file, then ``os.replace``)."""
+    atomic_write_bytes(path, data)
 
 
 def write_csv_atomic(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:

@@ -8,21 +8,16 @@ seconds to load.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from transfer_core.config import DatasetSpec
+from transfer_core.data.decode import decode_and_resize
 from transfer_core.data.manifest import DataError, split_paths
 
 if TYPE_CHECKING:
     import tensorflow as tf
-
-# Version of ``_decode_and_resize``'s output: part of every key of stored pixels
-# (the decoded-image cache; worth adding to feature-cache keys too). Bump it
-# whenever the function's output can change. 2: rounded to whole numbers.
-DECODE_VERSION = 2
-
 
 def make_tf_dataset(
     spec: DatasetSpec,
@@ -88,7 +83,7 @@ def make_tf_dataset(
         dataset = dataset.repeat()
 
     def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return _decode_and_resize(tf.io.read_file(path), image_size), label
+        return decode_and_resize(tf.io.read_file(path), image_size), label
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -117,21 +112,6 @@ def load_split_arrays(spec: DatasetSpec, split: str, image_size: int) -> tuple[n
     images = np.concatenate([batch[0] for batch in batches]).astype(np.float32, copy=False)
     labels = np.concatenate([batch[1] for batch in batches]).astype(np.int32, copy=False)
     return images, labels
-
-
-def _decode_and_resize(contents: Any, image_size: int) -> tf.Tensor:
-    """Decode stored image bytes and resize them: the one function both training and prediction use.
-
-    The result is rounded to whole numbers 0..255 (float32), so it is exactly
-    representable as uint8: the decoded-image cache stores uint8 and gives back
-    the very same values. Bump ``DECODE_VERSION`` when this changes.
-    """
-    import tensorflow as tf
-
-    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    image = tf.image.resize(image, (image_size, image_size), method="bilinear")
-    return tf.clip_by_value(tf.round(tf.cast(image, tf.float32)), 0.0, 255.0)
 
 
 def _check_sizes(image_size: int, batch_size: int) -> None:

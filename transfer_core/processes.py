@@ -1,0 +1,48 @@
+"""Is a process still the one that wrote a pid file? (Linux /proc, with a portable fallback.)
+
+A leaf module (standard library only): the run store and the job runner both ask it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def process_alive(pid: int, start_time: float | None) -> bool:
+    """True if ``pid`` runs and (on Linux) is the same process that wrote the pid file."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if start_time is not None and stat.exists():
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] == "Z":  # A zombie has finished.
+                return False
+            ticks = os.sysconf("SC_CLK_TCK")
+            boot = boot_time()
+            started = boot + int(fields[19]) / ticks
+            return abs(started - start_time) < 5.0
+        except (OSError, IndexError, ValueError):
+            return True
+    return True
+
+
+def boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime"):
+            return float(line.split()[1])
+    return 0.0
+
+
+def process_start_time(pid: int) -> float | None:
+    """Start time of ``pid`` in seconds since the epoch (Linux), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
