@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
-from transfer_core.jobs import save_model
 from transfer_core.fileio import atomic_write_json
+from transfer_core.jobs import save_model
 from transfer_core.runs import EventLog, RunStore
 from transfer_core.training import TrainResult, train
 
