@@ -38,7 +38,7 @@ def _config(spec, args):
 
     return RunConfig(
         dataset=spec,
-        model=ModelSpec(backbone=args.backbone, input_size=args.input_size),
+        model=ModelSpec(backbone=args.backbone, input_size=args.input_size, weights="random"),
         train=TrainConfig(strategy="from_scratch", epochs=args.epochs, batch_size=32),
     )
 

@@ -21,7 +21,7 @@ from _common import DEFAULT_DATA, DEFAULT_WEIGHTS, ingest, median, write_result
 def _config(spec, args):
     from transfer_core.config import ModelSpec, RunConfig, TrainConfig
 
-    return RunConfig(dataset=spec, model=ModelSpec(backbone=args.backbone, input_size=args.input_size),
+    return RunConfig(dataset=spec, model=ModelSpec(backbone=args.backbone, input_size=args.input_size, weights="random"),
                      train=TrainConfig(strategy="from_scratch", epochs=args.epochs, batch_size=32))
 
 

@@ -272,8 +272,11 @@ class RunConfig(_DictMixin):
             elif not isinstance(value, cls):
                 _fail(f"{attr} must be a {cls.__name__}.", **{attr: value})
         if self.train.strategy == "from_scratch" and self.model.weights != "random":
-            # From scratch means no transfer: the same architecture, random weights.
-            object.__setattr__(self, "model", dataclasses.replace(self.model, weights="random"))
+            # Stored as given (never rewritten): the caller chooses random weights explicitly.
+            _fail(
+                'strategy "from_scratch" means no transfer: it needs ModelSpec(weights="random").',
+                weights=self.model.weights,
+            )
         if len(self.name) > 200:
             _fail("name must be at most 200 characters.", name=self.name)
 

@@ -7,6 +7,7 @@ No TensorFlow on import (the zoo is imported lazily and is TensorFlow-free).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,5 +239,10 @@ def train_config_from_form(values: dict[str, Any]) -> TrainConfig:
 def build_run_config(
     dataset: DatasetSpec, model: ModelSpec, freeze: FreezePlan, train: TrainConfig, name: str = ""
 ) -> RunConfig:
-    """The run to start, from the session's choices."""
+    """The run to start, from the session's choices.
+
+    From scratch means no transfer: its run gets random weights whatever the Model page chose.
+    """
+    if train.strategy == "from_scratch":
+        model = dataclasses.replace(model, weights="random")
     return RunConfig(dataset=dataset, model=model, freeze=freeze, train=train, name=name)

@@ -51,8 +51,17 @@ def test_bad_settings_fail_before_any_work_with_the_received_value(factory, mess
     assert message in str(info.value)
 
 
-def test_from_scratch_forces_random_weights():
-    config = RunConfig(dataset=_spec(), train=TrainConfig(strategy="from_scratch"))
+def test_from_scratch_with_pretrained_weights_is_refused_not_rewritten():
+    with pytest.raises(ValueError, match='needs ModelSpec\\(weights="random"\\)'):
+        RunConfig(dataset=_spec(), train=TrainConfig(strategy="from_scratch"))
+    config = RunConfig(dataset=_spec(), model=ModelSpec(weights="random"), train=TrainConfig(strategy="from_scratch"))
+    assert config.model.weights == "random"
+
+
+def test_build_run_config_gives_from_scratch_random_weights():
+    from transfer_core import presets
+
+    config = presets.build_run_config(_spec(), ModelSpec(), FreezePlan(), TrainConfig(strategy="from_scratch"))
     assert config.model.weights == "random"
 
 
