@@ -11,7 +11,13 @@ run store's status) read these names. :class:`~transfer_core.runs.EventLog` adds
 # No ``from __future__ import annotations``: TypedDict reads NotRequired from live annotations.
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, NotRequired, TypedDict
+
+# What receives the engine's events (an EventLog, a list's append, the CLI's progress line), and
+# what the engine polls after every batch.
+Emit = Callable[[dict[str, Any]], None]
+ShouldStop = Callable[[], bool]
 
 
 class _Event(TypedDict):

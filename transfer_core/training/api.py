@@ -8,7 +8,6 @@ best weights seen so far. Keras' global state is reset once at the start of each
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +15,10 @@ import numpy as np
 import pandas as pd
 
 from transfer_core.config import RunConfig, Settings
+from transfer_core.events import Emit, ShouldStop
 from transfer_core.runs import EPOCH_COLUMNS
 from transfer_core.training.errors import RunFailed, RunStopped
 from transfer_core.training.keras_state import distribution_scope, reset_keras_state
-
-Emit = Callable[[dict[str, Any]], None]
-ShouldStop = Callable[[], bool]
 
 
 @dataclass

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from transfer_core.config import RunConfig, Settings
+from transfer_core.events import Emit
 
-if TYPE_CHECKING:  # progress imports Keras; a context is only built inside a run.
-    from transfer_core.training.progress import Emit, ProgressTracker
+if TYPE_CHECKING:  # progress imports Keras at import time; this module must not.
+    from transfer_core.training.progress import ProgressTracker
 
 
 @dataclass

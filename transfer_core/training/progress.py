@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 import keras
 
+from transfer_core.events import Emit, ShouldStop
 from transfer_core.training.errors import RunStopped
-
-Emit = Callable[[dict[str, Any]], None]
-ShouldStop = Callable[[], bool]
 
 
 class ProgressTracker:
