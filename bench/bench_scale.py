@@ -47,11 +47,11 @@ def main() -> int:
         rows.append({
             "images": size,
             "generate_seconds": round(generate_seconds, 2),
-            "run_seconds": report["seconds"],
-            "feature_seconds": report["feature_seconds"],
-            "training_seconds": report["training_seconds"],
-            "peak_rss_mb": report["peak_rss_mb"],
-            "val_accuracy": report["val_accuracy"],
+            "run_seconds": report.seconds,
+            "feature_seconds": report.feature_seconds,
+            "training_seconds": report.training_seconds,
+            "peak_rss_mb": report.peak_rss_mb,
+            "val_accuracy": report.val_accuracy,
         })
         print(rows[-1], flush=True)
     write_result({"backbone": args.backbone, "input_size": args.input_size, "rows": rows}, args.out)

@@ -40,7 +40,7 @@ def _script(run_path: str, modified: float) -> str:
     from transfer_core.runs import load_run
 
     info = load_run(Path(run_path))
-    return export.generate_script(info.config, info.run_id, (info.report or {}).get("val_accuracy"))
+    return export.generate_script(info.config, info.run_id, (info.report.val_accuracy if info.report else None))
 
 
 runs = [info for info in compare.finished_runs(ws.store.list_runs()) if info.model_path.exists()]
@@ -59,7 +59,7 @@ run_id = st.selectbox(
 info = by_id[run_id]
 config = info.config
 modified = info.model_path.stat().st_mtime
-input_size = (info.report or {}).get("input_size") or config.model.input_size
+input_size = (info.report.input_size if info.report else None) or config.model.input_size
 short = run_id.rsplit("-", 1)[-1]
 
 st.markdown(

@@ -13,6 +13,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # No idle standby worker per app test (each would import TensorFlow on a 2-core machine); the
 # tests that are about it turn it on.
 os.environ.setdefault("TRANSFER_STANDBY_WORKER", "0")
+# Every EventLog (here and in the worker processes tests start) refuses an event type or field that
+# transfer_core.events does not declare.
+os.environ.setdefault("TRANSFER_CHECK_EVENTS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _DEFAULT_SHARED = REPO_ROOT.parent / "shared"

@@ -23,6 +23,8 @@ from transfer_core.config import (
     Settings,
     TrainConfig,
 )
+from transfer_core.events import TERMINAL_EVENTS
+from transfer_core.report import EMPTY_REPORT
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -80,67 +82,68 @@ def prepare_dataset(source: Path, settings: Settings, *, seed: int = 0, val_frac
 
 
 class _ProgressBar:
-    """One status line on stderr: stage, epoch, batch, loss, val accuracy, ETA."""
+    """One status line on stderr: stage, epoch, batch, loss, val accuracy, ETA.
+
+    Fraction done and ETA come from :func:`transfer_core.live.summarise_progress`, the same
+    summary the app's Train page shows.
+    """
 
     def __init__(self, label: str, stream=sys.stderr) -> None:
         self.label = label
         self.stream = stream
-        self.epochs_total = 0
-        self.epoch_seconds: list[float] = []
-        self.last_val = ""
+        self.events: list[dict[str, Any]] = []
         self.started = time.time()
         self.interactive = stream.isatty()
         self._last_draw = 0.0
 
+    def _due(self, final: bool) -> bool:
+        """Whether a line is drawn now: every final line; a redraw at most every 0.1 s (5 s to a file)."""
+        return final or time.time() - self._last_draw > (0.1 if self.interactive else 5)
+
     def _draw(self, text: str, final: bool = False) -> None:
         if self.interactive:
             self.stream.write("\r\033[K" + text + ("\n" if final else ""))
-            self.stream.flush()
-        elif final or time.time() - self._last_draw > 5:
+        else:
             self.stream.write(text + "\n")
-            self.stream.flush()
-            self._last_draw = time.time()
+        self.stream.flush()
+        self._last_draw = time.time()
 
     def __call__(self, event: dict[str, Any]) -> None:
+        from transfer_core.live import summarise_progress
+
+        self.events.append(event)
         kind = event.get("type")
         if kind == "run_started":
-            self.epochs_total = event.get("epochs_total", 0)
             self._draw(f"{self.label}: {event['num_train']} train / {event['num_val']} val images", final=True)
         elif kind == "queued":
             self._draw(f"{self.label}: {event.get('message', 'queued')}", final=True)
         elif kind == "stage":
             self._draw(f"{self.label}: {event['description']}", final=True)
-        elif kind == "progress":
+        elif kind == "progress" and self._due(False):
             self._draw(f"{self.label}: {event['stage']} {event['done']}/{event['total']} images")
-        elif kind == "batch_end":
-            epoch = event["epoch"]
-            bar = _bar(epoch - 1 + event["batch"] / max(event["batches"], 1), max(self.epochs_total, 1))
+        elif kind == "batch_end" and self._due(False):
+            progress = summarise_progress(self.events, now=event.get("time"))
+            last_val = f" val_acc {progress.last_val_accuracy:.3f}" if progress.last_val_accuracy is not None else ""
+            eta = f" ETA {progress.eta_seconds:.0f}s" if progress.eta_seconds is not None else ""
             self._draw(
-                f"{self.label}: {bar} epoch {epoch}/{self.epochs_total} batch {event['batch']}/"
-                f"{event['batches']} loss {event['loss']:.4f}{self.last_val}{self._eta(epoch)}"
+                f"{self.label}: {_bar(progress.fraction)} epoch {event['epoch']}/{progress.epochs_total} batch "
+                f"{event['batch']}/{event['batches']} loss {event['loss']:.4f}{last_val}{eta}"
             )
         elif kind == "epoch_end":
-            self.epoch_seconds.append(event["seconds"])
-            self.last_val = f" val_acc {event['val_accuracy']:.3f}"
+            total = summarise_progress(self.events).epochs_total
             self._draw(
-                f"{self.label}: epoch {event['epoch']}/{self.epochs_total} loss {event['loss']:.4f} "
+                f"{self.label}: epoch {event['epoch']}/{total} loss {event['loss']:.4f} "
                 f"acc {event['accuracy']:.3f} val_loss {event['val_loss']:.4f} "
                 f"val_acc {event['val_accuracy']:.3f} ({event['seconds']:.1f}s)",
                 final=True,
             )
-        elif kind in ("finished", "stopped", "failed"):
+        elif kind in TERMINAL_EVENTS:
             extra = f": {event['reason']}" if event.get("reason") else ""
             self._draw(f"{self.label}: {kind} after {time.time() - self.started:.1f}s{extra}", final=True)
 
-    def _eta(self, epoch: int) -> str:
-        if not self.epoch_seconds:
-            return ""
-        remaining = max(self.epochs_total - epoch + 1, 0) * (sum(self.epoch_seconds) / len(self.epoch_seconds))
-        return f" ETA {remaining:.0f}s"
 
-
-def _bar(done: float, total: float, width: int = 20) -> str:
-    filled = int(width * min(done / total, 1.0))
+def _bar(fraction: float, width: int = 20) -> str:
+    filled = int(width * min(max(fraction, 0.0), 1.0))
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
@@ -193,18 +196,18 @@ def _run_one(config: RunConfig, settings: Settings, runs_dir: Path, quiet: bool)
         print("\nstopping (keeps the best weights so far)...", file=sys.stderr)
         jobs.stop_and_wait(run_dir)
     info = load_run(run_dir)
-    report = info.report or {}
+    report = info.report or EMPTY_REPORT
     return {
         "strategy": config.train.strategy,
         "status": info.status,
         "reason": info.reason,
-        "val_accuracy": report.get("val_accuracy"),
-        "best_val_accuracy": report.get("best_val_accuracy"),
-        "val_loss": report.get("val_loss"),
-        "seconds": report.get("seconds"),
-        "epochs": report.get("epochs"),
-        "trainable_params": report.get("trainable_params"),
-        "images_per_second": report.get("images_per_second"),
+        "val_accuracy": report.val_accuracy,
+        "best_val_accuracy": report.best_val_accuracy,
+        "val_loss": report.val_loss,
+        "seconds": report.seconds,
+        "epochs": report.epochs,
+        "trainable_params": report.trainable_params,
+        "images_per_second": report.images_per_second,
         "run_dir": str(run_dir),
     }
 
@@ -289,8 +292,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"deleted {args.delete}")
         return 0
     for info in store.list_runs():
-        report = info.report or {}
-        accuracy = report.get("val_accuracy")
+        accuracy = (info.report or EMPTY_REPORT).val_accuracy
         shown = f"{accuracy:.3f}" if isinstance(accuracy, (int, float)) else "-"
         print(f"{info.run_id}  {info.status:<11} {info.strategy:<18} val_acc {shown}  {info.reason}")
     return 0

@@ -36,6 +36,7 @@ from transfer_core.config import (
     Settings,
     TrainConfig,
 )
+from transfer_core.report import EMPTY_REPORT, RunReport
 from transfer_core.runs import RunInfo
 
 __all__ = [
@@ -277,7 +278,7 @@ def finished_runs(runs: Sequence[RunInfo]) -> list[RunInfo]:
     return [
         info for info in runs
         if info.status in ("finished", "stopped") and info.config is not None
-        and _number((info.report or {}).get("val_accuracy")) is not None
+        and _number(_report(info).val_accuracy) is not None
     ]
 
 
@@ -291,10 +292,10 @@ def describe_run(info: RunInfo) -> str:
         E.g. ``"fine-tuning · mobilenet_v2_0.35 96px · 93.8% · 11-28 12:18 · ...-ab12cd34"``.
     """
     config = info.config
-    accuracy = _number((info.report or {}).get("val_accuracy"))
+    accuracy = _number(_report(info).val_accuracy)
     parts = [run_label(config)]
     if config is not None:
-        size = (info.report or {}).get("input_size") or config.model.input_size or "default"
+        size = _report(info).input_size or config.model.input_size or "default"
         parts.append(f"{config.model.backbone} {size}px")
     parts.append(f"{accuracy:.1%}" if accuracy is not None else info.status)
     parts.append(time.strftime("%m-%d %H:%M", time.localtime(info.created)))
@@ -343,44 +344,41 @@ def comparison_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     rows = []
     for info in runs:
         config = info.config
-        report = info.report or {}
+        report = _report(info)
         metrics = info.metrics()
         has_epochs = len(metrics) > 0
         last = metrics.iloc[-1] if has_epochs else None
         seconds_col = pd.to_numeric(metrics["seconds"], errors="coerce") if has_epochs else None
-        epochs = report.get("epochs", len(metrics))
+
+        def from_report(value, fallback):
+            # A report without the value (an old run, a stopped one) falls back to its epochs.
+            return _number(value) if value is not None else fallback
+
         row = {
             "run_id": info.run_id,
             "label": labels[info.run_id],
             "strategy": config.train.strategy if config else None,
             "status": info.status,
             "backbone": config.model.backbone if config else None,
-            "input_size": report.get("input_size") or (config.model.input_size if config else None),
+            "input_size": report.input_size or (config.model.input_size if config else None),
             "weights": config.model.weights if config else None,
-            "epochs": epochs,
-            "num_val": report.get("num_val"),
-            "best_val_accuracy": _number(report.get("best_val_accuracy"))
-            if "best_val_accuracy" in report
-            else (_number(metrics["val_accuracy"].max()) if has_epochs else None),
-            "final_val_accuracy": _number(report.get("val_accuracy"))
-            if "val_accuracy" in report
-            else (_number(last["val_accuracy"]) if last is not None else None),
-            "best_val_loss": _number(report.get("best_val_loss"))
-            if "best_val_loss" in report
-            else (_number(metrics["val_loss"].min()) if has_epochs else None),
-            "final_val_loss": _number(report.get("val_loss"))
-            if "val_loss" in report
-            else (_number(last["val_loss"]) if last is not None else None),
-            "seconds": _number(report.get("seconds"))
-            if "seconds" in report
-            else (_number(last["elapsed"]) if last is not None else None),
-            "seconds_per_epoch": _number(report.get("seconds_per_epoch"))
-            if "seconds_per_epoch" in report
-            else (_number(seconds_col.mean()) if seconds_col is not None else None),
-            "feature_seconds": _number(report.get("feature_seconds")),
-            "trainable_params": report.get("trainable_params"),
-            "images_per_second": _number(report.get("images_per_second")),
-            "cached_features": bool(report.get("cache_hits")),
+            "epochs": report.epochs if report.epochs is not None else len(metrics),
+            "num_val": report.num_val,
+            "best_val_accuracy": from_report(
+                report.best_val_accuracy, _number(metrics["val_accuracy"].max()) if has_epochs else None),
+            "final_val_accuracy": from_report(
+                report.val_accuracy, _number(last["val_accuracy"]) if last is not None else None),
+            "best_val_loss": from_report(
+                report.best_val_loss, _number(metrics["val_loss"].min()) if has_epochs else None),
+            "final_val_loss": from_report(
+                report.val_loss, _number(last["val_loss"]) if last is not None else None),
+            "seconds": from_report(report.seconds, _number(last["elapsed"]) if last is not None else None),
+            "seconds_per_epoch": from_report(
+                report.seconds_per_epoch, _number(seconds_col.mean()) if seconds_col is not None else None),
+            "feature_seconds": _number(report.feature_seconds),
+            "trainable_params": report.trainable_params,
+            "images_per_second": _number(report.images_per_second),
+            "cached_features": bool(report.cache_hits),
         }
         rows.append(row)
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -682,3 +680,8 @@ def results_json(table: pd.DataFrame, curves: pd.DataFrame | None = None,
         "reading": list(sentences or []),
     }
     return json.dumps(payload, indent=2)
+
+
+def _report(info: RunInfo) -> RunReport:
+    """The run's report; an empty one (every field None) when it has none."""
+    return info.report or EMPTY_REPORT

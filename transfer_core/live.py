@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from transfer_core.config import RunConfig
+from transfer_core.report import EMPTY_REPORT
 from transfer_core.runs import TERMINAL_EVENTS, RunInfo, batch_frame, epoch_frame, read_events, worker_alive
 
 # The stages of a run, in the words the page shows.
@@ -314,7 +315,7 @@ def _num(value: Any, digits: int = 4) -> str:
 
 def status_line(info: RunInfo, queue_position: int | None = None) -> str:
     """Short state of a run for the sidebar and the run list."""
-    report = info.report or {}
+    report = info.report or EMPTY_REPORT
     if info.status == "queued":
         if queue_position is None:
             return "queued"
@@ -329,10 +330,10 @@ def status_line(info: RunInfo, queue_position: int | None = None) -> str:
             return f"running: epoch {min(epoch + 1, total or epoch + 1)} of {total}" if total else "running"
         return f"running: {STAGE_LABELS.get(last.get('stage'), 'starting')}"
     if info.status == "finished":
-        accuracy = report.get("val_accuracy")
+        accuracy = report.val_accuracy
         return f"finished: val accuracy {accuracy:.1%}" if isinstance(accuracy, (int, float)) else "finished"
     if info.status == "stopped":
-        accuracy = report.get("val_accuracy")
+        accuracy = report.val_accuracy
         kept = f", val accuracy {accuracy:.1%}" if isinstance(accuracy, (int, float)) else ""
         return f"stopped{kept}"
     reason = info.reason or "no reason recorded"
@@ -350,7 +351,7 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
     """One row per run for the list of earlier runs."""
     rows = []
     for info in runs:
-        report = info.report or {}
+        report = info.report or EMPTY_REPORT
         config = info.config
         rows.append(
             {
@@ -360,9 +361,9 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
                 "strategy": info.strategy,
                 "backbone": config.model.backbone if config else "?",
                 "weights": config.model.weights if config else "?",
-                "val accuracy": report.get("val_accuracy"),
-                "epochs": report.get("epochs"),
-                "seconds": report.get("seconds"),
+                "val accuracy": report.val_accuracy,
+                "epochs": report.epochs,
+                "seconds": report.seconds,
                 "name": config.name if config else "",
             }
         )

@@ -31,10 +31,13 @@ from typing import Any
 import pandas as pd
 
 from transfer_core.config import RunConfig
+from transfer_core.events import TERMINAL_EVENTS, validate_event
 from transfer_core.fileio import atomic_write_json, json_default
 from transfer_core.processes import process_alive, process_start_time
+from transfer_core.report import RunReport
 
-TERMINAL_EVENTS = ("finished", "stopped", "failed")
+# Set (tests/conftest.py does) to make every EventLog refuse an event transfer_core.events does not declare.
+CHECK_EVENTS_ENV = "TRANSFER_CHECK_EVENTS"
 STATUSES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 
 
@@ -43,18 +46,28 @@ class EventLog:
 
     Lines are flushed as they are written so a page polling the file sees each
     batch as it ends. A line is never split between two writers.
+
+    With ``check=True`` (default: ``$TRANSFER_CHECK_EVENTS`` is ``1``) a write whose type or
+    fields are not declared in :mod:`transfer_core.events`, or hold the wrong JSON type, raises
+    ``ValueError``. Missing fields are not checked here, so a test may write a partial event;
+    tests/unit/test_events.py checks that real runs write complete ones.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, check: bool | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._started = time.time()
+        self.check = os.environ.get(CHECK_EVENTS_ENV) == "1" if check is None else check
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.write(event)
 
     def write(self, event: dict[str, Any]) -> None:
+        if self.check:
+            problems = validate_event(event, complete=False)
+            if problems:
+                raise ValueError(f"Undeclared event written to {self.path}: {'; '.join(problems)}")
         record = {"time": round(time.time(), 4), **event}
         line = json.dumps(record, default=json_default, allow_nan=True) + "\n"
         os.write(self._fd, line.encode("utf-8"))
@@ -109,7 +122,7 @@ class RunInfo:
     reason: str
     created: float
     last_event: dict[str, Any] | None
-    report: dict[str, Any] | None
+    report: RunReport | None
 
     @property
     def is_active(self) -> bool:
@@ -231,13 +244,7 @@ def load_run(path: Path) -> RunInfo:
     typed = [e for e in events if "type" in e]
     last = typed[-1] if typed else None
     terminal = next((e for e in reversed(typed) if e["type"] in TERMINAL_EVENTS), None)
-    report = None
-    report_path = path / "report.json"
-    if report_path.exists():
-        try:
-            report = json.loads(report_path.read_text())
-        except json.JSONDecodeError:
-            report = None
+    report, report_problem = _read_report(path / "report.json")
     if config is None:
         status = "failed"
     elif terminal is not None:
@@ -245,7 +252,7 @@ def load_run(path: Path) -> RunInfo:
         reason = terminal.get("reason", "")
         if status in ("finished", "stopped") and report is None:
             # A terminal event without the report means the writes did not complete.
-            status, reason = "interrupted", "the run ended before its report was written"
+            status, reason = "interrupted", report_problem or "the run ended before its report was written"
     elif worker_alive(path):
         # "starting": the worker holds a slot and is loading TensorFlow; no longer queued.
         started = any(e["type"] in ("starting", "run_started") for e in typed)
@@ -263,6 +270,18 @@ def load_run(path: Path) -> RunInfo:
         last_event=last,
         report=report,
     )
+
+
+def _read_report(path: Path) -> tuple[RunReport | None, str]:
+    """The run's report, or None and why (missing: no reason; damaged: the reason)."""
+    if not path.exists():
+        return None, ""
+    try:
+        return RunReport.from_dict(json.loads(path.read_text())), ""
+    except json.JSONDecodeError:
+        return None, ""  # Half written: the run ended before its report was complete.
+    except (OSError, ValueError) as error:
+        return None, f"report.json is unreadable: {error}"
 
 
 def write_pid(path: Path, pid: int | None = None) -> None:

@@ -17,6 +17,7 @@ import streamlit as st
 
 from transfer_core import charts, jobs, live
 from transfer_core.config import RunConfig
+from transfer_core.report import EMPTY_REPORT
 from transfer_core.runs import RunInfo, batch_frame
 from ui import state
 from ui.widgets import STATUS_ICONS
@@ -153,7 +154,7 @@ def _event_log(events: list[dict], key: str) -> None:
 
 def result_panel(info: RunInfo) -> None:
     """Final state of an ended run: reason, metrics, curves, confusion matrix, per-class table, mistakes."""
-    report = info.report or {}
+    report = info.report or EMPTY_REPORT
     if info.status == "failed":
         st.error(f"The run failed: {info.reason}")
     elif info.status == "interrupted":
@@ -165,19 +166,19 @@ def result_panel(info: RunInfo) -> None:
 
     events = info.events()
     metrics = info.metrics()
-    if "val_accuracy" in report:
+    if report.has_metrics:
         cols = st.columns(5)
-        cols[0].metric("Validation accuracy", _percent(report.get("val_accuracy")))
+        cols[0].metric("Validation accuracy", _percent(report.val_accuracy))
         cols[1].metric(
             "Best epoch's val accuracy",
-            _percent(report.get("best_val_accuracy")),
-            help=f"epoch {report.get('best_epoch')}; the kept model has the best validation loss",
+            _percent(report.best_val_accuracy),
+            help=f"epoch {report.best_epoch}; the kept model has the best validation loss",
         )
-        cols[2].metric("Epochs", report.get("epochs"))
-        cols[3].metric("Time", live.format_seconds(report.get("seconds")))
-        cols[4].metric("Trainable parameters", f"{report.get('trainable_params', 0):,}")
-        if report.get("cache_hits"):
-            reused = " and the backbone an earlier run had built was reused" if report.get("reused_backbone") else ""
+        cols[2].metric("Epochs", report.epochs)
+        cols[3].metric("Time", live.format_seconds(report.seconds))
+        cols[4].metric("Trainable parameters", f"{report.trainable_params or 0:,}")
+        if report.cache_hits:
+            reused = " and the backbone an earlier run had built was reused" if report.reused_backbone else ""
             st.caption(
                 "Backbone features came from the cache (same images, backbone and size as an earlier run)"
                 f"{reused}."
@@ -185,7 +186,7 @@ def result_panel(info: RunInfo) -> None:
     if len(metrics):
         _charts(metrics, batch_frame(events), key="result")
 
-    evaluation = (report.get("evaluation") or {}).get("val")
+    evaluation = report.val_evaluation
     if evaluation and evaluation.get("num_images"):
         matrix_col, table_col = st.columns([1, 1])
         with matrix_col:
@@ -213,10 +214,10 @@ def result_panel(info: RunInfo) -> None:
                 "Precision: of the images predicted as this class, the share that are. "
                 "Recall: of this class's images, the share found."
             )
-        test = (report.get("evaluation") or {}).get("test")
-        if test and test.get("num_images"):
+        test = report.test_evaluation
+        if report.test_accuracy is not None:
             st.caption(
-                f"Held-out test split: accuracy {_percent(test.get('accuracy'))} on {test['num_images']} images."
+                f"Held-out test split: accuracy {_percent(report.test_accuracy)} on {test['num_images']} images."
             )
         _mistakes(info, evaluation)
     _event_log(events, key="result")

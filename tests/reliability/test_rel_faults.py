@@ -328,7 +328,7 @@ def test_disk_full_while_saving_the_model_fails_the_run_and_the_page_says_why(pa
     info = load_run(run_dir)
     assert info.status == "failed"
     assert "No space left on device" in info.reason
-    assert info.report["status"] == "failed"
+    assert info.report.status == "failed"
     assert not (run_dir / "model.keras").exists() and not list(run_dir.glob(".*tmp*"))
 
     at = open_page(run_id=run_dir.name)

@@ -81,3 +81,32 @@ def test_compare_writes_the_report_schema(tmp_path):
                 "run_dir"} <= set(run)
         assert Path(run["run_dir"], "model.keras").exists()
     assert report["runs"][1]["trainable_params"] > report["runs"][0]["trainable_params"]
+
+
+def test_progress_line_uses_the_apps_progress_summary():
+    """The command line shows the fraction and ETA that live.summarise_progress computes for the app."""
+    import io
+
+    from transfer_core.cli import _ProgressBar
+    from transfer_core.live import summarise_progress
+
+    events = [
+        {"type": "run_started", "time": 100.0, "strategy": "feature_extraction", "backbone": "b",
+         "weights": "random", "classes": ["a", "b"], "num_train": 40, "num_val": 10, "epochs_total": 2,
+         "batch_size": 8, "precision": "float32", "distribution": "none"},
+        {"type": "stage", "time": 101.0, "stage": "head", "description": "Training the head", "epochs": 2,
+         "cached": True},
+    ]
+    events += [{"type": "batch_end", "time": 102.0 + b, "stage": "head", "epoch": 1, "batch": b + 1,
+                "batches": 5, "step": b + 1, "loss": 0.5, "accuracy": 0.5} for b in range(3)]
+    stream = io.StringIO()
+    bar = _ProgressBar("fe", stream)
+    bar._last_draw = -1e9  # Not a terminal: lines are drawn at most every 5 s; draw the last one now.
+    for event in events[:-1]:
+        bar(event)
+    bar._last_draw = -1e9
+    bar(events[-1])
+    expected = summarise_progress(events, now=events[-1]["time"])
+    assert expected.eta_seconds == pytest.approx(7.0)  # 1 s per batch; 2 left in epoch 1, 5 in epoch 2.
+    last = stream.getvalue().splitlines()[-1]
+    assert last == "fe: [######--------------] epoch 1/2 batch 3/5 loss 0.5000 ETA 7s"

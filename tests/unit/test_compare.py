@@ -124,10 +124,10 @@ def test_comparison_table_and_curves_from_real_runs(two_runs):
     assert set(table["label"]) == {"feature extraction", "fine-tuning"}
     for _, row in table.iterrows():
         info = next(i for i in two_runs if i.run_id == row["run_id"])
-        assert row["final_val_accuracy"] == pytest.approx(info.report["val_accuracy"])
+        assert row["final_val_accuracy"] == pytest.approx(info.report.val_accuracy)
         assert row["best_val_accuracy"] == pytest.approx(info.metrics()["val_accuracy"].max())
         assert row["seconds"] > 0 and row["seconds_per_epoch"] > 0
-        assert row["num_val"] == info.report["num_val"]
+        assert row["num_val"] == info.report.num_val
     fe = table.set_index("label").loc["feature extraction"]
     ft = table.set_index("label").loc["fine-tuning"]
     assert ft["trainable_params"] > fe["trainable_params"]  # Fine-tuning unfroze blocks.

@@ -136,7 +136,7 @@ def test_after_a_feature_extraction_run_the_next_standby_prebuilds_its_backbone(
         assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
         run_dir = jobs.start_run(first, runs_dir=tmp_path / "runs", settings=settings)
         assert jobs.follow(run_dir, timeout=120) == "finished", load_run(run_dir).reason
-        assert load_run(run_dir).report["reused_backbone"] is False  # Nothing was built before it.
+        assert load_run(run_dir).report.reused_backbone is False  # Nothing was built before it.
 
         # Its successor builds the same backbone while it waits; another head on it reuses that.
         assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
@@ -144,7 +144,7 @@ def test_after_a_feature_extraction_run_the_next_standby_prebuilds_its_backbone(
         run_dir = jobs.start_run(second, runs_dir=tmp_path / "runs", settings=settings)
         assert jobs.follow(run_dir, timeout=120) == "finished", load_run(run_dir).reason
         report = load_run(run_dir).report
-        assert report["reused_backbone"] is True and report["cache_hits"] == ["pool", "pool"]
+        assert report.reused_backbone is True and report.cache_hits == ("pool", "pool")
         assert (run_dir / "model.keras").exists()
     finally:
         jobs.shutdown_standby(settings)

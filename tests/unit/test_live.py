@@ -9,6 +9,7 @@ import pytest
 
 from transfer_core import live
 from transfer_core.config import DatasetSpec, RunConfig, TrainConfig
+from transfer_core.report import RunReport
 from transfer_core.runs import EventLog, RunInfo
 
 
@@ -151,7 +152,7 @@ def test_status_lines(tmp_path):
     assert live.status_line(_info(tmp_path, "queued"), 2) == "queued (2 run(s) ahead)"
     running = _info(tmp_path, "running", {"type": "batch_end", "epoch": 4})
     assert live.status_line(running) == "running: epoch 4 of 5"
-    finished = _info(tmp_path, "finished", report={"val_accuracy": 0.875})
+    finished = _info(tmp_path, "finished", report=RunReport(val_accuracy=0.875))
     assert live.status_line(finished) == "finished: val accuracy 87.5%"
     failed = _info(tmp_path, "failed", reason="weights missing")
     assert live.status_line(failed) == "failed: weights missing"
@@ -159,7 +160,7 @@ def test_status_lines(tmp_path):
 
 
 def test_runs_table_has_one_row_per_run(tmp_path):
-    table = live.runs_table([_info(tmp_path, "finished", report={"val_accuracy": 0.5, "epochs": 5})])
+    table = live.runs_table([_info(tmp_path, "finished", report=RunReport(val_accuracy=0.5, epochs=5))])
     assert list(table["status"]) == ["finished"]
     assert table.loc[0, "strategy"] == "fine_tuning" and table.loc[0, "val accuracy"] == 0.5
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from transfer_core.config import DatasetSpec, RunConfig
+from transfer_core.report import RunReport
 from transfer_core.runs import (
     EventLog,
     RunStore,
@@ -127,3 +128,55 @@ def test_epoch_frame_has_one_row_per_epoch():
     frame = epoch_frame(events)
     assert frame["epoch"].tolist() == [1, 2]
     assert frame["val_accuracy"].tolist() == [0.5, 0.75]
+
+
+# ----- the report ---------------------------------------------------------------------------------
+
+
+def test_report_reads_old_files_missing_keys_as_none_and_ignores_unknown_ones(tmp_path, config):
+    path = RunStore(tmp_path / "runs").create(config)
+    write_pid(path, _dead_pid())
+    with EventLog(path / "events.jsonl") as log:
+        log.write({"type": "finished", "reason": ""})
+    # An old report: no precision, no test split, a key that is no longer written.
+    atomic_write_json(path / "report.json", {"status": "finished", "val_accuracy": 0.9, "epochs": 2,
+                                             "cache_hits": ["pool"], "gpu_name": "none",
+                                             "evaluation": {"val": {"accuracy": 0.9, "num_images": 10}}})
+    report = load_run(path).report
+    assert isinstance(report, RunReport)
+    assert (report.val_accuracy, report.epochs, report.cache_hits) == (0.9, 2, ("pool",))
+    assert report.precision is None and report.test_accuracy is None
+    assert report.val_evaluation == {"accuracy": 0.9, "num_images": 10}
+    assert report.to_dict() == {"status": "finished", "val_accuracy": 0.9, "epochs": 2, "cache_hits": ["pool"],
+                                "evaluation": {"val": {"accuracy": 0.9, "num_images": 10}}}
+
+
+def test_report_round_trips_and_names_its_test_split():
+    report = RunReport(status="finished", reason="", val_accuracy=0.75, class_names=("a", "b"), epochs=3,
+                       evaluation={"val": {"accuracy": 0.75, "num_images": 4},
+                                   "test": {"accuracy": 0.5, "num_images": 2}})
+    assert RunReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+    assert report.test_accuracy == 0.5 and report.has_metrics
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"val_accuracy": "0.9"}, "'val_accuracy' must be a number"),
+    ({"epochs": 2.5}, "'epochs' must be an integer"),
+    ({"reused_backbone": 1}, "'reused_backbone' must be true or false"),
+    ({"cache_hits": "pool"}, "'cache_hits' must be a list of strings"),
+    ([1, 2], "must hold a JSON object"),
+])
+def test_report_with_wrong_json_types_is_a_clear_error(data, message):
+    with pytest.raises(ValueError, match=message):
+        RunReport.from_dict(data)
+
+
+def test_a_report_of_the_wrong_shape_shows_the_run_as_interrupted_with_why(tmp_path, config):
+    path = RunStore(tmp_path / "runs").create(config)
+    write_pid(path, _dead_pid())
+    with EventLog(path / "events.jsonl") as log:
+        log.write({"type": "finished", "reason": ""})
+    atomic_write_json(path / "report.json", {"status": "finished", "epochs": "two"})
+    info = load_run(path)
+    assert info.status == "interrupted" and info.report is None
+    assert "report.json is unreadable" in info.reason and "epochs" in info.reason

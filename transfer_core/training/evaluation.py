@@ -1,0 +1,92 @@
+"""After training: the kept model's validation (and test) metrics and the run's report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from transfer_core.evaluate import evaluate_predictions
+from transfer_core.report import RunReport
+from transfer_core.training.context import RunContext
+from transfer_core.training.inputs import image_dataset
+from transfer_core.training.keras_state import resolve_precision
+
+
+def evaluate(ctx: RunContext) -> dict[str, Any]:
+    """Validation (and test) metrics of the final model."""
+    model, val_inputs = ctx.final_inputs
+    if isinstance(val_inputs, np.ndarray):
+        # Called directly: Keras' predict builds a predict function first (~0.05 s, as
+        # long as the rest of a warm feature-extraction run's evaluation).
+        val_probs = np.concatenate([
+            np.asarray(model(val_inputs[start:start + 256], training=False), dtype="float32")
+            for start in range(0, len(val_inputs), 256)
+        ])
+    else:
+        val_probs = ctx.classifier.model.predict(image_dataset(ctx, ctx.val_data, training=False), verbose=0)
+    spec = ctx.spec
+    root = Path(spec.root)
+    rel = [str(Path(p).relative_to(root)) for p in ctx.val_data.paths]
+    result = {"val": evaluate_predictions(ctx.val_data.labels, val_probs, spec.class_names, rel)}
+    if ctx.test_data.paths:
+        test_probs = ctx.classifier.model.predict(image_dataset(ctx, ctx.test_data, training=False), verbose=0)
+        rel_test = [str(Path(p).relative_to(root)) for p in ctx.test_data.paths]
+        result["test"] = evaluate_predictions(ctx.test_data.labels, test_probs, spec.class_names, rel_test)
+    return result
+
+
+def build_report(ctx: RunContext, history: pd.DataFrame, status: str, reason: str) -> RunReport:
+    """Evaluate the kept model and summarise the run (what report.json holds)."""
+    config = ctx.config
+    evaluation = evaluate(ctx)
+    trainable, frozen = _param_counts(ctx.classifier.model)
+    training_seconds = float(history["seconds"].sum()) if len(history) else 0.0
+    epochs_run = len(history)
+    num_train = len(ctx.train_data.paths)
+    val = evaluation["val"]
+    return RunReport(
+        status=status,
+        reason=reason,
+        strategy=config.train.strategy,
+        backbone=config.model.backbone,
+        weights=config.model.weights,
+        input_size=int(ctx.classifier.input_size),
+        precision=resolve_precision(config.train.precision),
+        distribution=config.train.distribution,
+        class_names=tuple(config.dataset.class_names),
+        num_train=num_train,
+        num_val=len(ctx.val_data.paths),
+        val_accuracy=float(val["accuracy"]),
+        val_loss=float(val["loss"]),
+        best_val_accuracy=float(history["val_accuracy"].max()) if epochs_run else None,
+        best_val_loss=float(history["val_loss"].min()) if epochs_run else None,
+        best_epoch=int(ctx.best_epoch),
+        epochs=epochs_run,
+        seconds=round(ctx.progress.elapsed(), 3),
+        training_seconds=round(training_seconds, 3),
+        feature_seconds=round(ctx.feature_seconds, 3),
+        seconds_per_epoch=round(training_seconds / epochs_run, 4) if epochs_run else None,
+        images_per_second=round(num_train * epochs_run / training_seconds, 2) if training_seconds else None,
+        trainable_params=trainable,
+        frozen_params=frozen,
+        cache_hits=tuple(ctx.cache_hits),
+        reused_backbone=bool(ctx.classifier.reused_backbone),
+        peak_rss_mb=_peak_rss_mb(),
+        evaluation=evaluation,
+    )
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _param_counts(model) -> tuple[int, int]:
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    frozen = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+    return trainable, frozen

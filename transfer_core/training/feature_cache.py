@@ -1,0 +1,113 @@
+"""Backbone and frozen-prefix outputs, computed once per image and cached on disk.
+
+The key names the backbone, its weights file, the input size, the precision, every image's
+content hash, the decoder version and Keras' version, so a cached file is reused only for the
+very same features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from transfer_core.training.context import RunContext, SplitData
+from transfer_core.training.inputs import image_dataset
+from transfer_core.training.keras_state import resolve_precision
+
+# Frozen-prefix outputs larger than this are not cached (they would not fit
+# comfortably in memory on a laptop); training then runs the whole network.
+MAX_PREFIX_CACHE_BYTES = 1_500_000_000
+
+
+def cache_key(ctx: RunContext, what: str, data: SplitData) -> str | None:
+    """The file name of ``what`` (``pool`` or ``prefix:<layer>``) for ``data``; None: not cacheable."""
+    from transfer_core import zoo
+
+    model = ctx.config.model
+    if model.weights != "imagenet":
+        return None  # Random weights differ per seed; nothing worth reusing.
+    try:
+        weights_file = Path(zoo.resolve_weights(model.backbone, ctx.classifier.input_size, settings=ctx.settings))
+        weights_id = f"{weights_file.name}:{weights_file.stat().st_size}"
+    except Exception:  # noqa: BLE001 - an unresolvable file just means no cache.
+        return None
+    import keras
+
+    from transfer_core.data.decode import DECODE_VERSION
+
+    payload = {
+        "what": what,
+        "backbone": model.backbone,
+        "weights": weights_id,
+        "input_size": ctx.classifier.input_size,
+        "precision": resolve_precision(ctx.train_config.precision),
+        "images": data.shas,
+        "decode": DECODE_VERSION,  # Features of differently decoded pixels are not reused.
+        "keras": keras.__version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def compute_outputs(ctx: RunContext, model, data: SplitData, what: str, stage: str) -> np.ndarray:
+    """Run ``model`` over ``data``'s images once, with an on-disk cache."""
+    key = cache_key(ctx, what, data) if ctx.train_config.use_cache else None
+    cache_path = ctx.settings.cache_dir / "features" / f"{key}.npy" if key else None
+    if cache_path is not None and cache_path.exists():
+        try:
+            outputs = np.load(cache_path, allow_pickle=False)
+            if outputs.shape[0] == len(data.paths):
+                ctx.cache_hits.append(what)
+                ctx.emit({"type": "progress", "stage": stage, "done": len(data.paths),
+                          "total": len(data.paths), "cached": True})
+                return outputs
+        except (OSError, ValueError):
+            pass  # A damaged cache file is recomputed.
+    started = time.perf_counter()
+    outputs = _predict_with_progress(ctx, model, data, stage)
+    ctx.feature_seconds += time.perf_counter() - started
+    if cache_path is not None and outputs.nbytes <= MAX_PREFIX_CACHE_BYTES:
+        from transfer_core.fileio import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.save(buffer, outputs, allow_pickle=False)
+        atomic_write_bytes(cache_path, buffer.getvalue())
+    return outputs
+
+
+def estimated_bytes(prefix, num_images: int) -> int:
+    """Bytes of ``prefix``'s float32 outputs for ``num_images`` images."""
+    shape = prefix.output.shape[1:]
+    return int(np.prod([int(d) for d in shape])) * 4 * num_images
+
+
+def _predict_with_progress(ctx: RunContext, model, data: SplitData, stage: str) -> np.ndarray:
+    ds = image_dataset(ctx, data, training=False)
+    total = len(data.paths)
+    done = 0
+    chunks = []
+    predict = _inference_function(ctx, model)
+    for images, _ in ds:
+        ctx.progress.check_stop()
+        chunks.append(predict(images).numpy())
+        done += int(images.shape[0])
+        ctx.emit({"type": "progress", "stage": stage, "done": done, "total": total})
+    return np.concatenate(chunks, axis=0)
+
+
+def _inference_function(ctx: RunContext, model):
+    """One traced graph per model, for any batch size: tracing costs more than the
+    forward pass itself on a small data set, so it must happen once per run."""
+    import tensorflow as tf
+
+    if id(model) not in ctx.inference_functions:
+        size = ctx.classifier.input_size
+        signature = [tf.TensorSpec([None, size, size, 3], tf.float32)]
+        ctx.inference_functions[id(model)] = tf.function(
+            lambda images: model(images, training=False), input_signature=signature
+        )
+    return ctx.inference_functions[id(model)]
