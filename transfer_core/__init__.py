@@ -10,6 +10,7 @@ from transfer_core import (
     compare,
     data,
     evaluate,
+    events,
     explain,
     export,
     freezing,
@@ -36,6 +37,7 @@ from transfer_core.config import (
 )
 from transfer_core.evaluate import evaluate_predictions
 from transfer_core.jobs import enforce_stop, follow, queue_position, request_stop, start_run, stop_and_wait
+from transfer_core.report import RunReport
 from transfer_core.runs import RunInfo, RunStore, batch_frame, epoch_frame, load_run, read_events
 from transfer_core.workspace import Workspace
 
@@ -44,6 +46,7 @@ __all__ = [
     "compare",
     "data",
     "evaluate",
+    "events",
     "explain",
     "export",
     "freezing",
@@ -64,6 +67,7 @@ __all__ = [
     "ModelSpec",
     "RunConfig",
     "RunInfo",
+    "RunReport",
     "RunStore",
     "Settings",
     "TrainConfig",
