@@ -63,14 +63,21 @@ def _restore_choices(ws: Workspace) -> None:
     """Start a new session from the choices saved in its workspace (a reload, a new tab)."""
     choices, warnings = ws.load_choices()
     st.session_state["saved_choices"] = choices
+    adopt_choices(choices)  # Equal to the saved ones, so nothing is written.
+    if warnings:
+        set_notice("Some saved choices were reset to defaults: " + "; ".join(warnings) + ".", "warning")
+
+
+def adopt_choices(choices: SessionChoices) -> None:
+    """Make ``choices`` (an opened project's, say) this session's choices, and save them."""
+    ws = workspace()
     if choices.dataset:
         st.session_state["dataset_root"] = str(ws.datasets_dir / choices.dataset)
     for key, value in (("model_spec", choices.model), ("freeze_plan", choices.freeze),
                        ("train_config", choices.train)):
         if value is not None:
             st.session_state[key] = value
-    if warnings:
-        set_notice("Some saved choices were reset to defaults: " + "; ".join(warnings) + ".", "warning")
+    _choices_changed()
 
 
 def _choices_changed() -> None:
