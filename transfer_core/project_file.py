@@ -198,6 +198,12 @@ def _plan_entries(
     """Every file entry with its path parts, after the safety checks; refuses the archive on the first hazard."""
     listed = {("datasets", name) for name in manifest["datasets"]} | {("runs", name) for name in manifest["runs"]}
     per_file_limit = settings.max_upload_mb * MEBIBYTE
+    entry_limit = settings.max_files * 4  # Room for a few data sets of max_files images, plus runs.
+    if len(archive.infolist()) > entry_limit + 1:
+        raise ProjectError(
+            f"{label} has {len(archive.infolist()):,} entries, more than the limit of {entry_limit:,} "
+            "(4 x TRANSFER_MAX_FILES)."
+        )
     plan = []
     for info in archive.infolist():
         name = zip_entry_name(info)
@@ -234,7 +240,8 @@ def _extract(
             try:
                 load_dataset(staging / "datasets" / name)
             except DataError as error:
-                raise ProjectError(f"{label}: data set {name!r} is broken ({error}).") from None
+                reason = str(error).replace(f"{staging / 'datasets'}{os.sep}", "")  # No staging paths in messages.
+                raise ProjectError(f"{label}: data set {name!r} is broken ({reason})") from None
         return _move_into_place(workspace, staging, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
