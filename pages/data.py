@@ -255,10 +255,12 @@ with project_tab:
             if opened.choices is not None:
                 state.adopt_choices(opened.choices)
             renamed = "".join(f" {old} is called {new} here (the name was taken)." for old, new in opened.renamed)
-            st.success(
+            state.set_notice(
                 f"Opened {project.name}: {len(opened.datasets)} data set(s) and {len(opened.runs)} run(s) "
-                f"added.{renamed}"
+                f"added.{renamed}",
+                "success",
             )
+            st.rerun()  # Redraw the whole page (the Save button, the data set list) with what was added.
 
 _show_last_ingest()
 

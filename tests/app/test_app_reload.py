@@ -170,8 +170,7 @@ def test_project_saved_elsewhere_opens_on_the_data_page(app, tmp_path):
     at.button(key="project_open").click().run()
     assert not at.exception, at.exception
     assert "Opened lab.zip: 1 data set(s) and 0 run(s) added." in _texts(at)
-    at.run()  # The project's choices are this session's now: its data set is active.
-    assert "Active: birds" in _texts(at)
+    assert "Active: birds" in _texts(at)  # The project's choices are this session's now.
 
 
 def test_a_hostile_project_file_is_refused_on_the_data_page(app):

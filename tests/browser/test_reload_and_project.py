@@ -44,6 +44,18 @@ def _sidebar(page) -> str:
     return page.locator('[data-testid="stSidebarUserContent"]').inner_text()
 
 
+_SHOWN_JS = "e => e.innerText + ' ' + Array.from(e.querySelectorAll('input')).map(i => i.value).join(' ')"
+
+
+def _first_selectbox(page) -> str:
+    """What the first selectbox shows (its text, or the value of its search input)."""
+    return page.locator('[data-testid="stSelectbox"]').first.evaluate(_SHOWN_JS)
+
+
+def _selectboxes(page) -> str:
+    return "\n".join(box.evaluate(_SHOWN_JS) for box in page.locator('[data-testid="stSelectbox"]').all())
+
+
 def _workspace_id(page) -> str:
     return parse_qs(urlparse(page.url).query)["ws"][0]
 
@@ -72,10 +84,16 @@ def test_reload_new_tab_and_project_file(server, tmp_path):
         go(page, "Model")
         page.get_by_text("Trainable parameters").wait_for(timeout=120_000)
         page.locator('[data-testid="stSelectbox"]').first.click()
-        page.get_by_role("option", name=BACKBONE, exact=True).click()
+        page.keyboard.type("alpha 0.25")  # The selectbox filters its options as one types.
+        page.get_by_role("option", name=BACKBONE).first.wait_for()
+        page.keyboard.press("Enter")
         settle(page, 120_000)
         page.get_by_text("Trainable parameters").wait_for(timeout=120_000)
-        assert "mobilenet_0.25" in _sidebar(page)
+        shot(page, "reload-model-chosen")
+        # The sidebar follows the choice made on this page (waits, then fails if it never shows).
+        page.locator('[data-testid="stSidebarUserContent"]').get_by_text(re.compile(r"mobilenet_0\.25")).wait_for(
+            timeout=30_000
+        )
         workspace_id = _workspace_id(page)
         run_id = _finished_run_in(server, workspace_id)
 
@@ -84,7 +102,7 @@ def test_reload_new_tab_and_project_file(server, tmp_path):
         page.get_by_role("heading", name="Model", exact=True).wait_for()
         settle(page, 120_000)
         page.get_by_text("Trainable parameters").wait_for(timeout=120_000)
-        assert BACKBONE in page.locator('[data-testid="stSelectbox"]').first.inner_text()
+        assert BACKBONE in _first_selectbox(page)
         go(page, "Data")
         page.get_by_role("heading", name="Active: demo").wait_for()
         assert page.get_by_text("No data set yet").count() == 0
@@ -126,11 +144,14 @@ def test_reload_new_tab_and_project_file(server, tmp_path):
         page.get_by_role("button", name="Open the project").click()
         page.get_by_text("Opened lab-project.zip: 1 data set(s) and 1 run(s) added.").wait_for()
         settle(page)
+        page.get_by_role("tab", name="Project file").click()
+        # The page redrew after opening: saving is possible now that the workspace holds something.
+        assert page.get_by_role("button", name="Save the project").is_enabled()
         no_exception(page)
         shot(page, "project-opened-data")
         go(page, "Train")
         page.get_by_text("Your runs (1)").wait_for()
-        assert page.get_by_text(run_id).count() >= 1 or page.get_by_text("before saving").count() >= 1
+        assert run_id in _selectboxes(page)  # The "Run" picker under the runs table offers it.
         assert "demo: 4 classes, 160 images" in _sidebar(page) and "mobilenet_0.25" in _sidebar(page)
         no_exception(page)
         shot(page, "project-opened-train")
