@@ -17,12 +17,14 @@ a suffix, so nothing existing is overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
 import secrets
 import shutil
+import time
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -264,6 +266,10 @@ def _extract_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path
         raise ProjectError(f"{label}: entry {info.filename!r} is corrupt ({type(error).__name__}: {error}).") from None
     except FileExistsError:
         raise ProjectError(f"{label} was refused: entry {info.filename!r} appears twice.") from None
+    # Keep the saved modification time: a run's creation time is its config.json's.
+    with contextlib.suppress(OverflowError, ValueError, OSError):
+        stamp = time.mktime((*info.date_time, 0, 0, -1))
+        os.utime(target, (stamp, stamp))
 
 
 def _free_name(parent: Path, name: str) -> str:
@@ -311,7 +317,9 @@ def _point_run_at(run_dir: Path, dataset_names: dict[str, str], workspace: Works
     name = Path(str(old_root)).name
     if name in dataset_names:
         config["dataset"]["root"] = str((workspace.datasets_dir / dataset_names[name]).resolve())
+        saved = (run_dir / "config.json").stat()
         atomic_write_json(run_dir / "config.json", config)
+        os.utime(run_dir / "config.json", (saved.st_atime, saved.st_mtime))  # Still the run's creation time.
 
 
 def _choices_here(data: Any, dataset_names: dict[str, str]) -> SessionChoices | None:

@@ -53,6 +53,7 @@ def test_round_trip_restores_data_set_run_and_choices(saved):
     info = workspace.store.load(saved["run_id"])
     original = saved["workspace"].store.load(saved["run_id"])
     assert info.status == "finished" and info.report == original.report
+    assert abs(info.created - original.created) <= 2  # ZIP times have a 2 s resolution.
     assert (info.path / "model.keras").read_bytes() == (original.path / "model.keras").read_bytes()
     assert not (info.path / "worker.pid").exists()
     # The run names its data set where it now lives, so the pages that reopen its images find them.
