@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import state
-from ui.widgets import sidebar_status
+from ui.widgets import sidebar_status_slot
 
 st.set_page_config(page_title="Transfer Lab", page_icon=":material/school:", layout="wide")
 
@@ -25,5 +25,13 @@ PAGES = [
 
 page = st.navigation(PAGES)
 state.workspace()  # Create (or reopen from ?ws=) this session's workspace before any page runs.
-sidebar_status()
-page.run()
+# The sidebar shows the state after the page's action: drawn before the page (what stays if the
+# page stops early), redrawn when the page changes a choice, and drawn last after the page.
+draw_sidebar = sidebar_status_slot()
+draw_sidebar(False)
+state.on_choices_changed(draw_sidebar)
+try:
+    page.run()
+finally:
+    state.on_choices_changed(None)
+draw_sidebar(True)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core import charts, data, views
+from transfer_core import charts, data, project_file, views
 from transfer_core.augment import AUGMENTATION_HELP
 from ui import state, widgets
 
@@ -113,8 +113,8 @@ def _add_photo(class_id: int, photo) -> None:
 # ----- sources ----------------------------------------------------------------------------
 
 st.subheader("Add a data set")
-demo_tab, upload_tab, zip_tab, folder_tab = st.tabs(
-    ["Built-in demo", "Upload per class", "ZIP file", "Folder on the server"]
+demo_tab, upload_tab, zip_tab, folder_tab, project_tab = st.tabs(
+    ["Built-in demo", "Upload per class", "ZIP file", "Folder on the server", "Project file"]
 )
 
 with demo_tab:
@@ -174,7 +174,9 @@ with upload_tab:
             uploads.append((name.strip(), list(files or []), photos))
     add_col, name_col, create_col = st.columns([1, 2, 1], vertical_alignment="bottom")
     add_col.button("Add a class", key="upload_add_class", on_click=_add_class)
-    upload_name = name_col.text_input("Data set name", value="my images", key="upload_dataset_name")
+    upload_name = name_col.text_input(
+        "Data set name", placeholder="named after the classes or the uploaded folder", key="upload_dataset_name"
+    )
     if create_col.button("Create data set", key="upload_create", type="primary"):
         names = [name for name, files, photos in uploads if files or photos]
         if any(not name for name, _, _ in uploads):
@@ -186,8 +188,11 @@ with upload_tab:
         else:
             files = [(f"{name}/{f.name}", f.getvalue(), name) for name, fs, _ in uploads for f in fs]
             files += [(f"{name}/{n}", b, name) for name, _, ps in uploads for n, b in ps]
+            default_name = data.suggest_dataset_name(
+                [f.name for _, fs, _ in uploads for f in fs], [name for name, fs, ps in uploads if fs or ps]
+            )
             _ingest(
-                upload_name,
+                upload_name.strip() or default_name,
                 lambda dest: data.ingest_uploads(files, dest, settings=settings),
                 incoming_bytes=sum(len(content) for _, content, _ in files),
             )
@@ -198,12 +203,10 @@ with zip_tab:
         "that each hold one folder per class (that split is kept)."
     )
     archive = st.file_uploader("ZIP file", type=["zip"], key="zip_file")
-    zip_name = st.text_input(
-        "Data set name", value=Path(archive.name).stem if archive else "zip data set", key="zip_dataset_name"
-    )
+    zip_name = st.text_input("Data set name", placeholder="the ZIP file's name", key="zip_dataset_name")
     if st.button("Create data set from the ZIP", key="zip_create", type="primary", disabled=archive is None):
         _ingest(
-            zip_name,
+            zip_name.strip() or data.dataset_name_from_file(archive.name) or "zip data set",
             lambda dest: data.ingest_zip(archive.getvalue(), dest, settings=settings),
             incoming_bytes=archive.size,
         )
@@ -226,6 +229,38 @@ with folder_tab:
                 st.error(str(error))
             else:
                 _ingest(source.name, lambda dest: data.ingest_folder(source, dest, settings=settings))
+
+with project_tab:
+    st.markdown(
+        "Save this session's data sets, finished runs and settings as one project file, and open it "
+        "again later, here or on another Transfer Lab server."
+    )
+    st.download_button(
+        "Save the project",
+        data=lambda: project_file.export_project(ws),
+        file_name="transfer-lab-project.zip",
+        mime="application/zip",
+        on_click="ignore",
+        key="project_save",
+        disabled=not ws.dataset_dirs() and not ws.store.ids(),
+    )
+    project = st.file_uploader("Project file to open", type=["zip"], key="project_file")
+    if st.button("Open the project", key="project_open", disabled=project is None) and not _disk_full():
+        try:
+            with st.spinner("Checking and restoring the project..."):
+                opened = project_file.open_project(ws, project, settings, file_name=project.name)
+        except project_file.ProjectError as error:
+            st.error(f"Could not open the project: {error}")
+        else:
+            if opened.choices is not None:
+                state.adopt_choices(opened.choices)
+            renamed = "".join(f" {old} is called {new} here (the name was taken)." for old, new in opened.renamed)
+            state.set_notice(
+                f"Opened {project.name}: {len(opened.datasets)} data set(s) and {len(opened.runs)} run(s) "
+                f"added.{renamed}",
+                "success",
+            )
+            st.rerun()  # Redraw the whole page (the Save button, the data set list) with what was added.
 
 _show_last_ingest()
 

@@ -2,26 +2,87 @@
 
 A workspace id is 32 random hex digits, so one session cannot guess another's
 folder. Everything a session writes lives under ``<home>/workspaces/<id>/``:
-``datasets/<name>/`` (ingested data sets) and ``runs/`` (its run store).
+``datasets/<name>/`` (ingested data sets), ``runs/`` (its run store) and
+``session.json`` (the choices made in the app, so a reload or a new tab keeps them).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from transfer_core.config import Settings
+from transfer_core.config import FreezePlan, ModelSpec, Settings, TrainConfig
+from transfer_core.fileio import atomic_write_json
 from transfer_core.runs import RunStore
 
 _ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+CHOICES_FILE = "session.json"
+CHOICES_VERSION = 1
 
 
 def _slug(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-").lower()
     return slug[:40] or "dataset"
+
+
+@dataclass(frozen=True)
+class SessionChoices:
+    """What a person chose in the app, kept in the workspace so a reload or a new tab restores it.
+
+    Args:
+        dataset: Folder name of the active data set under ``datasets/`` ("" for none); a name,
+            not a path, so a workspace restored elsewhere still finds it.
+        model: The Model page's backbone, size, weights and head, or None for the defaults.
+        freeze: The Model page's freeze plan, or None for the default.
+        train: The Train form's last values, or None for the defaults.
+    """
+
+    dataset: str = ""
+    model: ModelSpec | None = None
+    freeze: FreezePlan | None = None
+    train: TrainConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": CHOICES_VERSION,
+            "dataset": self.dataset,
+            "model": self.model.to_dict() if self.model else None,
+            "freeze": self.freeze.to_dict() if self.freeze else None,
+            "train": self.train.to_dict() if self.train else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> tuple[SessionChoices, list[str]]:
+        """Choices from a saved dict, tolerantly: each unreadable part falls back to its default.
+
+        Returns:
+            ``(choices, warnings)``; a warning names each part that was dropped and why.
+        """
+        if not isinstance(data, dict):
+            return cls(), [f"the saved choices are not a JSON object (received {type(data).__name__})"]
+        warnings = []
+        version = data.get("version")
+        if isinstance(version, int) and version > CHOICES_VERSION:
+            warnings.append(f"the saved choices come from a newer version ({version}); kept what this one reads")
+        dataset = data.get("dataset") or ""
+        if not isinstance(dataset, str) or "/" in dataset or "\\" in dataset or dataset.startswith("."):
+            warnings.append(f"the saved data set name is not a folder name (received {dataset!r})")
+            dataset = ""
+        parts: dict[str, Any] = {}
+        for key, kind in (("model", ModelSpec), ("freeze", FreezePlan), ("train", TrainConfig)):
+            value = data.get(key)
+            if value is None:
+                continue
+            try:
+                parts[key] = kind.from_dict(value)
+            except (TypeError, ValueError) as error:
+                warnings.append(f"the saved {key} settings were not usable ({error})")
+        return cls(dataset=dataset, **parts), warnings
 
 
 @dataclass(frozen=True)
@@ -76,6 +137,31 @@ class Workspace:
         if path.parent != self.datasets_dir.resolve():
             raise ValueError(f"Not a data set of this workspace. Received: path={path}")
         shutil.rmtree(path)
+
+    def load_choices(self) -> tuple[SessionChoices, list[str]]:
+        """The choices saved by :meth:`save_choices`; defaults when there are none.
+
+        A damaged, foreign or older file never raises: it gives the defaults (or what
+        could be read) plus warnings that say what was dropped.
+
+        Returns:
+            ``(choices, warnings)``.
+        """
+        path = self.root / CHOICES_FILE
+        if not path.is_file():
+            return SessionChoices(), []
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            return SessionChoices(), [f"the saved choices could not be read ({type(error).__name__}: {error})"]
+        choices, warnings = SessionChoices.from_dict(data)
+        if choices.dataset and not (self.datasets_dir / choices.dataset / "dataset.json").is_file():
+            choices = SessionChoices(model=choices.model, freeze=choices.freeze, train=choices.train)
+        return choices, warnings
+
+    def save_choices(self, choices: SessionChoices) -> None:
+        """Write the choices atomically, so a tab that reads them never sees half a file."""
+        atomic_write_json(self.root / CHOICES_FILE, choices.to_dict())
 
     def disk_usage_mb(self) -> float:
         total = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())

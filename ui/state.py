@@ -10,20 +10,27 @@ Keys in ``st.session_state``:
 - ``train_config``: the Train form's last values (a TrainConfig).
 - ``followers``: run id -> :class:`transfer_core.live.EventFollower`.
 - ``notice``: a one-time message for the next page (e.g. after "Try the demo").
+- ``saved_choices``: the :class:`SessionChoices` last written to (or read from) the workspace.
+
+The data set, model, freeze plan and training choices are also kept in the workspace
+(``session.json``): a new session on the same ``?ws=`` address (a reload, a new tab)
+starts from them. Each setter saves when the choices changed, then redraws the sidebar.
 
 Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 
 import streamlit as st
 
 from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, Settings, TrainConfig
 from transfer_core.live import EventFollower
 from transfer_core.runs import RunInfo
-from transfer_core.workspace import Workspace
+from transfer_core.workspace import SessionChoices, Workspace
 
 
 @lru_cache(maxsize=1)
@@ -42,6 +49,7 @@ def workspace() -> Workspace:
     if "workspace" not in st.session_state:
         ws = Workspace.open(settings(), st.query_params.get("ws"))
         st.session_state["workspace"] = ws
+        _restore_choices(ws)
     ws = st.session_state["workspace"]
     if st.query_params.get("ws") != ws.workspace_id:
         st.query_params["ws"] = ws.workspace_id
@@ -49,6 +57,50 @@ def workspace() -> Workspace:
     if run_id and st.query_params.get("run") != run_id:
         st.query_params["run"] = run_id  # A reload (or a bookmark) reopens the same run.
     return ws
+
+
+def _restore_choices(ws: Workspace) -> None:
+    """Start a new session from the choices saved in its workspace (a reload, a new tab)."""
+    choices, warnings = ws.load_choices()
+    st.session_state["saved_choices"] = choices
+    adopt_choices(choices)  # Equal to the saved ones, so nothing is written.
+    if warnings:
+        set_notice("Some saved choices were reset to defaults: " + "; ".join(warnings) + ".", "warning")
+
+
+def adopt_choices(choices: SessionChoices) -> None:
+    """Make ``choices`` (an opened project's, say) this session's choices, and save them."""
+    ws = workspace()
+    if choices.dataset:
+        st.session_state["dataset_root"] = str(ws.datasets_dir / choices.dataset)
+    for key, value in (("model_spec", choices.model), ("freeze_plan", choices.freeze),
+                       ("train_config", choices.train)):
+        if value is not None:
+            st.session_state[key] = value
+    _choices_changed()
+
+
+def _choices_changed() -> None:
+    """Save the session's choices to its workspace when they differ from the saved ones."""
+    root = st.session_state.get("dataset_root")
+    choices = SessionChoices(
+        dataset=Path(root).name if root else "",
+        model=st.session_state.get("model_spec"),
+        freeze=st.session_state.get("freeze_plan"),
+        train=st.session_state.get("train_config"),
+    )
+    if choices == st.session_state.get("saved_choices"):
+        return
+    workspace().save_choices(choices)
+    st.session_state["saved_choices"] = choices
+    redraw = st.session_state.get("on_choices_changed")
+    if redraw is not None:
+        redraw()
+
+
+def on_choices_changed(redraw: Callable[[], None] | None) -> None:
+    """Call ``redraw`` (the sidebar) whenever a page changes a choice during this script run."""
+    st.session_state["on_choices_changed"] = redraw
 
 
 def active_dataset() -> DatasetSpec | None:
@@ -70,6 +122,7 @@ def set_active_dataset(spec: DatasetSpec | None) -> None:
         st.session_state.pop("dataset_root", None)
     else:
         st.session_state["dataset_root"] = spec.root
+    _choices_changed()
 
 
 def model_spec() -> ModelSpec:
@@ -78,6 +131,7 @@ def model_spec() -> ModelSpec:
 
 def set_model_spec(spec: ModelSpec) -> None:
     st.session_state["model_spec"] = spec
+    _choices_changed()
 
 
 def freeze_plan() -> FreezePlan:
@@ -86,6 +140,7 @@ def freeze_plan() -> FreezePlan:
 
 def set_freeze_plan(plan: FreezePlan) -> None:
     st.session_state["freeze_plan"] = plan
+    _choices_changed()
 
 
 def train_config() -> TrainConfig | None:
@@ -98,6 +153,7 @@ def set_train_config(config: TrainConfig | None) -> None:
         st.session_state.pop("train_config", None)
     else:
         st.session_state["train_config"] = config
+    _choices_changed()
 
 
 def active_run_id() -> str | None:

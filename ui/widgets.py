@@ -5,6 +5,8 @@ No TensorFlow here: the sidebar renders on every page, including Home.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from transfer_core import jobs
@@ -22,42 +24,57 @@ STATUS_ICONS = {
 }
 
 
+def sidebar_status_slot() -> Callable[[bool], None]:
+    """A place in the sidebar for :func:`sidebar_status`, and a function that (re)draws it there.
+
+    The router draws it before the page (what a page that stops early leaves), again
+    whenever the page changes a choice, and last after the page, so the sidebar shows the
+    state after the page's action.
+    """
+    slot = st.sidebar.empty()
+
+    def draw(poll: bool = False) -> None:
+        with slot.container():
+            sidebar_status(poll)
+
+    return draw
+
+
 def sidebar_status(poll: bool = True) -> None:
-    """Active data set, chosen backbone and the current run's state, in the sidebar.
+    """Active data set, chosen backbone and the current run's state, in the current container.
 
     Args:
         poll: Refresh the run's state every 2 s while it is active.
     """
-    with st.sidebar:
-        st.markdown("**Data set**")
-        spec = state.active_dataset()
-        if spec is None:
-            st.caption("none yet: choose one on the Data page")
-        else:
-            try:
-                summary = dataset_summary(spec)
-                st.caption(f"{summary.name}: {summary.text}")
-                st.caption(
-                    "Classes: "
-                    + ", ".join(spec.class_names[:8])
-                    + (" …" if len(spec.class_names) > 8 else "")
-                )
-            except ValueError as error:
-                st.caption(f"unreadable: {error}")
-        st.markdown("**Backbone**")
-        model = state.model_spec()
-        size = f"{model.input_size}px" if model.input_size else "default size"
-        weights = "ImageNet weights" if model.weights == "imagenet" else "random weights (no transfer)"
-        st.caption(f"{model.backbone}, {size}, {weights}")
-        st.markdown("**Current run**")
-        info = state.active_run()
-        if info is None:
-            st.caption("none")
-            return
-        if poll and info.is_active:
-            st.fragment(_run_status, run_every=2.0)(polling=True)
-        else:
-            _run_status(polling=False)
+    st.markdown("**Data set**")
+    spec = state.active_dataset()
+    if spec is None:
+        st.caption("none yet: choose one on the Data page")
+    else:
+        try:
+            summary = dataset_summary(spec)
+            st.caption(f"{summary.name}: {summary.text}")
+            st.caption(
+                "Classes: "
+                + ", ".join(spec.class_names[:8])
+                + (" …" if len(spec.class_names) > 8 else "")
+            )
+        except ValueError as error:
+            st.caption(f"unreadable: {error}")
+    st.markdown("**Backbone**")
+    model = state.model_spec()
+    size = f"{model.input_size}px" if model.input_size else "default size"
+    weights = "ImageNet weights" if model.weights == "imagenet" else "random weights (no transfer)"
+    st.caption(f"{model.backbone}, {size}, {weights}")
+    st.markdown("**Current run**")
+    info = state.active_run()
+    if info is None:
+        st.caption("none")
+        return
+    if poll and info.is_active:
+        st.fragment(_run_status, run_every=2.0)(polling=True)
+    else:
+        _run_status(polling=False)
 
 
 def _run_status(polling: bool) -> None:

@@ -7,7 +7,14 @@ Importing this package does not import TensorFlow; only ``make_tf_dataset``,
 from transfer_core.data.demo import DEMO_CLASSES, make_demo_dataset
 from transfer_core.data.health import HealthReport, health_report
 from transfer_core.data.images import MAX_STORED_SIDE, ImageRejected, decode_for_model, load_image
-from transfer_core.data.ingest import IngestResult, ingest_folder, ingest_uploads, ingest_zip
+from transfer_core.data.ingest import (
+    IngestResult,
+    dataset_name_from_file,
+    ingest_folder,
+    ingest_uploads,
+    ingest_zip,
+    suggest_dataset_name,
+)
 from transfer_core.data.manifest import (
     MANIFEST_COLUMNS,
     DataError,
@@ -31,6 +38,7 @@ __all__ = [
     "ImageRejected",
     "IngestResult",
     "SkippedFile",
+    "dataset_name_from_file",
     "decode_for_model",
     "has_own_split",
     "health_report",
@@ -47,4 +55,5 @@ __all__ = [
     "read_skipped",
     "resplit",
     "split_paths",
+    "suggest_dataset_name",
 ]

@@ -22,12 +22,9 @@ Limits come from ``Settings``:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
-import re
 import shutil
 import stat
 import unicodedata
@@ -60,6 +57,18 @@ from transfer_core.data.manifest import (
     write_text_atomic,
 )
 from transfer_core.data.split import hash_split
+from transfer_core.data.zip_safety import (
+    MEBIBYTE,
+    SYMLINK_REASON,
+    ZIP_TOTAL_FACTOR,
+    clean_text,
+    is_zip_symlink,
+    open_zip_archive,
+    open_zip_source,
+    unsafe_entry_reason,
+    zip_entry_hazard,
+    zip_entry_name,
+)
 
 # Folder names that mean "this is a split, not a class", in lower case.
 _SPLIT_ALIASES = {
@@ -73,10 +82,6 @@ _SPLIT_ALIASES = {
 }
 _SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
 _ARCHIVE_EXTENSIONS = (".zip", ".tar", ".tgz", ".gz", ".7z", ".rar", ".bz2", ".xz", ".zst")
-_ZIP_BOMB_RATIO = 100
-_ZIP_BOMB_MIN_BYTES = 1 << 20
-_ZIP_TOTAL_FACTOR = 4
-_MEBIBYTE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,7 @@ def ingest_folder(
     except BaseException:
         _clean_dest(dest_path)
         raise
-    per_file_limit = settings.max_upload_mb * _MEBIBYTE
+    per_file_limit = settings.max_upload_mb * MEBIBYTE
     entries = [
         (name, parts, partial(_read_file, root / Path(*parts), per_file_limit)) for name, parts in files
     ]
@@ -208,9 +213,9 @@ def ingest_zip(
     """
     settings = settings or Settings.from_env()
     _check_fractions(seed, val_fraction, test_fraction)
-    handle, description, owned = _open_zip_source(source, settings.max_upload_mb)
+    handle, description, owned = open_zip_source(source, settings.max_upload_mb)
     try:
-        archive = _open_zip_archive(handle, description, settings.max_files)
+        archive = open_zip_archive(handle, description, settings.max_files)
         with archive:
             dest_path = _prepare_dest(dest)
             try:
@@ -254,13 +259,13 @@ def ingest_uploads(
     settings = settings or Settings.from_env()
     _check_fractions(seed, val_fraction, test_fraction)
     dest_path = _prepare_dest(dest)
-    per_file_limit = settings.max_upload_mb * _MEBIBYTE
+    per_file_limit = settings.max_upload_mb * MEBIBYTE
     skipped: list[SkippedFile] = []
 
     def candidates() -> Iterator[_Candidate]:
         count = 0
         for file_name, data, label in files:
-            name = _clean_text(str(file_name))
+            name = clean_text(str(file_name))
             base = name.replace("\\", "/").rsplit("/", 1)[-1]
             reason = _junk_reason(base)
             if reason:
@@ -276,6 +281,42 @@ def ingest_uploads(
         kind="uploads", description="uploaded files", candidates=candidates(), skipped=skipped
     )
     return _ingest(source_info, dest_path, seed, val_fraction, test_fraction, settings)
+
+
+def dataset_name_from_file(file_name: str) -> str:
+    """A data set name from an uploaded file's name: its stem, cleaned (``my_photos.zip`` -> ``my_photos``).
+
+    Args:
+        file_name: The name as the browser gave it (may hold folders or odd characters).
+
+    Returns:
+        The name, or ``""`` when nothing usable is left.
+    """
+    base = clean_text(str(file_name)).replace("\\", "/").rsplit("/", 1)[-1]
+    stem = Path(base).stem if "." in base.strip(".") else base
+    return _clean_label(stem.strip(" ._"))[:60]
+
+
+def suggest_dataset_name(file_names: Iterable[str], class_names: Iterable[str] = ()) -> str:
+    """A sensible default name for uploaded files.
+
+    An uploaded folder (every file under the same top folder) is named after that folder;
+    otherwise the name lists the classes (``cats vs dogs``).
+
+    Args:
+        file_names: The uploaded files' names as the browser gave them.
+        class_names: The classes they were uploaded to.
+
+    Returns:
+        The name (``"dataset"`` when there is nothing to go on).
+    """
+    tops = {clean_text(str(name)).replace("\\", "/").split("/", 1)[0] for name in file_names if "/" in str(name)}
+    if len(tops) == 1 and (folder := _clean_label(tops.pop()).strip(" .")):
+        return folder[:60]
+    labels = [label for label in (_clean_label(str(name)) for name in class_names) if label]
+    if labels:
+        return " vs ".join(labels[:3]) + (" etc" if len(labels) > 3 else "")
+    return "dataset"
 
 
 # ---------------------------------------------------------------------------
@@ -454,14 +495,9 @@ def _assign_folder(label: str, folders: dict[str, str]) -> str:
     return folder
 
 
-def _clean_text(text: str) -> str:
-    """Text that can be written as UTF-8 (undecodable file names carry surrogates)."""
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
 def _clean_label(label: str) -> str:
     """A label as stored: NFC-normalised (macOS writes NFD), no control characters, stripped."""
-    text = unicodedata.normalize("NFC", _clean_text(label))
+    text = unicodedata.normalize("NFC", clean_text(label))
     text = "".join(" " if unicodedata.category(char) in {"Cc", "Cs"} else char for char in text)
     return text.strip()
 
@@ -618,14 +654,14 @@ def _list_folder(
             if exclude_resolved is not None and full.resolve() == exclude_resolved:
                 continue
             if reason:
-                skipped.append(SkippedFile(_clean_text(display), reason))
+                skipped.append(SkippedFile(clean_text(display), reason))
             else:
                 kept_dirs.append(dirname)
                 folders.append((*relative_dir, dirname))
         dirnames[:] = kept_dirs
         for filename in sorted(filenames):
             parts = (*relative_dir, filename)
-            display = _clean_text("/".join(parts))
+            display = clean_text("/".join(parts))
             full = here / filename
             reason = _junk_reason(filename)
             if reason is None:
@@ -646,7 +682,7 @@ def _list_folder(
                 raise DataError(f"{root} has more than {max_files:,} files (the limit).")
     for error in errors:
         skipped.append(
-            SkippedFile(_clean_text(str(error.filename or root)), f"could not be read ({error.strerror})")
+            SkippedFile(clean_text(str(error.filename or root)), f"could not be read ({error.strerror})")
         )
     return files, folders, skipped
 
@@ -659,7 +695,7 @@ def _read_file(path: Path, limit: int) -> bytes:
     except OSError as error:
         raise ImageRejected(f"could not be read ({error.strerror or error})") from None
     if len(data) > limit:
-        raise ImageRejected(f"the file is larger than the limit of {limit // _MEBIBYTE} MB")
+        raise ImageRejected(f"the file is larger than the limit of {limit // MEBIBYTE} MB")
     return data
 
 
@@ -667,7 +703,7 @@ def _bytes_with_limit(data: bytes, limit: int) -> bytes:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ImageRejected(f"the upload is not file data (received {type(data).__name__})")
     if len(data) > limit:
-        raise ImageRejected(f"the file is larger than the limit of {limit // _MEBIBYTE} MB")
+        raise ImageRejected(f"the file is larger than the limit of {limit // MEBIBYTE} MB")
     return bytes(data)
 
 
@@ -675,104 +711,18 @@ def _bytes_with_limit(data: bytes, limit: int) -> bytes:
 # ZIP route.
 
 
-def _open_zip_source(
-    source: str | os.PathLike | bytes | BinaryIO, max_upload_mb: int
-) -> tuple[BinaryIO, str, bool]:
-    """A seekable binary handle on the archive, its description, and whether we must close it."""
-    limit = max_upload_mb * _MEBIBYTE
-    too_big = "The ZIP archive {} is {:.1f} MB, larger than the limit of {} MB."
-    if isinstance(source, bytes | bytearray | memoryview):
-        if len(source) > limit:
-            raise DataError(too_big.format("upload", len(source) / _MEBIBYTE, max_upload_mb))
-        return io.BytesIO(bytes(source)), "the uploaded ZIP archive", True
-    if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        try:
-            size = path.stat().st_size
-            if not path.is_file():
-                raise DataError(f"{path} is not a file.")
-        except OSError as error:
-            raise DataError(f"Could not open the ZIP archive {path}: {error.strerror or error}") from None
-        if size > limit:
-            raise DataError(too_big.format(path.name, size / _MEBIBYTE, max_upload_mb))
-        return path.open("rb"), str(path), True
-    if hasattr(source, "read"):
-        description = f"the ZIP archive {getattr(source, 'name', '') or 'upload'}"
-        seekable = getattr(source, "seekable", lambda: False)()
-        if not seekable:
-            data = source.read(limit + 1)
-            if len(data) > limit:
-                raise DataError(too_big.format("upload", len(data) / _MEBIBYTE, max_upload_mb))
-            return io.BytesIO(data), description, True
-        start = source.tell()
-        size = source.seek(0, os.SEEK_END) - start
-        source.seek(start)
-        if size > limit:
-            raise DataError(too_big.format("upload", size / _MEBIBYTE, max_upload_mb))
-        return source, description, False
-    raise TypeError(
-        f"source must be a path, bytes or a binary file object. Received: source={type(source).__name__}"
-    )
-
-
-def _open_zip_archive(handle: BinaryIO, description: str, max_files: int) -> zipfile.ZipFile:
-    """Open the archive after checking its entry count from the end record."""
-    not_zip = f"{description} is not a readable ZIP archive"
-    try:
-        # The end record states the entry count; checking it first avoids parsing
-        # a central directory of millions of entries into memory.
-        end_record = zipfile._EndRecData(handle)  # noqa: SLF001 - no public API for this.
-        if end_record and end_record[zipfile._ECD_ENTRIES_TOTAL] > max_files * 4 + 1000:  # noqa: SLF001
-            raise DataError(
-                f"{description} has {end_record[zipfile._ECD_ENTRIES_TOTAL]:,} entries, "  # noqa: SLF001
-                f"more than the limit of {max_files:,} files."
-            )
-        handle.seek(0)
-        return zipfile.ZipFile(handle)
-    except DataError:
-        raise
-    except zipfile.BadZipFile as error:
-        raise DataError(f"{not_zip} ({error}); is it a ZIP file, and was it uploaded completely?") from None
-    except (OSError, EOFError, ValueError, NotImplementedError, IndexError, KeyError) as error:
-        raise DataError(f"{not_zip} ({type(error).__name__}: {error}).") from None
-    except Exception as error:  # The zipfile module can raise struct.error and others on hostile input.
-        raise DataError(f"{not_zip} ({type(error).__name__}).") from None
-
-
-def _zip_entry_name(info: zipfile.ZipInfo) -> str:
-    """The entry's name as its author saw it, with forward slashes."""
-    name = info.filename
-    if not info.flag_bits & 0x800:
-        # Without the UTF-8 flag zipfile decodes as CP437, but many tools write UTF-8 anyway.
-        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
-            name = name.encode("cp437").decode("utf-8")
-    return _clean_text(name.replace("\\", "/"))
-
-
-def _unsafe_entry_reason(name: str) -> str | None:
-    if name.startswith("/"):
-        return "unsafe path in the ZIP (absolute path); not extracted"
-    if re.match(r"^[A-Za-z]:", name):
-        return "unsafe path in the ZIP (drive letter); not extracted"
-    if any(part == ".." for part in name.split("/")):
-        return "unsafe path in the ZIP ('..' leads outside the folder); not extracted"
-    if "\x00" in name:
-        return "unsafe path in the ZIP (NUL character); not extracted"
-    return None
-
-
 def _plan_zip(archive: zipfile.ZipFile, description: str, settings: Settings) -> _Source:
     """Filter the archive's entries and turn the usable ones into candidates."""
-    per_file_limit = settings.max_upload_mb * _MEBIBYTE
-    total_limit = _ZIP_TOTAL_FACTOR * settings.max_upload_mb * _MEBIBYTE
+    per_file_limit = settings.max_upload_mb * MEBIBYTE
+    total_limit = ZIP_TOTAL_FACTOR * settings.max_upload_mb * MEBIBYTE
     skipped: list[SkippedFile] = []
     junk_folders: dict[str, list[str]] = {}
     entries: list[tuple[str, tuple[str, ...], Callable[[], bytes]]] = []
     folders: list[tuple[str, ...]] = []
     total_size = 0
     for info in archive.infolist():
-        name = _zip_entry_name(info)
-        reason = _unsafe_entry_reason(name)
+        name = zip_entry_name(info)
+        reason = unsafe_entry_reason(name)
         if reason:
             skipped.append(SkippedFile(name, reason))
             continue
@@ -802,8 +752,8 @@ def _plan_zip(archive: zipfile.ZipFile, description: str, settings: Settings) ->
         )
     if total_size > total_limit:
         raise DataError(
-            f"{description} holds {total_size / _MEBIBYTE:,.0f} MB uncompressed, more than the limit of "
-            f"{total_limit // _MEBIBYTE:,} MB (4 x the upload limit)."
+            f"{description} holds {total_size / MEBIBYTE:,.0f} MB uncompressed, more than the limit of "
+            f"{total_limit // MEBIBYTE:,} MB (4 x the upload limit)."
         )
     for folder, (junk_reason, *names) in junk_folders.items():
         count = len(names)
@@ -816,22 +766,14 @@ def _plan_zip(archive: zipfile.ZipFile, description: str, settings: Settings) ->
 
 def _zip_entry_skip_reason(info: zipfile.ZipInfo, base_name: str, per_file_limit: int) -> str | None:
     """Why a file entry is skipped before reading it, or None."""
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        return "symbolic links are not followed"
+    if is_zip_symlink(info):
+        return SYMLINK_REASON
     reason = _junk_reason(base_name)
     if reason:
         return reason
-    if info.flag_bits & 0x1:
-        return "the entry is encrypted (password-protected ZIPs are not supported)"
     if base_name.lower().endswith(_ARCHIVE_EXTENSIONS):
         return "nested archives are not opened"
-    if info.file_size > per_file_limit:
-        return f"the file is larger than the limit of {per_file_limit // _MEBIBYTE} MB"
-    if info.file_size > _ZIP_BOMB_MIN_BYTES and info.file_size > _ZIP_BOMB_RATIO * max(info.compress_size, 1):
-        ratio = info.file_size / max(info.compress_size, 1)
-        return f"likely a ZIP bomb (compressed {ratio:,.0f}:1, over the limit of {_ZIP_BOMB_RATIO}:1)"
-    return None
+    return zip_entry_hazard(info, per_file_limit)
 
 
 def _read_zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
@@ -850,5 +792,5 @@ def _read_zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int)
             f"the entry could not be read from the ZIP ({type(error).__name__}: {error})"
         ) from None
     if len(data) > limit:
-        raise ImageRejected(f"the file is larger than the limit of {limit // _MEBIBYTE} MB")
+        raise ImageRejected(f"the file is larger than the limit of {limit // MEBIBYTE} MB")
     return data
