@@ -154,7 +154,7 @@ def test_report_write_failing_ends_the_run_as_failed_with_the_reason(
 
     monkeypatch.setattr(jobs, "atomic_write_json", full)
     with EventLog(run_dir / "events.jsonl") as log:
-        jobs._finish(run_dir, log, "finished", "", {"val_accuracy": 0.9})
+        jobs.finish_run(run_dir, log, "finished", "", {"val_accuracy": 0.9})
     info = load_run(run_dir)
     assert info.status == "failed"
     assert "could not be written (No space left on device)" in info.reason
