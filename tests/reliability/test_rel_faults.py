@@ -344,7 +344,7 @@ def test_disk_full_while_writing_the_report_never_shows_finished(page) -> None:
     workspace, spec, open_page = page
     run_dir = RunStore(workspace.runs_dir).create(_config(spec))
     patch = (
-        "import transfer_core.jobs as jobs_module\n"
+        "import transfer_core.jobs.runner as jobs_module\n"
         "real = jobs_module.atomic_write_json\n"
         "def full(path, data):\n"
         "    if str(path).endswith('report.json'):\n"
