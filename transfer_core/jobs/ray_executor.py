@@ -31,7 +31,8 @@ from transfer_core.runs import TERMINAL_EVENTS, EventLog, read_events, write_pid
 
 RAY_TASK_FILE = "ray_task.json"  # In a run directory: the run is (or was) a Ray task.
 
-_tasks: dict[str, Any] = {}  # Resolved run directory -> ObjectRef of the tasks this process submitted.
+# Resolved run directory -> (ObjectRef, queue entry or None) of the tasks this process submitted.
+_tasks: dict[str, tuple[Any, Path | None]] = {}
 _tasks_lock = threading.Lock()
 
 
@@ -93,8 +94,7 @@ def submit_run(run_dir: Path, settings: Settings, *, queued: bool) -> None:
     owner_pid = os.getpid()
     write_pid(run_dir, owner_pid)
     atomic_write_json(run_dir / RAY_TASK_FILE, {"owner_pid": owner_pid})
-    if queued:
-        register_in_queue(settings, run_dir, owner_pid)
+    entry = register_in_queue(settings, run_dir, owner_pid) if queued else None
     with EventLog(run_dir / "events.jsonl") as log:
         log.write({"type": "queued", "position": None, "message": "waiting for the Ray cluster to run it"})
     ref = _remote_task().options(
@@ -103,8 +103,17 @@ def submit_run(run_dir: Path, settings: Settings, *, queued: bool) -> None:
         runtime_env={"env_vars": _task_env(settings)},
     ).remote(str(run_dir), settings.to_dict(), ray.get_runtime_context().get_node_id())
     with _tasks_lock:
-        _tasks[str(run_dir)] = ref
+        _tasks[str(run_dir)] = (ref, entry)
     threading.Thread(target=_watch, args=(run_dir, ref, owner_pid), daemon=True).start()
+
+
+def _forget(run_dir: Path) -> None:
+    """Drop a task that ended or was cancelled; its queue entry too (the task may never have
+    started, and the entry's holder, this process, still lives)."""
+    with _tasks_lock:
+        _, entry = _tasks.pop(str(run_dir), (None, None))
+    if entry is not None:
+        entry.unlink(missing_ok=True)
 
 
 def _watch(run_dir: Path, ref, owner_pid: int) -> None:
@@ -114,11 +123,12 @@ def _watch(run_dir: Path, ref, owner_pid: int) -> None:
     try:
         ray.get(ref)
         return
+    except SystemExit:
+        return  # This process is leaving the cluster (ray.shutdown): its tasks end with it.
     except Exception:  # noqa: BLE001 - any failure of the task itself (lost worker, cancelled, node gone).
         pass
     finally:
-        with _tasks_lock:
-            _tasks.pop(str(run_dir), None)
+        _forget(run_dir)
     events, _ = read_events(run_dir / "events.jsonl")
     if any(e.get("type") in TERMINAL_EVENTS for e in events):
         return
@@ -132,11 +142,13 @@ def cancel_run(run_dir: Path) -> bool:
     Returns:
         True if this process had submitted the task and asked Ray to cancel it.
     """
+    run_dir = Path(run_dir).resolve()
     with _tasks_lock:
-        ref = _tasks.get(str(Path(run_dir).resolve()))
+        ref, _ = _tasks.get(str(run_dir), (None, None))
     if ref is None:
         return False
     import ray
 
     ray.cancel(ref, force=True)
+    _forget(run_dir)
     return True
