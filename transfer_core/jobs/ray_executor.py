@@ -16,6 +16,7 @@ marks the pid file dead.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -80,6 +81,16 @@ def _task_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _resolved(settings: Settings) -> Settings:
+    """Absolute paths: the task's working directory is Ray's, not this process's."""
+    return dataclasses.replace(
+        settings,
+        home=Path(settings.home).resolve(),
+        weights_dir=Path(settings.weights_dir).resolve() if settings.weights_dir is not None else None,
+        allowed_data_dirs=tuple(Path(p).resolve() for p in settings.allowed_data_dirs),
+    )
+
+
 def submit_run(run_dir: Path, settings: Settings, *, queued: bool) -> None:
     """Submit the run at ``run_dir`` as a Ray task; returns at once.
 
@@ -101,7 +112,7 @@ def submit_run(run_dir: Path, settings: Settings, *, queued: bool) -> None:
         num_cpus=settings.ray_num_cpus,
         num_gpus=settings.ray_num_gpus,
         runtime_env={"env_vars": _task_env(settings)},
-    ).remote(str(run_dir), settings.to_dict(), ray.get_runtime_context().get_node_id())
+    ).remote(str(run_dir), _resolved(settings).to_dict(), ray.get_runtime_context().get_node_id())
     with _tasks_lock:
         _tasks[str(run_dir)] = (ref, entry)
     threading.Thread(target=_watch, args=(run_dir, ref, owner_pid), daemon=True).start()

@@ -75,7 +75,10 @@ def _start_standby_unless_one_exists(directory: Path, key: str, env: dict[str, s
 
 def ensure_standby(settings: Settings) -> None:
     """Start a standby worker for ``settings`` unless one is already warming or ready (the app
-    calls this once when it starts, so even its first run finds TensorFlow loaded)."""
+    calls this once when it starts, so even its first run finds TensorFlow loaded). Nothing with
+    the Ray executor: runs train on the cluster, and the server keeps no TensorFlow process."""
+    if settings.executor == "ray":
+        return
     _start_standby_unless_one_exists(standby_dir(settings), standby_key(settings), worker_env(settings))
 
 
