@@ -53,9 +53,9 @@ def _latency(config, runs_dir: Path, settings) -> float:
 def _wait_for_standby(settings, timeout: float = 120.0) -> None:
     from transfer_core import jobs
 
-    directory, key = jobs._standby_dir(settings), jobs._standby_key(settings)
+    directory, key = jobs.standby_dir(settings), jobs.standby_key(settings)
     deadline = time.time() + timeout
-    while not jobs._standby_entries(directory, key, "ready"):
+    while not jobs.standby_entries(directory, key, "ready"):
         if time.time() > deadline:
             raise TimeoutError("the standby worker never became ready")
         time.sleep(0.1)

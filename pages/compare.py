@@ -99,7 +99,7 @@ else:
             ws.check_quota(settings)
             run_dirs = compare.start_comparison(dataset, model, plan, train, strategies, ws.runs_dir,
                                                 settings=settings, include_bn_pitfall=bool(use_bn))
-        except (ValueError, zoo.WeightsUnavailableError, QuotaExceededError) as error:
+        except (ValueError, zoo.WeightsUnavailableError, QuotaExceededError, jobs.QueueFull) as error:
             st.error(str(error))
         else:
             st.session_state["compare_group"] = [path.name for path in run_dirs]

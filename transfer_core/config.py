@@ -296,6 +296,19 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"Environment variable {name} must be an integer. Received: {name}={value!r}") from None
 
 
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"Environment variable {name} must be a number. Received: {name}={value!r}") from None
+
+
+EXECUTORS = ("local", "ray")
+
+
 def _env_paths(name: str) -> tuple[Path, ...]:
     value = os.environ.get(name, "").strip()
     return tuple(Path(p).expanduser() for p in value.split(os.pathsep) if p.strip())
@@ -320,6 +333,13 @@ class Settings(_DictMixin):
             waiting for the next run (saves the ~3 s import on every run; costs an idle
             process of ~0.65 GB resident). ``TRANSFER_STANDBY_WORKER``; on by default only in the app,
             a long-lived server (see ``from_env``).
+        executor: Where runs train: ``"local"`` (worker processes on this machine) or ``"ray"``
+            (each run a task on the Ray cluster at ``ray_address``). ``TRANSFER_EXECUTOR``.
+        ray_address: The Ray cluster to submit runs to (``"auto"``, ``"host:6379"``). ``RAY_ADDRESS``.
+        ray_num_cpus: CPUs one run reserves on the Ray cluster. ``TRANSFER_RAY_NUM_CPUS``.
+        ray_num_gpus: GPUs one run reserves on the Ray cluster. ``TRANSFER_RAY_NUM_GPUS``.
+        max_queued_per_session: Requests one session may have waiting (not yet training) at once;
+            a comparison counts as one. ``TRANSFER_MAX_QUEUED_PER_SESSION``.
     """
 
     home: Path = Path("workspace")
@@ -331,15 +351,26 @@ class Settings(_DictMixin):
     max_session_disk_mb: int = 2000
     allowed_data_dirs: tuple[Path, ...] = ()
     standby_worker: bool = False
+    executor: str = "local"
+    ray_address: str = ""
+    ray_num_cpus: float = 1.0
+    ray_num_gpus: float = 0.0
+    max_queued_per_session: int = 3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
         if self.weights_dir is not None:
             object.__setattr__(self, "weights_dir", Path(self.weights_dir))
         object.__setattr__(self, "allowed_data_dirs", tuple(Path(p) for p in self.allowed_data_dirs))
-        for name in ("max_concurrent_runs", "max_upload_mb", "max_files", "max_pixels", "max_session_disk_mb"):
+        for name in ("max_concurrent_runs", "max_upload_mb", "max_files", "max_pixels", "max_session_disk_mb",
+                     "max_queued_per_session"):
             if getattr(self, name) < 1:
                 _fail(f"{name} must be >= 1.", **{name: getattr(self, name)})
+        if self.executor not in EXECUTORS:
+            _fail(f"executor must be one of {EXECUTORS}.", executor=self.executor)
+        for name in ("ray_num_cpus", "ray_num_gpus"):
+            if getattr(self, name) < 0:
+                _fail(f"{name} must be >= 0.", **{name: getattr(self, name)})
 
     @property
     def runs_dir(self) -> Path:
@@ -372,4 +403,9 @@ class Settings(_DictMixin):
             max_session_disk_mb=_env_int("TRANSFER_MAX_SESSION_DISK_MB", 2000),
             allowed_data_dirs=_env_paths("TRANSFER_ALLOWED_DATA_DIRS"),
             standby_worker=bool(_env_int("TRANSFER_STANDBY_WORKER", int(server))),
+            executor=os.environ.get("TRANSFER_EXECUTOR", "").strip() or "local",
+            ray_address=os.environ.get("RAY_ADDRESS", "").strip(),
+            ray_num_cpus=_env_float("TRANSFER_RAY_NUM_CPUS", 1.0),
+            ray_num_gpus=_env_float("TRANSFER_RAY_NUM_GPUS", 0.0),
+            max_queued_per_session=_env_int("TRANSFER_MAX_QUEUED_PER_SESSION", 3),
         )

@@ -313,13 +313,21 @@ def _num(value: Any, digits: int = 4) -> str:
     return f"{number:.{digits}f}" if math.isfinite(number) else str(number)
 
 
-def status_line(info: RunInfo, queue_position: int | None = None) -> str:
-    """Short state of a run for the sidebar and the run list."""
+def eta_text(seconds: float) -> str:
+    """"starts in about 40 s" / "starts in about 3 min", for a queued run's estimate."""
+    if seconds < 90:
+        return f"starts in about {max(5, round(seconds / 5) * 5):.0f} s"
+    return f"starts in about {round(seconds / 60):.0f} min"
+
+
+def status_line(info: RunInfo, queue_position: int | None = None, eta_seconds: float | None = None) -> str:
+    """Short state of a run for the sidebar and the run list (``eta_seconds``: see ``jobs.queue_eta``)."""
     report = info.report or EMPTY_REPORT
     if info.status == "queued":
         if queue_position is None:
             return "queued"
-        return f"queued ({queue_position} run(s) ahead)" if queue_position else "queued (next)"
+        text = f"queued ({queue_position} run(s) ahead)" if queue_position else "queued (next)"
+        return f"{text}, {eta_text(eta_seconds)}" if eta_seconds is not None else text
     if info.status == "running":
         last = info.last_event or {}
         total = _epochs_total(info)

@@ -82,6 +82,8 @@ def _live_panel(run_id: str) -> None:
         if status == "queued":
             position = jobs.queue_position(run_dir, state.settings())
             ahead = "next in line" if not position else f"{position} run(s) ahead"
+            eta = jobs.queue_eta(run_dir, state.settings())
+            ahead += f", {live.eta_text(eta)}" if eta is not None else ""
             st.info(
                 f"Queued: waiting for a free training slot ({ahead}). The server trains "
                 f"{state.settings().max_concurrent_runs} run(s) at a time."

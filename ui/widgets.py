@@ -83,8 +83,9 @@ def _run_status(polling: bool) -> None:
         st.caption("none")
         return
     position = jobs.queue_position(info.path, state.settings()) if info.status == "queued" else None
+    eta = jobs.queue_eta(info.path, state.settings()) if position is not None else None
     st.caption(f"{STATUS_ICONS.get(info.status, '')} {info.run_id}")
-    st.caption(status_line(info, position))
+    st.caption(status_line(info, position, eta))
     if polling and not info.is_active:
         # The run just ended: one full rerun redraws the page and stops this fragment's polling.
         st.rerun()

@@ -144,7 +144,7 @@ def test_damaged_run_files_never_show_as_finished_and_are_never_hidden(
 def test_report_write_failing_ends_the_run_as_failed_with_the_reason(
     tmp_path, tiny_dataset, monkeypatch
 ) -> None:
-    from transfer_core import jobs
+    from transfer_core.jobs import runner
 
     run_dir = RunStore(tmp_path / "runs").create(_config(tiny_dataset))
     write_pid(run_dir, _dead_pid())
@@ -152,9 +152,9 @@ def test_report_write_failing_ends_the_run_as_failed_with_the_reason(
     def full(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(jobs, "atomic_write_json", full)
+    monkeypatch.setattr(runner, "atomic_write_json", full)
     with EventLog(run_dir / "events.jsonl") as log:
-        jobs._finish(run_dir, log, "finished", "", {"val_accuracy": 0.9})
+        runner.finish_run(run_dir, log, "finished", "", {"val_accuracy": 0.9})
     info = load_run(run_dir)
     assert info.status == "failed"
     assert "could not be written (No space left on device)" in info.reason
@@ -344,7 +344,7 @@ def test_disk_full_while_writing_the_report_never_shows_finished(page) -> None:
     workspace, spec, open_page = page
     run_dir = RunStore(workspace.runs_dir).create(_config(spec))
     patch = (
-        "import transfer_core.jobs as jobs_module\n"
+        "import transfer_core.jobs.runner as jobs_module\n"
         "real = jobs_module.atomic_write_json\n"
         "def full(path, data):\n"
         "    if str(path).endswith('report.json'):\n"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import time
 
 import pytest
+from ray_cluster import ray_address  # noqa: F401 - a fixture
 from run_factory import wait_for
 
 from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
@@ -31,17 +33,35 @@ def settings(tmp_path) -> Settings:
     return Settings(home=tmp_path / "home", max_concurrent_runs=1)
 
 
+@pytest.fixture(params=["local", "ray"])
+def any_settings(request, settings) -> Settings:
+    """The same settings on each executor: local worker processes, or tasks on a real Ray head."""
+    if request.param == "local":
+        return settings
+    # Each run reserves both CPUs of the test head, so one runs at a time, as with one local slot.
+    return dataclasses.replace(settings, executor="ray", ray_address=request.getfixturevalue("ray_address"),
+                               ray_num_cpus=2)
+
+
+def _kill_worker(run_dir, settings: Settings) -> None:
+    pid, _ = read_pid(run_dir)
+    if settings.executor == "ray":
+        os.kill(pid, signal.SIGKILL)  # The task's Ray worker process (it leads no process group).
+    else:
+        os.killpg(pid, signal.SIGKILL)
+
+
 def _config(spec, **kwargs) -> RunConfig:
     return RunConfig(dataset=spec, model=TINY_MODEL, train=TrainConfig(**{"epochs": 2, "batch_size": 8, **kwargs}))
 
 
 
 
-def test_worker_run_writes_every_artefact_and_the_model_reloads(tiny_dataset, settings, tmp_path):
+def test_worker_run_writes_every_artefact_and_the_model_reloads(tiny_dataset, any_settings, tmp_path):
     import keras
     import numpy as np
 
-    run_dir = start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=settings)
+    run_dir = start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=any_settings)
     seen = []
     status = follow(run_dir, seen.append, timeout=180)
     assert status == "finished", load_run(run_dir).reason
@@ -57,9 +77,10 @@ def test_worker_run_writes_every_artefact_and_the_model_reloads(tiny_dataset, se
     assert RunStore(tmp_path / "runs").list_runs()[0].status == "finished"
 
 
-def test_second_run_waits_in_a_visible_queue(tiny_dataset, settings, tmp_path):
+def test_second_run_waits_in_a_visible_queue(tiny_dataset, any_settings, tmp_path):
+    settings = any_settings
     first = start_run(_config(tiny_dataset, epochs=4), runs_dir=tmp_path / "runs", settings=settings)
-    assert wait_for(lambda: load_run(first).status == "running", 60)
+    assert wait_for(lambda: load_run(first).status == "running", 120)
     second = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings)
     assert wait_for(lambda: any(e["type"] == "queued" for e in read_events(second / "events.jsonl")[0]), 60)
     assert load_run(second).status == "queued"
@@ -68,8 +89,8 @@ def test_second_run_waits_in_a_visible_queue(tiny_dataset, settings, tmp_path):
     assert follow(second, timeout=180) == "finished"
 
 
-def test_stop_ends_a_live_run_quickly(tiny_dataset, settings, tmp_path):
-    run_dir = start_run(_config(tiny_dataset, epochs=200), runs_dir=tmp_path / "runs", settings=settings)
+def test_stop_ends_a_live_run_quickly(tiny_dataset, any_settings, tmp_path):
+    run_dir = start_run(_config(tiny_dataset, epochs=200), runs_dir=tmp_path / "runs", settings=any_settings)
     assert wait_for(
         lambda: any(e["type"] == "epoch_end" for e in read_events(run_dir / "events.jsonl")[0]), 120
     )
@@ -80,11 +101,11 @@ def test_stop_ends_a_live_run_quickly(tiny_dataset, settings, tmp_path):
     assert (run_dir / "model.keras").exists()  # The best weights so far were kept.
 
 
-def test_killed_worker_shows_as_interrupted_and_the_next_run_starts(tiny_dataset, settings, tmp_path):
+def test_killed_worker_shows_as_interrupted_and_the_next_run_starts(tiny_dataset, any_settings, tmp_path):
+    settings = any_settings
     run_dir = start_run(_config(tiny_dataset, epochs=200), runs_dir=tmp_path / "runs", settings=settings)
-    assert wait_for(lambda: load_run(run_dir).status == "running", 60)
-    pid, _ = read_pid(run_dir)
-    os.killpg(pid, signal.SIGKILL)
+    assert wait_for(lambda: load_run(run_dir).status == "running", 120)
+    _kill_worker(run_dir, settings)
     assert wait_for(lambda: load_run(run_dir).status == "interrupted", 10)
     assert "worker process ended" in load_run(run_dir).reason
     # The slot was released by the kernel: the next run is not stuck in the queue.

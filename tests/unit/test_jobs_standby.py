@@ -38,7 +38,7 @@ def _config(spec) -> RunConfig:
 
 
 def _standbys(settings: Settings, state: str) -> list[int]:
-    return [pid for _, pid in jobs._standby_entries(jobs._standby_dir(settings), jobs._standby_key(settings), state)]
+    return [pid for _, pid in jobs.standby_entries(jobs.standby_dir(settings), jobs.standby_key(settings), state)]
 
 
 
@@ -74,7 +74,7 @@ def test_a_standby_only_serves_runs_with_its_settings(tiny_dataset, settings, tm
     jobs.ensure_standby(settings)
     assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
     other = dataclasses.replace(settings, max_upload_mb=settings.max_upload_mb + 1)
-    assert jobs._claim_standby(other) is None
+    assert jobs.claim_standby(other) is None
     run_dir = jobs.start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=other)
     assert read_pid(run_dir)[0] not in _standbys(settings, "ready")
     assert len(_standbys(settings, "ready")) == 1  # Still waiting for a run of its own settings.
@@ -84,7 +84,7 @@ def test_a_standby_only_serves_runs_with_its_settings(tiny_dataset, settings, tm
 
 def test_a_standby_retires_when_the_server_that_owns_it_is_gone(settings, monkeypatch):
     owner = subprocess.Popen(["sleep", "600"])
-    monkeypatch.setenv(jobs._STANDBY_OWNER_ENV, str(owner.pid))
+    monkeypatch.setenv(jobs.STANDBY_OWNER_ENV, str(owner.pid))
     jobs.ensure_standby(settings)
     assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
     [pid] = _standbys(settings, "ready")
@@ -158,10 +158,10 @@ def test_only_feature_extraction_runs_leave_a_backbone_to_prebuild(tmp_path):
                            model=ModelSpec(weights=weights, input_size=160),
                            train=TrainConfig(strategy=strategy, distribution=distribution))
         (run_dir / "config.json").write_text(json.dumps(config.to_dict()))
-        return jobs._prebuild_hint(run_dir)
+        return jobs.prebuild_hint(run_dir)
 
     assert '"input_size": 160' in hint("feature_extraction")
     assert hint("fine_tuning") is None
     assert hint("feature_extraction", weights="random") is None
     assert hint("feature_extraction", distribution="mirrored") is None
-    assert jobs._prebuild_hint(tmp_path / "missing") is None
+    assert jobs.prebuild_hint(tmp_path / "missing") is None

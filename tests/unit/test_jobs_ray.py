@@ -1,0 +1,79 @@
+"""What only the Ray executor does: cancel a task Ray has not started, stay optional.
+
+The common behaviour (a run finishes, Stop, a killed worker, the queue view) is tested on
+both executors in test_jobs.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+from ray_cluster import ray_address  # noqa: F401 - a fixture
+from run_factory import wait_for
+
+from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.jobs import queue_position, request_stop, start_run, stop_and_wait
+from transfer_core.runs import load_run, read_events
+
+TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random")
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> DatasetSpec:
+    from transfer_core.data import make_demo_dataset
+
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=12, image_size=32)
+
+
+def _config(spec, epochs: int) -> RunConfig:
+    return RunConfig(dataset=spec, model=TINY_MODEL, train=TrainConfig(epochs=epochs, batch_size=8))
+
+
+@pytest.mark.slow
+def test_stop_cancels_a_run_that_ray_has_not_started(tiny_dataset, ray_address, tmp_path):  # noqa: F811
+    # Each run reserves both CPUs of the test head: the second waits in Ray's own queue, where
+    # no worker code runs to see the stop file, so the stop ends in ray.cancel.
+    settings = Settings(home=tmp_path / "home", executor="ray", ray_address=ray_address, ray_num_cpus=2)
+    first = start_run(_config(tiny_dataset, 200), runs_dir=tmp_path / "runs", settings=settings)
+    assert wait_for(lambda: load_run(first).status == "running", 120)
+    second = start_run(_config(tiny_dataset, 1), runs_dir=tmp_path / "runs", settings=settings)
+    assert load_run(second).status == "queued" and queue_position(second, settings) == 0
+    assert stop_and_wait(second, timeout=30) == "stopped"
+    assert "before its first epoch ended" in load_run(second).reason
+    assert not any(e["type"] == "starting" for e in read_events(second / "events.jsonl")[0])
+    assert queue_position(second, settings) is None
+    request_stop(first)
+    assert stop_and_wait(first, timeout=60) == "stopped"
+
+
+def test_ray_is_never_imported_on_the_default_path(tmp_path):
+    script = (
+        "import sys\n"
+        "from transfer_core import jobs\n"
+        "from transfer_core.config import Settings\n"
+        "settings = Settings.from_env()\n"
+        "assert settings.executor == 'local'\n"
+        "jobs.queue_position(sys.argv[1], settings)\n"
+        "jobs.enforce_stop(sys.argv[1])\n"
+        "print('ray' in sys.modules)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "TRANSFER_HOME": str(tmp_path / "home")}
+    completed = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                               env=env, timeout=120, check=True)
+    assert completed.stdout.strip() == "False"
+
+
+def test_the_executor_setting_is_validated_and_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TRANSFER_EXECUTOR", "ray")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    monkeypatch.setenv("TRANSFER_RAY_NUM_GPUS", "0.5")
+    settings = Settings.from_env()
+    assert (settings.executor, settings.ray_address, settings.ray_num_cpus, settings.ray_num_gpus) == (
+        "ray", "10.0.0.5:6379", 1.0, 0.5)
+    with pytest.raises(ValueError, match="executor must be one of"):
+        dataclasses.replace(settings, executor="slurm")
+    with pytest.raises(ValueError, match="ray_num_cpus"):
+        dataclasses.replace(settings, ray_num_cpus=-1)

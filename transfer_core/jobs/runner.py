@@ -1,0 +1,157 @@
+"""The code that runs inside a worker: wait for the previous run and a slot, train, write artefacts.
+
+The same code runs in a local worker process (``python -m transfer_core worker``), in the
+standby worker, and in a Ray task; it reads and writes only the run directory (and the
+queue/slot files under ``Settings.home``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transfer_core.config import RunConfig, Settings
+from transfer_core.fileio import atomic_path, atomic_write_json
+from transfer_core.jobs.queue import acquire_slot, queue_entry, record_run_time
+from transfer_core.jobs.standby import start_successor_standby
+from transfer_core.runs import EventLog, load_run, write_pid
+
+
+def worker_main(run_dir: Path) -> int:
+    """Entry point of a worker process: wait for a slot, train, write artefacts."""
+    settings = Settings.from_env()
+    try:
+        return run_worker(Path(run_dir).resolve(), settings)
+    finally:
+        if settings.standby_worker:
+            start_successor_standby(settings, Path(run_dir))
+
+
+def run_worker(run_dir: Path, settings: Settings, *, record_pid: bool = True) -> int:
+    """Train the run at ``run_dir`` in this process; returns the worker's exit status.
+
+    Args:
+        run_dir: A run directory made by :func:`transfer_core.jobs.start_run`.
+        settings: The server's settings.
+        record_pid: Write this process into ``worker.pid`` (whose liveness makes the run
+            active). False for a Ray task on another machine than the server: a pid there
+            means nothing here, so the pid of the task's owner stays.
+
+    With ``settings.executor == "ray"`` the Ray cluster's resources are the training slots:
+    the run leaves the queue as soon as its task starts.
+    """
+    if record_pid:
+        write_pid(run_dir)
+    stop_file = run_dir / "stop"
+
+    def should_stop() -> bool:
+        return stop_file.exists()
+
+    with EventLog(run_dir / "events.jsonl") as log:
+        try:
+            config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        except (OSError, ValueError, TypeError) as error:
+            finish_run(run_dir, log, "failed", f"config.json is unreadable: {error}", {})
+            return 1
+        if not _wait_for_predecessor(run_dir, log, should_stop):
+            finish_run(run_dir, log, "stopped", "stopped while waiting for the previous run", {})
+            return 0
+        slot = None
+        if settings.executor == "ray":
+            queue_entry(settings, run_dir).unlink(missing_ok=True)
+            stopped = should_stop()
+        else:
+            slot = acquire_slot(settings, run_dir, log, should_stop)
+            stopped = slot is None
+        if stopped:
+            finish_run(run_dir, log, "stopped", "stopped while waiting in the queue", {})
+            return 0
+        log.write({"type": "starting", "message": "got a training slot; loading TensorFlow and the model"})
+        started = time.time()
+        try:
+            from transfer_core.training import train
+
+            result = train(config, emit=log, should_stop=should_stop, settings=settings)
+            if result.classifier is not None:
+                save_model(result.classifier.model, run_dir / "model.keras")
+            result.history.to_csv(run_dir / ".metrics.csv.tmp", index=False)
+            os.replace(run_dir / ".metrics.csv.tmp", run_dir / "metrics.csv")
+            finish_run(run_dir, log, result.status, result.reason, result.report)
+            if result.status == "finished":
+                with contextlib.suppress(OSError):  # Only feeds the queue's ETA.
+                    record_run_time(settings, config.train.strategy, time.time() - started)
+        except Exception as error:  # noqa: BLE001 - the run must end with a readable reason.
+            finish_run(run_dir, log, "failed", f"{type(error).__name__}: {error}", {})
+            return 1
+        finally:
+            if slot is not None:
+                slot.close()
+    return 0
+
+
+def redirect_output(run_dir: Path) -> None:
+    """Send this process's stdout and stderr to the run's ``worker.log``, where any worker logs
+    (for a process that became the run's worker after it started: a standby, a Ray task)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = os.open(Path(run_dir) / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+
+
+def _wait_for_predecessor(run_dir: Path, log: EventLog, should_stop: Callable[[], bool]) -> bool:
+    """Wait until the run named in ``run_dir/after`` has ended; False if stopped meanwhile."""
+    after_file = run_dir / "after"
+    if not after_file.exists():
+        return True
+    predecessor = Path(after_file.read_text().strip())
+    announced = False
+    while True:
+        if should_stop():
+            return False
+        try:
+            info = load_run(predecessor)
+        except FileNotFoundError:
+            return True  # Deleted: nothing to wait for.
+        if not info.is_active:
+            return True
+        if not announced:
+            log.write({"type": "queued", "position": None,
+                       "message": f"waiting for the {info.strategy} run to finish first"})
+            announced = True
+        time.sleep(0.25)
+
+
+def save_model(model, path: Path) -> None:
+    """Save a Keras model atomically (``.keras`` files are zips; half a zip is useless).
+
+    A disk that fills up mid-save leaves no half file behind.
+    """
+    with atomic_path(path, keep_suffix=True) as tmp:
+        model.save(tmp)
+
+
+def finish_run(run_dir: Path, log: EventLog, status: str, reason: str, report: dict[str, Any]) -> None:
+    """Write the report, then the terminal event (a report is what makes a run count as finished).
+
+    When the report cannot be written (a full disk), the run ends as ``failed`` with that reason: a
+    terminal event without a report never shows as finished (see :func:`transfer_core.runs.load_run`).
+    """
+    report = {**report, "status": status, "reason": reason}
+    try:
+        atomic_write_json(run_dir / "report.json", report)
+    except OSError as error:
+        reason = (f"the run's results could not be written ({error.strerror or error}); "
+                  "free some disk space and train again")
+        with contextlib.suppress(OSError):
+            log.write({"type": "failed", "reason": reason})
+        return
+    summary = {k: report.get(k) for k in ("val_accuracy", "best_val_accuracy", "seconds", "epochs")}
+    log.write({"type": status, "reason": reason, **summary})

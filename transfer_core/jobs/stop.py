@@ -1,0 +1,84 @@
+"""Stop a run: a stop file the worker polls after every batch, then a kill after a grace period."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from transfer_core.fileio import atomic_write_json, atomic_write_text
+from transfer_core.jobs.ray_executor import cancel_run, is_ray_run
+from transfer_core.runs import EventLog, load_run, read_events, read_pid
+
+POLL_SECONDS = 0.2
+
+
+def request_stop(run_dir: Path) -> None:
+    """Ask the worker of ``run_dir`` to stop after its current batch."""
+    stop_file = Path(run_dir) / "stop"
+    if not stop_file.exists():
+        atomic_write_text(stop_file, f"{time.time()}\n")
+
+
+def _kill_worker(run_dir: Path) -> bool:
+    if is_ray_run(run_dir):
+        return cancel_run(run_dir)  # The pid file may name the server itself: never kill by pid.
+    pid_info = read_pid(run_dir)
+    if pid_info is None:
+        return False
+    try:
+        os.killpg(pid_info[0], signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def enforce_stop(run_dir: Path, grace_seconds: float = 10.0, early_grace_seconds: float = 1.0) -> bool:
+    """Kill a worker that was asked to stop and has not stopped in time.
+
+    Once an epoch has ended the worker gets ``grace_seconds`` to finish its batch
+    and save the best weights; before that there is nothing to keep, so
+    ``early_grace_seconds`` (the worker may be inside a long first step: loading
+    weights, tracing) is enough. A Ray task is cancelled with ``ray.cancel(force=True)``.
+
+    Returns:
+        True if a worker was killed.
+    """
+    run_dir = Path(run_dir)
+    stop_file = run_dir / "stop"
+    if not stop_file.exists():
+        return False
+    waited = time.time() - stop_file.stat().st_mtime
+    if waited < early_grace_seconds:
+        return False
+    info = load_run(run_dir)
+    if not info.is_active:
+        return False
+    events, _ = read_events(run_dir / "events.jsonl")
+    has_epoch = any(e.get("type") == "epoch_end" for e in events)
+    if has_epoch and waited < grace_seconds:
+        return False
+    if not _kill_worker(run_dir):
+        return False
+    reason = (
+        f"stopped by force after {waited:.0f} s: the worker was busy "
+        + ("and did not stop in time, so no model was kept" if has_epoch else "before its first epoch ended")
+    )
+    with EventLog(run_dir / "events.jsonl") as log:
+        log.write({"type": "stopped", "reason": reason})
+    atomic_write_json(run_dir / "report.json", {"status": "stopped", "reason": reason})
+    return True
+
+
+def stop_and_wait(run_dir: Path, timeout: float = 30.0, grace_seconds: float = 10.0) -> str:
+    """Request a stop and wait until the run is no longer active; returns its status."""
+    request_stop(run_dir)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = load_run(run_dir)
+        if not info.is_active:
+            return info.status
+        enforce_stop(run_dir, grace_seconds)
+        time.sleep(POLL_SECONDS)
+    return load_run(run_dir).status
