@@ -62,7 +62,7 @@ def test_export_writes_every_format(finished, bundle):
     assert bundle.folder == finished["run_dir"] / "export"
     for name, path in bundle.files.items():
         assert path.is_file() and path.stat().st_size > 0, name
-        assert path.name == export.FILE_NAMES[name]
+        assert path.name == export.EXPORT_FORMATS[name].file_name
     assert bundle.files["labels"].read_text().splitlines() == list(finished["spec"].class_names)
     with zipfile.ZipFile(bundle.files["saved_model"]) as archive:
         assert "saved_model/saved_model.pb" in archive.namelist()
