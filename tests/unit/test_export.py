@@ -129,7 +129,9 @@ def test_generated_script_is_standalone_python(finished):
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "transfer_core" not in imported
-    assert imported <= {"argparse", "csv", "hashlib", "math", "os", "pathlib", "keras", "numpy", "tensorflow"}
+    # The standard library (collections: the shared augmenter's type annotation), Keras, NumPy, TensorFlow.
+    assert imported <= {"argparse", "collections", "csv", "hashlib", "math", "os", "pathlib", "keras", "numpy",
+                        "tensorflow"}
     assert "STRATEGY = 'fine_tuning'" in script
     assert f"INPUT_SIZE = {finished['config'].model.input_size}" in script
     assert "UNFREEZE_FROM_LAYER = 'block_16_expand'" in script  # The top 2 blocks of MobileNetV2.

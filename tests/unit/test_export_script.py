@@ -21,7 +21,7 @@ from run_factory import tiny_config
 from transfer_core import augment, export
 from transfer_core.config import AUGMENTATIONS, ModelSpec
 from transfer_core.data import make_demo_dataset, read_manifest
-from transfer_core.data.split import hash_split
+from transfer_core.data.split import hash_split, split_sizes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
@@ -137,12 +137,15 @@ def _layers(sequential) -> list[tuple[str, dict]]:
             for layer in sequential.layers]
 
 
-def test_the_script_augments_with_trainings_own_function(dataset):
+def test_the_script_holds_trainings_own_augmenter_and_split_sizes(dataset, tmp_path):
     spec, _ = dataset
     script = export.generate_script(tiny_config(spec, model=TINY))
     assert inspect.getsource(augment.build_augmenter) in script
-    # The template's placeholder is a current copy too, so that the file in the repository reads true.
-    assert inspect.getsource(augment.build_augmenter) in export.read_template("reproduce.py")
+    assert inspect.getsource(split_sizes) in script
+    assert "NotImplementedError" not in script  # Every placeholder of the template was filled.
+    module = _load_generated(script, tmp_path)
+    for count, val_fraction, test_fraction in itertools.product(range(0, 30), (0.0, 0.1, 0.2, 0.5), (0.0, 0.15, 0.3)):
+        assert module.split_sizes(count, val_fraction, test_fraction) == split_sizes(count, val_fraction, test_fraction)
 
 
 PRESETS = [combo for n in range(len(AUGMENTATIONS) + 1) for combo in itertools.combinations(AUGMENTATIONS, n)]

@@ -6,10 +6,11 @@ run's values; :func:`generate_script` and :func:`predict_snippet` replace exactl
 that block with ``NAME = value`` lines, and nothing else in the template varies.
 
 The reproduce script augments with :func:`transfer_core.augment.build_augmenter`
-itself: its source replaces the template's ``# <shared: ...>`` block, so the two
-cannot drift. Its split rule is plain Python (no pandas), tested to assign every
-manifest row exactly as :func:`transfer_core.data.split.hash_split` does
-(see ARCHITECTURE.md, "Export").
+and sizes its splits with :func:`transfer_core.data.split.split_sizes` themselves:
+their source replaces the template's ``# <shared: NAME>`` blocks, so the script
+cannot drift from them. The rest of its split rule (the hash order) is plain
+Python (no pandas), tested to assign every manifest row exactly as
+:func:`transfer_core.data.split.hash_split` does (see ARCHITECTURE.md, "Export").
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from transfer_core.export.formats import EXPORT_FORMATS
 __all__ = ["generate_script", "predict_snippet", "read_template"]
 
 GENERATED_START, GENERATED_END = "# <generated>", "# </generated>"
-SHARED_AUGMENTER = "# <shared: transfer_core.augment.build_augmenter>"
-SHARED_END = "# </shared>"
+SHARED_START, SHARED_END = "# <shared: ", "# </shared>"
 
 
 def read_template(name: str) -> str:
@@ -79,6 +79,27 @@ def _fill_generated(template: str, comments: list[str], constants: dict[str, Any
     return _replace_block(template, GENERATED_START, GENERATED_END, "\n".join(body))
 
 
+def _fill_shared(template: str) -> str:
+    """Replace each ``# <shared: module.function>`` block with that Transfer Lab function's source.
+
+    Raises:
+        RuntimeError: A block names something other than a function of the two below.
+    """
+    from transfer_core import augment
+    from transfer_core.data import split
+
+    functions = {
+        "transfer_core.augment.build_augmenter": augment.build_augmenter,
+        "transfer_core.data.split.split_sizes": split.split_sizes,
+    }
+    named = [line[len(SHARED_START):].split(">", 1)[0] for line in template.splitlines() if line.startswith(SHARED_START)]
+    if sorted(named) != sorted(functions):
+        raise RuntimeError(f"The template shares {named}; the generator fills {list(functions)}.")
+    for name in named:
+        template = _replace_block(template, f"{SHARED_START}{name}>", SHARED_END, inspect.getsource(functions[name]))
+    return template
+
+
 def _stage2_trainable(config: RunConfig) -> tuple[str | None, list[str]]:
     """Backbone layers that fine-tuning unfreezes: ``(first_layer, [])`` for a suffix, else ``(None, names)``."""
     from transfer_core import freezing, zoo
@@ -114,7 +135,7 @@ def generate_script(config: RunConfig, run_id: str = "", val_accuracy: float | N
     Returns:
         The script's source text.
     """
-    from transfer_core import augment, zoo
+    from transfer_core import zoo
 
     model, train, freeze, dataset = config.model, config.train, config.freeze, config.dataset
     info = zoo.get_backbone_info(model.backbone)
@@ -159,9 +180,8 @@ def generate_script(config: RunConfig, run_id: str = "", val_accuracy: float | N
         "UNFREEZE_LAYERS": trainable_layers,
         "TRAIN_BATCHNORM": bool(freeze.train_batchnorm or train.strategy == "from_scratch"),
     }
-    script = _fill_generated(read_template("reproduce.py"), comments, constants)
-    # Training's own augmenter, verbatim: the script cannot augment differently from the app.
-    return _replace_block(script, SHARED_AUGMENTER, SHARED_END, inspect.getsource(augment.build_augmenter))
+    # Training's own augmenter and split sizes, verbatim: the script cannot do them differently from the app.
+    return _fill_shared(_fill_generated(read_template("reproduce.py"), comments, constants))
 
 
 def predict_snippet(config: RunConfig, model_file: str = EXPORT_FORMATS["keras"].file_name) -> str:

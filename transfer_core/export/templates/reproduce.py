@@ -19,7 +19,7 @@ random initialisation and dropout draw different random numbers outside the app.
 import argparse
 import csv
 import hashlib
-import math
+import math  # noqa: F401 - used by the shared split_sizes below.
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +30,8 @@ import tensorflow as tf
 
 # ----- The run's settings ---------------------------------------------------------------------
 # <generated>: Transfer Lab replaces everything up to </generated> with the run's values.
-# (Placeholder values, so that this template itself runs and lints.)
+# (Placeholder values, so that this template itself lints. The two "# <shared: ...>" blocks below are
+# filled in too, with the source of the named Transfer Lab functions, so the script cannot drift from them.)
 CLASS_NAMES = ["cat", "dog"]
 BACKBONE = "MobileNetV2"
 BACKBONE_KWARGS = {"alpha": 0.35}
@@ -70,18 +71,10 @@ CLASS_INDEX = {name: index for index, name in enumerate(CLASS_NAMES)}
 # ----- Data -------------------------------------------------------------------------------------
 
 
-def split_sizes(count, val_fraction, test_fraction):
-    """How many of a class's ``count`` images go to validation and test (the Transfer Lab rule)."""
-    if count < 2:
-        return 0, 0
-    n_val = max(1, math.floor(count * val_fraction + 0.5))
-    n_test = math.floor(count * test_fraction + 0.5)
-    if test_fraction > 0 and count >= 3:
-        n_test = max(1, n_test)
-    # Training needs at least one image; take it from test first, then validation.
-    while n_val + n_test > count - 1 and n_test > 0:
-        n_test -= 1
-    return min(n_val, count - 1 - n_test), n_test
+# <shared: transfer_core.data.split.split_sizes>: Transfer Lab writes its own function's source here.
+def split_sizes(count: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    raise NotImplementedError("Placeholder: a generated script holds transfer_core.data.split.split_sizes here.")
+# </shared>
 
 
 def assign_splits(items, seed, val_fraction, test_fraction):
@@ -160,38 +153,9 @@ def make_dataset(paths, labels, shuffle):
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-# <shared: transfer_core.augment.build_augmenter>: Transfer Lab puts its own function's source here.
+# <shared: transfer_core.augment.build_augmenter>: Transfer Lab writes its own function's source here.
 def build_augmenter(augmentation: Sequence[str], seed: int = 0):
-    """The random augmentation layers for ``augmentation`` (names from ``AUGMENTATIONS``).
-
-    Args:
-        augmentation: Any of ``flip``, ``rotate``, ``zoom``, ``contrast``.
-        seed: Seed of the random layers.
-
-    Returns:
-        A ``keras.Sequential`` named ``augmentation`` that works on 0..255 pixels
-        and only changes images when called with ``training=True``.
-
-    Raises:
-        ValueError: An unknown augmentation name.
-    """
-    import keras
-
-    unknown = [name for name in augmentation if name not in AUGMENTATIONS]
-    if unknown:
-        raise ValueError(
-            f"augmentation must be among {AUGMENTATIONS}. Received: augmentation={tuple(augmentation)}"
-        )
-    layers = []
-    if "flip" in augmentation:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if "rotate" in augmentation:
-        layers.append(keras.layers.RandomRotation(0.1, seed=seed))
-    if "zoom" in augmentation:
-        layers.append(keras.layers.RandomZoom(0.15, seed=seed))
-    if "contrast" in augmentation:
-        layers.append(keras.layers.RandomContrast(0.2, seed=seed, value_range=(0, 255)))
-    return keras.Sequential(layers, name="augmentation")
+    raise NotImplementedError("Placeholder: a generated script holds transfer_core.augment.build_augmenter here.")
 # </shared>
 
 
