@@ -52,8 +52,9 @@ def hash_split(frame: pd.DataFrame, *, seed: int, val_fraction: float, test_frac
     return splits
 
 
+# Public because the reproduce script (transfer_core/export/script.py) is given this function's source.
 def split_sizes(count: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
-    """How many of ``count`` images go to validation and test (also copied into the reproduce script)."""
+    """How many of ``count`` images go to validation and test."""
     if count < 2:
         return 0, 0
     n_val = max(1, math.floor(count * val_fraction + 0.5))
