@@ -12,21 +12,6 @@ st.title("Export")
 widgets.show_notice()
 ws = state.workspace()
 
-MIME = {
-    "keras": "application/zip",
-    "saved_model": "application/zip",
-    "tflite_float": "application/octet-stream",
-    "tflite_quantized": "application/octet-stream",
-    "labels": "text/plain",
-}
-EXPLAIN_FORMAT = {
-    "keras": "Keras 3's own format: load it with `keras.saving.load_model` to predict or to train further.",
-    "saved_model": "For TensorFlow Serving and other TensorFlow tools; needs no Keras code to load.",
-    "tflite_float": "For phones and small devices (TensorFlow Lite / LiteRT): same numbers as the model.",
-    "tflite_quantized": "Weights stored as 8-bit integers: about 4x smaller, tiny differences in probabilities.",
-    "labels": "The class names, one per line, in the order of the model's outputs.",
-}
-
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model...")
 def _model(path: str, modified: float):
@@ -92,10 +77,11 @@ else:
         file_col, button_col = st.columns([3, 1], vertical_alignment="center")
         size = path.stat().st_size
         size_text = f"{size / 1e6:.2f} MB" if size >= 100_000 else f"{max(size / 1e3, 0.1):.1f} KB"
-        file_col.markdown(f"**{export.FORMAT_NAMES[name]}** · {size_text}  \n{EXPLAIN_FORMAT[name]}")
+        fmt = export.EXPORT_FORMATS[name]
+        file_col.markdown(f"**{fmt.display_name}** · {size_text}  \n{fmt.explanation}")
         button_col.download_button(
             "Download", data=functools.partial(Path.read_bytes, path), file_name=f"{short}-{path.name}",
-            mime=MIME[name], key=f"export_download_{name}", on_click="ignore", width="stretch")
+            mime=fmt.mime, key=f"export_download_{name}", on_click="ignore", width="stretch")
 
 # ----- parity ------------------------------------------------------------------------------------------
 

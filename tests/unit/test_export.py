@@ -62,7 +62,7 @@ def test_export_writes_every_format(finished, bundle):
     assert bundle.folder == finished["run_dir"] / "export"
     for name, path in bundle.files.items():
         assert path.is_file() and path.stat().st_size > 0, name
-        assert path.name == export.FILE_NAMES[name]
+        assert path.name == export.EXPORT_FORMATS[name].file_name
     assert bundle.files["labels"].read_text().splitlines() == list(finished["spec"].class_names)
     with zipfile.ZipFile(bundle.files["saved_model"]) as archive:
         assert "saved_model/saved_model.pb" in archive.namelist()
@@ -129,7 +129,9 @@ def test_generated_script_is_standalone_python(finished):
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "transfer_core" not in imported
-    assert imported <= {"argparse", "csv", "hashlib", "math", "os", "pathlib", "keras", "numpy", "tensorflow"}
+    # The standard library (collections: the shared augmenter's type annotation), Keras, NumPy, TensorFlow.
+    assert imported <= {"argparse", "collections", "csv", "hashlib", "math", "os", "pathlib", "keras", "numpy",
+                        "tensorflow"}
     assert "STRATEGY = 'fine_tuning'" in script
     assert f"INPUT_SIZE = {finished['config'].model.input_size}" in script
     assert "UNFREEZE_FROM_LAYER = 'block_16_expand'" in script  # The top 2 blocks of MobileNetV2.

@@ -46,13 +46,14 @@ def hash_split(frame: pd.DataFrame, *, seed: int, val_fraction: float, test_frac
         # Ties (the same content twice in one class) are broken by the content hash
         # and then the path, so even then the order does not depend on input order.
         ordered = group.sort_values(["_order", "sha256", "path"] if "path" in group else ["_order", "sha256"])
-        n_val, n_test = _split_sizes(len(ordered), val_fraction, test_fraction)
+        n_val, n_test = split_sizes(len(ordered), val_fraction, test_fraction)
         splits.loc[ordered.index[:n_val]] = "val"
         splits.loc[ordered.index[n_val : n_val + n_test]] = "test"
     return splits
 
 
-def _split_sizes(count: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+# Public because the reproduce script (transfer_core/export/script.py) is given this function's source.
+def split_sizes(count: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
     """How many of ``count`` images go to validation and test."""
     if count < 2:
         return 0, 0
