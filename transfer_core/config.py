@@ -317,6 +317,10 @@ class Settings(_DictMixin):
             waiting for the next run (saves the ~3 s import on every run; costs an idle
             process of ~0.65 GB resident). ``TRANSFER_STANDBY_WORKER``; on by default only in the app,
             a long-lived server (see ``from_env``).
+        teacher_token: Opens the class view to whoever visits ``?teacher=<token>``; empty means no
+            class view. ``TRANSFER_TEACHER_TOKEN``.
+        demo_dir: A folder with the ants-and-bees photos (``train/`` and ``val/``) for the real-photo
+            demo, used instead of downloading them. ``TRANSFER_DEMO_DIR``.
     """
 
     home: Path = Path("workspace")
@@ -328,12 +332,17 @@ class Settings(_DictMixin):
     max_session_disk_mb: int = 2000
     allowed_data_dirs: tuple[Path, ...] = ()
     standby_worker: bool = False
+    # The class view and the real-photo demo.
+    teacher_token: str = field(default="", repr=False)
+    demo_dir: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
         if self.weights_dir is not None:
             object.__setattr__(self, "weights_dir", Path(self.weights_dir))
         object.__setattr__(self, "allowed_data_dirs", tuple(Path(p) for p in self.allowed_data_dirs))
+        if self.demo_dir is not None:
+            object.__setattr__(self, "demo_dir", Path(self.demo_dir))
         for name in ("max_concurrent_runs", "max_upload_mb", "max_files", "max_pixels", "max_session_disk_mb"):
             if getattr(self, name) < 1:
                 _fail(f"{name} must be >= 1.", **{name: getattr(self, name)})
@@ -369,4 +378,6 @@ class Settings(_DictMixin):
             max_session_disk_mb=_env_int("TRANSFER_MAX_SESSION_DISK_MB", 2000),
             allowed_data_dirs=_env_paths("TRANSFER_ALLOWED_DATA_DIRS"),
             standby_worker=bool(_env_int("TRANSFER_STANDBY_WORKER", int(server))),
+            teacher_token=os.environ.get("TRANSFER_TEACHER_TOKEN", "").strip(),
+            demo_dir=_env_path("TRANSFER_DEMO_DIR", None),
         )
