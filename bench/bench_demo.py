@@ -30,7 +30,7 @@ def _comparison(seed: int, work: Path, settings, args) -> dict[str, dict]:
     from transfer_core.training import train
 
     started = time.perf_counter()
-    spec = make_demo_dataset(work / f"data{seed}", kind=args.kind, images_per_class=args.images_per_class,
+    spec = make_demo_dataset(work / f"data{seed}", images_per_class=args.images_per_class,
                              image_size=args.image_size, seed=seed)
     make_seconds = time.perf_counter() - started
     choice = presets.choose_demo_backbone(settings)
@@ -54,7 +54,6 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights-dir", default=str(DEFAULT_WEIGHTS))
-    parser.add_argument("--kind", default=presets.DEMO_KIND)
     parser.add_argument("--images-per-class", type=int, default=presets.DEMO_IMAGES_PER_CLASS)
     parser.add_argument("--image-size", type=int, default=presets.DEMO_IMAGE_SIZE)
     parser.add_argument("--seeds", type=int, default=3)
@@ -74,7 +73,6 @@ def main() -> int:
     seconds = {s: median([run[s]["seconds"] for run in runs]) for s in STRATEGIES}
     write_result(
         {
-            "kind": args.kind,
             "images_per_class": args.images_per_class,
             "image_size": args.image_size,
             "backbone": runs[0]["backbone"],
