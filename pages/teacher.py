@@ -26,8 +26,12 @@ table = classroom.class_table(runs)
 sessions = table["workspace_id"].nunique()
 st.markdown(f"**{len(runs)} finished run{'s' if len(runs) != 1 else ''}** from {sessions} "
             f"session{'s' if sessions != 1 else ''}.")
+# The run id is in the picker below; a test column only when some data set has a test split.
+shown = table.drop(columns=["workspace_id", "run_id"])
+if shown["test_accuracy"].isna().all():
+    shown = shown.drop(columns=["test_accuracy"])
 st.dataframe(
-    table.drop(columns=["workspace_id"]),
+    shown,
     key="teacher_table",
     hide_index=True,
     width="stretch",
@@ -37,11 +41,10 @@ st.dataframe(
         "backbone": st.column_config.TextColumn("Backbone"),
         "strategy": st.column_config.TextColumn("Strategy"),
         "freeze_plan": st.column_config.TextColumn("Freeze plan"),
-        "val_accuracy": st.column_config.NumberColumn("Validation accuracy", format="percent"),
-        "test_accuracy": st.column_config.NumberColumn("Test accuracy", format="percent"),
-        "seconds": st.column_config.NumberColumn("Time (s)", format="%.1f"),
-        "trainable_params": st.column_config.NumberColumn("Trainable parameters", format="localized"),
-        "run_id": st.column_config.TextColumn("Run"),
+        "val_accuracy": st.column_config.NumberColumn("Val. accuracy", format="percent", width="small"),
+        "test_accuracy": st.column_config.NumberColumn("Test accuracy", format="percent", width="small"),
+        "seconds": st.column_config.NumberColumn("Time (s)", format="%.1f", width="small"),
+        "trainable_params": st.column_config.NumberColumn("Trainable params", format="localized"),
     },
 )
 st.plotly_chart(accuracy_vs_parameters_figure(table), key="teacher_accuracy_chart", width="stretch")

@@ -99,6 +99,7 @@ def test_teacher_sees_every_sessions_runs_and_one_runs_curves(class_env):
     assert sorted(table["nickname"]) == ["(no nickname)", "Ada", "Ada"]
     assert set(table["strategy"]) == {"feature_extraction", "fine_tuning"}
     assert "workspace_id" not in table.columns
+    assert "test_accuracy" not in table.columns  # No data set here has a test split.
     assert any("3 finished runs** from 2 sessions" in m.value for m in at.markdown)
     selector = at.selectbox(key="teacher_run")
     assert len(selector.options) == 3
