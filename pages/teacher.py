@@ -41,7 +41,7 @@ st.dataframe(
         "backbone": st.column_config.TextColumn("Backbone"),
         "strategy": st.column_config.TextColumn("Strategy"),
         "freeze_plan": st.column_config.TextColumn("Freeze plan"),
-        "val_accuracy": st.column_config.NumberColumn("Val. accuracy", format="percent", width="small"),
+        "val_accuracy": st.column_config.NumberColumn("Val. accuracy", format="percent"),
         "test_accuracy": st.column_config.NumberColumn("Test accuracy", format="percent", width="small"),
         "seconds": st.column_config.NumberColumn("Time (s)", format="%.1f", width="small"),
         "trainable_params": st.column_config.NumberColumn("Trainable params", format="localized"),
