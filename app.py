@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.classroom import teacher_token_matches
 from ui import state
 from ui.widgets import sidebar_status_slot
 
@@ -22,6 +23,13 @@ PAGES = [
     st.Page("pages/explore.py", title="Explore", icon=":material/search:"),
     st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ]
+
+# The class view exists only for a session that opened the app with ?teacher=<TRANSFER_TEACHER_TOKEN>.
+if teacher_token_matches(state.settings(), st.query_params.get("teacher")):
+    st.session_state["teacher_view"] = True
+    del st.query_params["teacher"]  # Remembered in the session; not left in the address bar.
+if st.session_state.get("teacher_view"):
+    PAGES.append(st.Page("pages/teacher.py", title="Class view", icon=":material/groups:"))
 
 page = st.navigation(PAGES)
 state.workspace()  # Create (or reopen from ?ws=) this session's workspace before any page runs.

@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+from transfer_core.classroom import MAX_NICKNAME_LENGTH, read_nickname, save_nickname
+from transfer_core.data import DataError
+from transfer_core.demo_photos import PhotoDemoError, make_photo_demo
 from ui import state, widgets
 
 st.title("Transfer Lab")
@@ -44,7 +47,7 @@ scratch.markdown(
 
 st.divider()
 st.subheader("Try it")
-demo, own = st.columns(2)
+demo, photos, own = st.columns(3)
 with demo:
     st.markdown(
         "The demo makes a small picture set (circles, stripes, checkerboards, triangles), picks a tiny "
@@ -55,6 +58,42 @@ with demo:
             explanation = widgets.start_demo()
         state.set_notice(f"Demo data set ready. {explanation} Press **Start training**.", "success")
         st.switch_page("pages/train.py")
+with photos:
+    st.markdown(
+        "Real photos: about 400 pictures of ants and bees (the PyTorch tutorial's set), from this server's "
+        "demo folder or downloaded once (47 MB)."
+    )
+    if st.button("Try real photos (ants vs bees)", key="home_try_photos"):
+        bar = st.progress(0.0, text="Getting the ants-and-bees photos...")
+
+        def _show_progress(done: int, total: int | None) -> None:
+            if total:
+                bar.progress(min(done / total, 1.0), text=f"Downloading: {done >> 20} of {total >> 20} MB")
+
+        try:
+            photo_demo = make_photo_demo(
+                state.workspace().new_dataset_dir("ants-and-bees"), state.settings(), progress=_show_progress
+            )
+        except (PhotoDemoError, DataError) as error:
+            bar.empty()
+            st.error(str(error))
+        else:
+            state.set_active_dataset(photo_demo.spec)
+            explanation = widgets.apply_demo_settings()
+            state.set_notice(f"Ants-and-bees photos ready. {explanation} Press **Start training**.", "success")
+            st.switch_page("pages/train.py")
 with own:
     st.markdown("Or bring your own images: upload a few per class, a ZIP of folders, or use a server folder.")
     st.page_link("pages/data.py", label="Go to Data", icon=":material/photo_library:")
+
+if state.settings().teacher_token:
+    # Only a server with a class view asks for a name: the teacher sees it next to this session's runs.
+    st.divider()
+    workspace_root = state.workspace().root
+    st.text_input(
+        "Your nickname (your teacher sees it next to your runs)",
+        value=read_nickname(workspace_root),
+        max_chars=MAX_NICKNAME_LENGTH,
+        key="home_nickname",
+        on_change=lambda: save_nickname(workspace_root, st.session_state["home_nickname"]),
+    )

@@ -304,3 +304,53 @@ def block_map_figure(table: pd.DataFrame) -> go.Figure:
     _layout(figure, "Blocks from input (left) to output (right)", "block", "parameters", height=300)
     figure.update_xaxes(type="category", tickangle=-45)
     return figure
+
+
+STRATEGY_COLORS = {"feature_extraction": TRAIN_COLOR, "fine_tuning": VAL_COLOR, "from_scratch": "#7f7f7f"}
+STRATEGY_NAMES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning",
+                  "from_scratch": "from scratch"}
+
+
+def accuracy_vs_parameters_figure(table: pd.DataFrame) -> go.Figure:
+    """Validation accuracy against trainable parameters, one point per run, one trace per strategy.
+
+    Args:
+        table: Rows with ``trainable_params``, ``val_accuracy`` and ``strategy`` columns, and
+            optionally ``nickname`` and ``backbone`` for the hover text (``classroom.class_table``).
+            Rows missing either number are left out.
+
+    Returns:
+        A scatter figure with a log x axis; traces are named after the strategies.
+    """
+    figure = go.Figure()
+    needed = {"trainable_params", "val_accuracy", "strategy"}
+    frame = table if needed <= set(table.columns) else pd.DataFrame(columns=sorted(needed))
+    frame = frame.assign(
+        trainable_params=_finite(frame["trainable_params"]), val_accuracy=_finite(frame["val_accuracy"])
+    ).dropna(subset=["trainable_params", "val_accuracy"])
+    frame = frame[frame["trainable_params"] > 0]  # A log axis cannot place 0.
+    for strategy, part in frame.groupby("strategy", sort=True):
+        labels = [
+            f"{nickname} · {backbone}"
+            for nickname, backbone in zip(
+                part.get("nickname", pd.Series([""] * len(part))),
+                part.get("backbone", pd.Series([""] * len(part))),
+                strict=True,
+            )
+        ]
+        figure.add_trace(
+            go.Scatter(
+                x=_values(part["trainable_params"]),
+                y=_values(part["val_accuracy"]),
+                mode="markers",
+                name=STRATEGY_NAMES.get(str(strategy), str(strategy)),
+                marker={"size": 11, "color": STRATEGY_COLORS.get(str(strategy))},
+                text=labels,
+                hovertemplate="%{text}<br>%{x:,} trainable parameters<br>accuracy %{y:.1%}<extra></extra>",
+            )
+        )
+    _layout(figure, "Validation accuracy against trainable parameters", "trainable parameters (log scale)",
+            "validation accuracy")
+    figure.update_xaxes(type="log")
+    figure.update_yaxes(range=[0, 1.05], tickformat=".0%")
+    return figure

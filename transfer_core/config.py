@@ -340,6 +340,10 @@ class Settings(_DictMixin):
         ray_num_gpus: GPUs one run reserves on the Ray cluster. ``TRANSFER_RAY_NUM_GPUS``.
         max_queued_per_session: Requests one session may have waiting (not yet training) at once;
             a comparison counts as one. ``TRANSFER_MAX_QUEUED_PER_SESSION``.
+        teacher_token: Opens the class view to whoever visits ``?teacher=<token>``; empty means no
+            class view. ``TRANSFER_TEACHER_TOKEN``.
+        demo_dir: A folder with the ants-and-bees photos (``train/`` and ``val/``) for the real-photo
+            demo, used instead of downloading them. ``TRANSFER_DEMO_DIR``.
     """
 
     home: Path = Path("workspace")
@@ -356,12 +360,17 @@ class Settings(_DictMixin):
     ray_num_cpus: float = 1.0
     ray_num_gpus: float = 0.0
     max_queued_per_session: int = 3
+    # The class view and the real-photo demo.
+    teacher_token: str = field(default="", repr=False)
+    demo_dir: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
         if self.weights_dir is not None:
             object.__setattr__(self, "weights_dir", Path(self.weights_dir))
         object.__setattr__(self, "allowed_data_dirs", tuple(Path(p) for p in self.allowed_data_dirs))
+        if self.demo_dir is not None:
+            object.__setattr__(self, "demo_dir", Path(self.demo_dir))
         for name in ("max_concurrent_runs", "max_upload_mb", "max_files", "max_pixels", "max_session_disk_mb",
                      "max_queued_per_session"):
             if getattr(self, name) < 1:
@@ -408,4 +417,6 @@ class Settings(_DictMixin):
             ray_num_cpus=_env_float("TRANSFER_RAY_NUM_CPUS", 1.0),
             ray_num_gpus=_env_float("TRANSFER_RAY_NUM_GPUS", 0.0),
             max_queued_per_session=_env_int("TRANSFER_MAX_QUEUED_PER_SESSION", 3),
+            teacher_token=os.environ.get("TRANSFER_TEACHER_TOKEN", "").strip(),
+            demo_dir=_env_path("TRANSFER_DEMO_DIR", None),
         )

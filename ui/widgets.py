@@ -120,6 +120,17 @@ def start_demo() -> str:
     from transfer_core import presets
 
     create_demo_dataset(presets.DEMO_IMAGES_PER_CLASS, presets.DEMO_IMAGE_SIZE)
+    return apply_demo_settings()
+
+
+def apply_demo_settings() -> str:
+    """The demo's backbone (one that works offline), freeze plan and fast training settings.
+
+    Returns:
+        A sentence saying which backbone was chosen and why.
+    """
+    from transfer_core import presets
+
     choice = presets.choose_demo_backbone(state.settings())
     state.set_model_spec(presets.demo_model_spec(choice))
     train = presets.demo_train_config(choice)

@@ -114,3 +114,26 @@ def test_block_map_figure_splits_params_into_trains_and_frozen():
     figure = charts.block_map_figure(table)
     trains, frozen = figure.data
     assert list(trains.y) == [0, 0, 30] and list(frozen.y) == [10, 20, 0]
+
+
+def test_accuracy_against_parameters_has_one_trace_per_strategy_and_skips_unknown_numbers():
+    table = pd.DataFrame({
+        "nickname": ["Ada", "Ada", "Bo", "Cy", "Di"],
+        "backbone": ["mobilenet_v2_0.35"] * 5,
+        "strategy": ["feature_extraction", "fine_tuning", "from_scratch", "fine_tuning", "feature_extraction"],
+        "trainable_params": [5_124, 210_000, 410_000, None, 0],
+        "val_accuracy": [0.81, 0.9, 0.3, 0.7, 0.5],
+    })
+    figure = charts.accuracy_vs_parameters_figure(table)
+    traces = {trace.name: trace for trace in figure.data}
+    assert set(traces) == {"feature extraction", "fine-tuning", "from scratch"}
+    assert list(traces["fine-tuning"].x) == [210_000.0]  # Cy's run has no parameter count.
+    assert list(traces["feature extraction"].y) == [0.81]  # Zero parameters cannot sit on a log axis.
+    assert "Ada · mobilenet_v2_0.35" in traces["feature extraction"].text
+    assert figure.layout.xaxis.type == "log"
+
+
+def test_accuracy_against_parameters_of_nothing_is_an_empty_chart():
+    for table in (pd.DataFrame(), pd.DataFrame(columns=["strategy", "trainable_params", "val_accuracy"])):
+        figure = charts.accuracy_vs_parameters_figure(table)
+        assert figure.data == () and figure.layout.title.text
