@@ -14,7 +14,9 @@ A request is a file; see :mod:`transfer_core.inference.protocol` for the layout 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import secrets
 import subprocess
 import sys
@@ -102,22 +104,24 @@ def worker_pid(settings: Settings) -> int | None:
     return _live_pid(worker_dir(settings, _owner_pid()))
 
 
-def shutdown(settings: Settings, timeout: float = 10.0) -> None:
-    """Stop this process's inference worker for ``settings`` (tests, a server shutting down)."""
+def shutdown(home: str | os.PathLike, timeout: float = 10.0) -> None:
+    """Stop the inference workers this process started under ``home`` (tests, a server shutting down)."""
     import signal
 
-    directory = worker_dir(settings, _owner_pid())
-    with locked(directory):
-        pid = _live_pid(directory)
-        (directory / "worker.json").unlink(missing_ok=True)
-    if pid is None:
-        return
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
+    stopping = []
+    for directory in sorted((Path(home).resolve() / "inference").glob("*/")):
+        info = read_json(directory / "worker.json")
+        if info is None or info.get("owner") != _owner_pid():
+            continue
+        with locked(directory):
+            pid = _live_pid(directory)
+            (directory / "worker.json").unlink(missing_ok=True)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+                stopping.append(pid)
     deadline = time.time() + timeout
-    while time.time() < deadline and process_alive(pid, None):
+    while time.time() < deadline and any(process_alive(pid, None) for pid in stopping):
         time.sleep(0.05)
 
 
@@ -194,6 +198,8 @@ def call(
         pause = min(pause * 1.5, _MAX_POLL_SECONDS)
     try:
         envelope = read_pickle(result_path)
+    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as error:
+        raise InferenceTaskError(f"The result of {task!r} could not be read: {error}") from error
     finally:
         result_path.unlink(missing_ok=True)
         progress_path.unlink(missing_ok=True)

@@ -43,8 +43,8 @@ from transfer_core.fileio import atomic_write_bytes
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUBDIRS = ("requests", "running", "progress", "results")
 # Modules whose classes a payload may contain: plain data only.
-_ALLOWED_MODULES = ("builtins", "collections", "copyreg", "datetime", "numpy", "pandas", "pathlib", "_codecs",
-                    "transfer_core", "decimal", "zoneinfo", "pytz", "dateutil")
+PLAIN_DATA_MODULES = ("builtins", "collections", "copyreg", "datetime", "numpy", "pandas", "pathlib", "_codecs",
+                    "transfer_core", "decimal", "zoneinfo", "pytz", "dateutil", "pyarrow")
 
 
 class InferenceError(RuntimeError):
@@ -102,7 +102,7 @@ def write_pickle(path: Path, value: Any) -> None:
 
 class _PlainDataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if module.split(".", 1)[0] not in _ALLOWED_MODULES:
+        if module.split(".", 1)[0] not in PLAIN_DATA_MODULES:
             raise pickle.UnpicklingError(f"Refusing to load {module}.{name} from an inference payload.")
         return super().find_class(module, name)
 

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from transfer_core.fileio import atomic_write_json
-from transfer_core.inference.protocol import locked, read_json, read_pickle, write_pickle
+from transfer_core.inference.protocol import PLAIN_DATA_MODULES, locked, read_json, read_pickle, write_pickle
 from transfer_core.processes import process_alive
 
 _POLL_SECONDS = 0.05
@@ -61,7 +61,9 @@ def _serve(directory: Path, request_id: str, path: Path) -> None:
     except Exception as error:  # noqa: BLE001 - every failure goes back to the caller.
         detail = traceback.format_exc()
         print(detail, file=sys.stderr, flush=True)
-        envelope = {"ok": False, "error": error, "message": f"{type(error).__name__}: {error}"}
+        envelope = {"ok": False, "message": f"{type(error).__name__}: {error}"}
+        if type(error).__module__.split(".", 1)[0] in PLAIN_DATA_MODULES:
+            envelope["error"] = error  # Raised again, as itself, in the caller (e.g. ValueError, ImageRejected).
     result = directory / "results" / f"{request_id}.pkl"
     try:
         write_pickle(result, envelope)
