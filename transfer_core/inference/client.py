@@ -62,7 +62,7 @@ def _owner_pid() -> int:
     return os.getpid()
 
 
-def _worker_env(settings: Settings, owner: int) -> dict[str, str]:
+def _worker_env(settings: Settings) -> dict[str, str]:
     from transfer_core.jobs import settings_env
 
     env = {**os.environ, **settings_env(settings)}
@@ -83,7 +83,7 @@ def _spawn(directory: Path, settings: Settings, owner: int, idle_seconds: float)
     with open(directory / "worker.log", "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "transfer_core.inference.worker", str(directory), str(owner), str(idle_seconds)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_worker_env(settings, owner),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_worker_env(settings),
             cwd=str(REPO_ROOT), start_new_session=True)
     threading.Thread(target=process.wait, daemon=True).start()  # Reap it: no zombie in a long-lived server.
     atomic_write_json(directory / "worker.json", {"pid": process.pid, "start_time": process_start_time(process.pid),
