@@ -100,8 +100,16 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
 
         # Compare: results, and the learning-rate finder (in the worker).
         go(page, "Compare", timeout=120_000)
+        page.get_by_text("What the numbers say").wait_for(timeout=120_000)
+        page.locator(".js-plotly-plot").nth(1).wait_for()  # Let the charts draw before the layout is clicked.
+        settle(page, 120_000)
+        finder = page.get_by_role("button", name="Run the learning-rate finder")
         page.get_by_text("Find a learning rate").click()
-        page.get_by_role("button", name="Run the learning-rate finder").click()
+        if not finder.is_visible():
+            page.wait_for_timeout(1000)
+        if not finder.is_visible():  # The click landed while the page moved: open the expander again.
+            page.get_by_text("Find a learning rate").click()
+        finder.click()
         wait("The loss fell fastest at a learning rate of about")
 
         # Explore: a new image with Grad-CAM, a confusion-matrix cell, embeddings, what the model sees.
