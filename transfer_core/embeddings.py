@@ -2,6 +2,8 @@
 
 Works on the classifier :func:`transfer_core.models.build_classifier` makes (or
 the same model loaded from ``model.keras``). TensorFlow is imported inside functions.
+:func:`embeddings` seeds Keras for a random-weights "before" model, so the app runs it
+in its inference worker (``transfer_core.inference``), never in the web server.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ inference mode), then pooling and the head, all inside one
 the softmax), so a confident prediction still has a useful gradient.
 
 Nothing here trains or changes a model, so a loaded model may be shared
-read-only (e.g. cached by the app). TensorFlow is imported inside functions.
+read-only (the inference worker keeps recently used ones). TensorFlow is imported
+inside functions; the app calls them only in its inference worker, never in the web server.
 """
 
 from __future__ import annotations
