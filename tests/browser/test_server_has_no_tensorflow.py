@@ -20,6 +20,7 @@ from streamlit_server import (
     no_exception,
     require_browser,
     settle,
+    shot,
     streamlit_server,
 )
 
@@ -84,12 +85,15 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
         # Data: the demo data set, made by the button (it becomes the active data set).
         go(page, "Data")
         page.get_by_role("button", name="Create the demo data set").click()
+        page.get_by_text("Your data sets (2)").wait_for(timeout=120_000)  # Drawn, stored and made active.
         settle(page, 120_000)
         no_exception(page)
+        shot(page, "no-tf-01-data")
 
         # Model: the block map (computed by the worker, then a file) and the ImageNet guesses.
         go(page, "Model", timeout=240_000)
         wait("Trainable parameters")
+        shot(page, "no-tf-02-model")
         if page.get_by_role("button", name="Show its top-3 guesses").count():
             page.get_by_role("button", name="Show its top-3 guesses").click()
             wait("your class:")
@@ -103,6 +107,7 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
         page.get_by_text("What the numbers say").wait_for(timeout=120_000)
         page.locator(".js-plotly-plot").nth(1).wait_for()  # Let the charts draw before the layout is clicked.
         settle(page, 120_000)
+        shot(page, "no-tf-03-compare")
         finder = page.get_by_role("button", name="Run the learning-rate finder")
         page.get_by_text("Find a learning rate").click()
         if not finder.is_visible():
