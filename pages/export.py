@@ -34,7 +34,9 @@ def _script(run_path: str, modified: float) -> str:
     from transfer_core.runs import load_run
 
     info = load_run(Path(run_path))
-    return export.generate_script(info.config, info.run_id, (info.report or {}).get("val_accuracy"))
+    # In the inference worker: the script names the layers that train, which means building the backbone.
+    return inference.reproduction_script(state.settings(), info.config, info.run_id,
+                                         (info.report or {}).get("val_accuracy"))
 
 
 runs = [info for info in compare.finished_runs(ws.store.list_runs()) if info.model_path.exists()]

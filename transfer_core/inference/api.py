@@ -112,6 +112,11 @@ def export_and_check(
                 on_progress=on_progress)
 
 
+def reproduction_script(settings: Settings, config: RunConfig, run_id: str, val_accuracy: float | None) -> str:
+    """The standalone Python script that reproduces a run (``export.generate_script``)."""
+    return call(settings, "reproduction_script", config, run_id, val_accuracy)
+
+
 def lr_find(settings: Settings, config: RunConfig, on_progress: OnProgress = None) -> LRFinderResult:
     """The learning-rate range test of ``config``, run in the worker."""
     return call(settings, "lr_find", settings, config, on_progress=on_progress)

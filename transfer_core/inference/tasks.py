@@ -203,6 +203,13 @@ def export_and_check(progress: ProgressFn, run_path: str, model_path: str, modif
     return parity
 
 
+def reproduction_script(progress: ProgressFn, config: RunConfig, run_id: str, val_accuracy: float | None) -> str:
+    """The standalone script that reproduces a run (it builds the backbone to name the layers that train)."""
+    from transfer_core.export import generate_script
+
+    return generate_script(config, run_id, val_accuracy)
+
+
 def lr_find(progress: ProgressFn, settings: Settings, config: RunConfig) -> LRFinderResult:
     """The learning-rate range test of ``config`` (its features computed once, or read from the cache)."""
     from transfer_core.lr_finder import find_learning_rate
@@ -219,7 +226,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     task.__name__: task
     for task in (block_map, imagenet_preview, model_input_size, explain_images, validation_predictions,
                  cell_grad_cams, embeddings, model_view, user_model_info, user_model_predict, export_and_check,
-                 lr_find)
+                 reproduction_script, lr_find)
 }
 
 __all__ = ["TASKS", *sorted(TASKS)]
