@@ -4,12 +4,13 @@ import dataclasses
 
 import streamlit as st
 
-from transfer_core import compare, compare_charts, jobs, live, presets, zoo
+from transfer_core import compare, compare_charts, inference, jobs, live, presets, zoo
 from transfer_core.config import RunConfig, TrainConfig
 from transfer_core.views import dataset_name
 from transfer_core.workspace import QuotaExceededError
 from ui import state, widgets
 from ui.widgets import STATUS_ICONS
+from ui.worker_progress import worker_progress
 
 POLL_SECONDS = 1.0
 
@@ -261,11 +262,10 @@ with st.expander("Find a learning rate"):
                           "and only the head trains."):
             config = RunConfig(dataset=dataset, model=model, freeze=plan,
                                train=dataclasses.replace(train_for_finder, strategy="feature_extraction"))
-            from transfer_core import lr_finder
-
-            with st.spinner("Sweeping learning rates..."):
+            # Runs in the inference worker (it trains a head and seeds Keras); this page only waits and shows progress.
+            with worker_progress("Sweeping learning rates...") as show:
                 try:
-                    result = lr_finder.find_learning_rate(config, settings=settings)
+                    result = inference.lr_find(settings, config, on_progress=show)
                 except Exception as error:  # noqa: BLE001 - shown to the person, not raised.
                     st.error(f"The learning-rate finder failed: {error}")
                 else:

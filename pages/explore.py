@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from transfer_core import compare, compare_charts, explain
-from transfer_core.data import ImageRejected, decode_for_model
+from transfer_core import compare, compare_charts, explain, inference
+from transfer_core.data import ImageRejected
+from transfer_core.embeddings import TSNE_MAX_IMAGES
 from transfer_core.evaluate import confusion_matrix
-from transfer_core.runs import load_run
 from ui import state, widgets
+from ui.worker_progress import worker_progress
 
 MAX_CELL_IMAGES = 12
 
@@ -20,35 +21,28 @@ ws = state.workspace()
 settings = state.settings()
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the model...")
-def _model(path: str, modified: float):
-    # Read-only: this model is only used for inference (predictions, Grad-CAM, features), never trained or
-    # changed, so one copy may be shared by every session. `modified` makes a replaced file load again.
-    return explain.load_model(path)
+# Every model call goes to the inference worker (this server never loads TensorFlow); results are plain data.
+@st.cache_data(max_entries=8, show_spinner=False)
+def _input_size(model_path: str, modified: float) -> int:
+    return inference.model_input_size(settings, model_path, modified)
 
 
-@st.cache_data(max_entries=8, show_spinner="Predicting the validation images...")
-def _validation_predictions(run_path: str, modified: float) -> pd.DataFrame:
-    run = load_run(Path(run_path))
-    frame, _ = explain.validation_predictions(_model(str(run.model_path), modified), run.config)
-    return frame
+@st.cache_data(max_entries=8, show_spinner=False)
+def _validation_predictions(run_path: str, model_path: str, modified: float) -> pd.DataFrame:
+    with worker_progress("Predicting the validation images...") as show:
+        return inference.validation_predictions(settings, run_path, model_path, modified, on_progress=show)
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def _cam_for_file(model_path: str, modified: float, image_path: str, class_index: int) -> tuple[np.ndarray, float]:
-    model = _model(model_path, modified)
-    image = decode_for_model(image_path, int(model.inputs[0].shape[1]))
-    cam = explain.grad_cam(model, image, class_index)
-    return cam.overlay, cam.probability
+@st.cache_data(max_entries=64, show_spinner=False)
+def _cell_cams(model_path: str, modified: float, items: tuple[tuple[str, int], ...]) -> list[tuple[np.ndarray, float]]:
+    with worker_progress("Computing Grad-CAM of these images...") as show:
+        return inference.cell_grad_cams(settings, model_path, modified, items, on_progress=show)
 
 
-@st.cache_resource(max_entries=2, show_spinner="Checking and loading the model file...")
-def _user_model(digest: str, _data: bytes, name: str):
-    # Keyed by content: read-only inference only. safe_load refuses files that carry code.
-    from transfer_core.safe_load import image_input_size, load_keras_model
-
-    model = load_keras_model(_data, name=name, max_bytes=settings.max_upload_mb * 1024 * 1024)
-    return model, *image_input_size(model)
+@st.cache_data(max_entries=32, show_spinner=False)
+def _explain_uploads(model_path: str, modified: float, pictures: tuple[tuple[str, bytes], ...]):
+    with worker_progress("Predicting and computing Grad-CAM...") as show:
+        return inference.explain_images(settings, model_path, modified, pictures, on_progress=show)
 
 
 def _user_model_section() -> None:
@@ -67,20 +61,22 @@ def _user_model_section() -> None:
         if model_file is None:
             return
         data = model_file.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
         try:
-            user_model, side, num_classes = _user_model(hashlib.sha256(data).hexdigest(), data, model_file.name)
-        except UnsafeModelError as error:
+            with st.spinner("Checking and loading the model file..."):
+                loaded = inference.user_model_info(settings, digest, data, model_file.name)
+        except (UnsafeModelError, inference.InferenceError) as error:
             st.error(str(error))
             return
+        side, num_classes = loaded.input_size, loaded.num_classes
         st.caption(f"{model_file.name}: takes {side}x{side} RGB images, {num_classes} classes.")
         if picture is None:
             return
         try:
-            image = decode_for_model(picture.getvalue(), side, settings.max_pixels)
+            probabilities = inference.user_model_predict(settings, digest, data, model_file.name, picture.getvalue())
         except ImageRejected as error:
             st.warning(f"{picture.name}: {error}")
             return
-        probabilities = explain.predict(user_model, image)[0]
         st.dataframe(explain.top_k(probabilities, [f"class {i}" for i in range(num_classes)], min(3, num_classes)),
                      hide_index=True, key="explore_user_topk")
 
@@ -105,8 +101,7 @@ config = info.config
 class_names = list(config.dataset.class_names)
 model_path = str(info.model_path)
 modified = info.model_path.stat().st_mtime
-model = _model(model_path, modified)
-input_size = int(model.inputs[0].shape[1])
+input_size = _input_size(model_path, modified)
 
 predict_tab, matrix_tab, embedding_tab, sees_tab = st.tabs(
     ["Predict new images", "Mistakes", "Embeddings", "What the model sees"])
@@ -131,15 +126,14 @@ with predict_tab:
     if not pictures:
         st.caption("Upload an image (or take a photo) to see the prediction.")
     feature_map_size = None
-    for number, (name, data) in enumerate(pictures[:12]):
-        try:
-            image = decode_for_model(data, input_size, settings.max_pixels)
-        except ImageRejected as error:
-            st.warning(f"{name}: {error}")
+    pictures = pictures[:12]
+    explained = _explain_uploads(model_path, modified, tuple(pictures)) if pictures else []
+    for number, ((name, data), result) in enumerate(zip(pictures, explained, strict=True)):
+        if result.error is not None:
+            st.warning(f"{name}: {result.error}")
             continue
-        cam = explain.grad_cam(model, image)
+        cam, probabilities = result.cam, result.probabilities
         feature_map_size = cam.feature_map_size
-        probabilities = explain.predict(model, image)[0]
         original_col, cam_col, table_col = st.columns([1, 1, 1.3])
         original_col.image(data, caption=name, width="stretch")
         cam_col.image(cam.overlay, caption=f"Grad-CAM for '{class_names[cam.class_index]}'", width="stretch")
@@ -162,7 +156,7 @@ with predict_tab:
 # ----- confusion matrix ---------------------------------------------------------------------------------
 
 with matrix_tab:
-    frame = _validation_predictions(str(info.path), modified)
+    frame = _validation_predictions(str(info.path), model_path, modified)
     if frame.empty:
         st.info("This run's data set has no validation images.")
     else:
@@ -207,9 +201,11 @@ with matrix_tab:
         cell = cell.sort_values("confidence", ascending=False).head(MAX_CELL_IMAGES)
         columns = st.columns(4)
         root = Path(config.dataset.root)
-        for position, (_, row) in enumerate(cell.iterrows()):
-            class_index = int(row["predicted_index"] if target == "predicted" else row["true_index"])
-            overlay, probability = _cam_for_file(model_path, modified, str(root / row["path"]), class_index)
+        rows = list(cell.iterrows())
+        cams = _cell_cams(model_path, modified, tuple(
+            (str(root / row["path"]), int(row["predicted_index"] if target == "predicted" else row["true_index"]))
+            for _, row in rows))
+        for position, ((_, row), (overlay, _probability)) in enumerate(zip(rows, cams, strict=True)):
             with columns[position % 4]:
                 st.image(overlay, width="stretch")
                 st.caption(f"{Path(row['path']).name}: said **{row['predicted']}** ({row['confidence']:.0%})")
@@ -223,13 +219,13 @@ with embedding_tab:
         "this run's backbone. When fine-tuning helps, the colours (classes) pull apart.")
     st.caption("PCA keeps the biggest directions of variation (a linear view); t-SNE keeps neighbours together "
                "(clusters are meaningful, distances between clusters are not). t-SNE is only offered for up to "
-               f"{explain.TSNE_MAX_IMAGES} images.")
+               f"{TSNE_MAX_IMAGES} images.")
     cached = st.session_state.get("explore_embeddings")
     if st.button("Compute embeddings", key="explore_embed",
                  help="Runs both backbones over the validation images: a few seconds to a minute."):
-        with st.spinner("Computing features before and after, and projecting them..."):
+        with worker_progress("Computing features before and after, and projecting them...") as show:
             try:
-                cached = (run_id, explain.embeddings(model, config, settings=settings))
+                cached = (run_id, inference.embeddings(settings, model_path, modified, config, on_progress=show))
             except Exception as error:  # noqa: BLE001 - shown to the person.
                 st.error(f"Could not compute embeddings: {error}")
                 cached = None
@@ -266,7 +262,7 @@ with embedding_tab:
 with sees_tab:
     st.markdown("Before the backbone sees an image, it is **resized** to its input size and its pixel values "
                 "are **rescaled** the way the backbone was trained on ImageNet. Both steps are inside the model.")
-    frame = _validation_predictions(str(info.path), modified)
+    frame = _validation_predictions(str(info.path), model_path, modified)
     choices = list(frame["path"])[:60]
     if uploads:
         choices = [f"upload: {f.name}" for f in uploads] + choices
@@ -280,7 +276,8 @@ with sees_tab:
         else:
             source = Path(config.dataset.root) / picked
         try:
-            view = explain.model_view(source, config.model.backbone, input_size)
+            view = inference.model_view(settings, source if isinstance(source, bytes) else str(source),
+                                        config.model.backbone, input_size)
         except (ImageRejected, ValueError) as error:
             st.warning(f"Cannot show this image: {error}")
         else:

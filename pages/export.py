@@ -5,19 +5,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core import compare, explain, export
+from transfer_core import compare, export, inference
 from ui import state, widgets
+from ui.worker_progress import worker_progress
 
 st.title("Export")
 widgets.show_notice()
 ws = state.workspace()
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading the model...")
-def _model(path: str, modified: float):
-    # Read-only: used to export and as the reference of the parity check; never trained or changed,
-    # so one copy may be shared by every session.
-    return explain.load_model(path)
 
 
 @st.cache_data(max_entries=16, show_spinner="Writing the script...")
@@ -25,7 +19,9 @@ def _script(run_path: str, modified: float) -> str:
     from transfer_core.runs import load_run
 
     info = load_run(Path(run_path))
-    return export.generate_script(info.config, info.run_id, (info.report.val_accuracy if info.report else None))
+    # In the inference worker: the script names the layers that train, which means building the backbone.
+    return inference.reproduction_script(state.settings(), info.config, info.run_id,
+                                         info.report.val_accuracy if info.report else None)
 
 
 runs = [info for info in compare.finished_runs(ws.store.list_runs()) if info.model_path.exists()]
@@ -59,13 +55,11 @@ st.subheader("Files")
 if st.button("Export and check", key="export_make", type="primary",
              help="Writes every format (about half a minute for a small model), then reloads each file and "
                   "compares its predictions with the trained model on the validation images."):
-    model = _model(str(info.model_path), modified)
     try:
-        with st.spinner("Exporting .keras, SavedModel and TFLite..."):
-            bundle = export.export_run(info.path, model=model)
-        with st.spinner("Reloading each file and comparing predictions..."):
-            parity = export.parity_check(info.path, bundle, reference_model=model)
-            export.save_parity(parity, info.path)
+        # In the inference worker: exporting and the parity check load TensorFlow, never in this server.
+        with worker_progress("Exporting .keras, SavedModel and TFLite, then checking each file...") as show:
+            inference.export_and_check(state.settings(), str(info.path), str(info.model_path), modified,
+                                       on_progress=show)
     except Exception as error:  # noqa: BLE001 - shown to the person.
         st.error(f"Export failed: {type(error).__name__}: {error}")
 

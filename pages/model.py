@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from transfer_core import blockmap, charts, presets, views, zoo
+from transfer_core import blockmap, charts, inference, presets, views, zoo
 from transfer_core.config import ModelSpec
 from ui import state, widgets
+from ui.worker_progress import worker_progress
 
 st.title("Model")
 widgets.show_notice()
@@ -17,12 +18,6 @@ current_plan = state.freeze_plan()
 @st.cache_data(show_spinner=False, max_entries=8, ttl=60)  # Weights dropped into the folder show up.
 def _zoo_table(weights_dir: str):
     return zoo.zoo_table(settings)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _block_map(key: str, input_size: int) -> blockmap.BlockMap:
-    # Built with random weights: the same structure, read into plain numbers; no model is kept.
-    return blockmap.block_map(key, input_size)
 
 
 # ----- the zoo --------------------------------------------------------------------------------
@@ -106,8 +101,9 @@ if weights == "imagenet" and not zoo.weights_available_offline(backbone, input_s
 # ----- freezing ----------------------------------------------------------------------------------
 
 st.subheader("What trains")
-with st.spinner("Reading the backbone's blocks (loads TensorFlow the first time)..."):
-    blocks = _block_map(backbone, int(input_size))
+# The worker builds the backbone once per (backbone, size) and keeps its blocks as a small file.
+with worker_progress("Reading the backbone's blocks (built once per backbone and size)...") as show:
+    blocks = inference.block_map(settings, backbone, int(input_size), on_progress=show)
 num_blocks = len(blocks.block_names)
 presets_list = list(presets.FREEZE_PRESETS)
 preset = st.radio(
@@ -214,14 +210,13 @@ st.caption(
     "classes, but its guesses show what its features capture."
 )
 if st.button("Show its top-3 guesses", key="model_pretrained_run"):
-    from transfer_core.pretrained import imagenet_predictions
-
     thumbs = views.thumbnails_by_class(dataset, per_class=2)
     chosen_images = [(path, label) for label, items in thumbs.items() for path, _ in items][:8]
-    with st.spinner("Running the ImageNet classifier..."):
+    with worker_progress("Running the ImageNet classifier...") as show:
         try:
-            predictions = imagenet_predictions([p for p, _ in chosen_images], pretrained_key, settings, top=3)
-        except (zoo.WeightsUnavailableError, ValueError) as error:
+            predictions = inference.imagenet_preview(settings, [str(p) for p, _ in chosen_images], pretrained_key,
+                                                     top=3, on_progress=show)
+        except (zoo.WeightsUnavailableError, ValueError, inference.InferenceError) as error:
             st.error(str(error))
             predictions = []
     labelled = list(zip(predictions, [label for _, label in chosen_images], strict=False))

@@ -6,18 +6,27 @@ Building a backbone for every slider position would be slow, and a model must
 not be shared between browser sessions, so :func:`block_map` builds the
 backbone once (random weights: same structure, no download) and keeps only
 numbers; :func:`classifier_counts` then answers for any block-aligned plan
-without TensorFlow.
+without TensorFlow. The inference worker computes each map once per (backbone,
+input size) and keeps it as JSON under ``<TRANSFER_HOME>/cache/blockmaps/``
+(:func:`save_block_map`); the Model page only reads that file
+(:func:`load_block_map`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from transfer_core.config import FreezePlan
+from transfer_core.fileio import atomic_write_json
 from transfer_core.freezing import ParamCounts
 
+# Bump when the saved fields change: older files are then recomputed, never misread.
+BLOCK_MAP_FORMAT = 1
 BLOCK_COLUMNS = [
     "block",
     "first_layer",
@@ -80,6 +89,38 @@ def block_map(key: str, input_size: int = 0) -> BlockMap:
     return BlockMap(
         key, size, blocks.reset_index(drop=True), int(base.count_params()), int(base.output.shape[-1])
     )
+
+
+def block_map_path(home: str | os.PathLike, key: str, input_size: int) -> Path:
+    """Where the block map of ``key`` at ``input_size`` (already resolved, not 0) is cached."""
+    return Path(home) / "cache" / "blockmaps" / f"{key}-{int(input_size)}.json"
+
+
+def save_block_map(blocks: BlockMap, path: str | os.PathLike) -> None:
+    """Write ``blocks`` as JSON, atomically (a reader sees the whole file or none)."""
+    atomic_write_json(path, {
+        "format": BLOCK_MAP_FORMAT,
+        "key": blocks.key,
+        "input_size": blocks.input_size,
+        "backbone_params": blocks.backbone_params,
+        "feature_dim": blocks.feature_dim,
+        "blocks": blocks.blocks[BLOCK_COLUMNS].to_dict(orient="list"),
+    })
+
+
+def load_block_map(path: str | os.PathLike) -> BlockMap | None:
+    """The block map saved at ``path``, or None when there is none (or it is of another format)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        if data.get("format") != BLOCK_MAP_FORMAT:
+            return None
+        frame = pd.DataFrame(data["blocks"], columns=BLOCK_COLUMNS)
+        for column in BLOCK_COLUMNS[1:]:
+            frame[column] = frame[column].astype("int64")
+        return BlockMap(str(data["key"]), int(data["input_size"]), frame, int(data["backbone_params"]),
+                        int(data["feature_dim"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def head_params(feature_dim: int, num_classes: int, hidden_units: int = 0) -> int:

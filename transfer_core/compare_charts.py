@@ -124,7 +124,7 @@ def embedding_figure(frame: pd.DataFrame, title: str, class_order: Sequence[str]
 
     Args:
         frame: Rows with ``x``, ``y``, ``label`` and optionally ``path``
-            (one model and one method of ``explain.EmbeddingResult.frame``).
+            (one model and one method of ``embeddings.EmbeddingResult.frame``).
         title: Chart title.
         class_order: Classes in legend order (all classes of the data set).
 

@@ -1,4 +1,7 @@
-"""Look inside a trained classifier: predictions, Grad-CAM, embeddings, and what the model sees.
+"""Look inside a trained classifier: predictions and Grad-CAM.
+
+Embeddings live in :mod:`transfer_core.embeddings`, the preprocessing view in
+:mod:`transfer_core.model_view`.
 
 Every function works on the classifier :func:`transfer_core.models.build_classifier`
 makes, or on the same model loaded back from a run's ``model.keras``::
@@ -13,49 +16,40 @@ inference mode), then pooling and the head, all inside one
 the softmax), so a confident prediction still has a useful gradient.
 
 Nothing here trains or changes a model, so a loaded model may be shared
-read-only (e.g. cached by the app). TensorFlow is imported inside functions.
+read-only (the inference worker keeps recently used ones). TensorFlow is imported
+inside functions; the app calls them only in its inference worker, never in the web server.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from transfer_core.config import RunConfig, Settings
+from transfer_core.config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover - typing only.
     import keras
 
 __all__ = [
-    "TSNE_MAX_IMAGES",
     "ClassifierParts",
-    "EmbeddingResult",
     "GradCam",
-    "ModelView",
+    "as_batch",
     "classifier_parts",
     "colorize",
-    "embeddings",
     "grad_cam",
     "grad_cam_batch",
     "load_model",
-    "model_view",
     "overlay",
-    "pooled_features",
     "predict",
-    "project",
     "top_k",
     "validation_predictions",
 ]
-
-# t-SNE costs O(n^2) memory and time; above this many images only PCA is computed.
-TSNE_MAX_IMAGES = 500
-
 
 def load_model(path: str | os.PathLike) -> keras.Model:
     """Load a ``.keras`` model file in safe mode (no arbitrary code runs).
@@ -126,7 +120,7 @@ def classifier_parts(model: keras.Model) -> ClassifierParts:
     )
 
 
-def _as_batch(images: np.ndarray, input_size: int) -> np.ndarray:
+def as_batch(images: np.ndarray, input_size: int) -> np.ndarray:
     """Float32 ``(N, S, S, 3)`` at the model's size (bilinear resize when needed, like the pipeline)."""
     array = np.asarray(images, dtype=np.float32)
     if array.ndim == 3:
@@ -153,7 +147,7 @@ def predict(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.
         Probabilities ``(N, num_classes)``.
     """
     parts_size = int(model.inputs[0].shape[1])
-    batch = _as_batch(images, parts_size)
+    batch = as_batch(images, parts_size)
     if len(batch) == 0:
         return np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
     chunks = [np.asarray(model(batch[i : i + batch_size], training=False)) for i in range(0, len(batch), batch_size)]
@@ -248,7 +242,7 @@ def grad_cam_batch(
     import tensorflow as tf
 
     parts = classifier_parts(model)
-    batch = tf.constant(_as_batch(images, parts.input_size))
+    batch = tf.constant(as_batch(images, parts.input_size))
     num_classes = int(model.outputs[0].shape[-1])
     with tf.GradientTape() as tape:
         x = batch
@@ -413,281 +407,3 @@ def validation_predictions(model: keras.Model, config: RunConfig) -> tuple[pd.Da
         }
     )
     return frame, images
-
-
-# ----- embeddings ---------------------------------------------------------------------------------
-
-
-def pooled_features(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """The pooled backbone features (the head's input) of raw 0..255 images.
-
-    Args:
-        model: A classifier (built or loaded).
-        images: ``(N, H, W, 3)``; resized to the input size when needed.
-        batch_size: Images per forward pass.
-
-    Returns:
-        ``(N, feature_dim)`` float32.
-    """
-    import keras
-
-    from transfer_core.models import POOL_LAYER
-
-    extractor = keras.Model(model.inputs[0], model.get_layer(POOL_LAYER).output, name="pooled_features")
-    batch = _as_batch(images, int(model.inputs[0].shape[1]))
-    if len(batch) == 0:
-        return np.zeros((0, int(extractor.outputs[0].shape[-1])), np.float32)
-    chunks = [
-        np.asarray(extractor(batch[i : i + batch_size], training=False)) for i in range(0, len(batch), batch_size)
-    ]
-    return np.concatenate(chunks, axis=0).astype(np.float32)
-
-
-def project(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """Project feature vectors to 2-D.
-
-    Args:
-        features: ``(N, D)`` features.
-        method: ``"pca"`` (linear, keeps global distances) or ``"tsne"`` (non-linear,
-            keeps neighbourhoods; only for ``N`` <= :data:`TSNE_MAX_IMAGES`).
-        seed: Random state of t-SNE.
-
-    Returns:
-        ``(N, 2)`` coordinates.
-
-    Raises:
-        ValueError: Unknown method, fewer than 3 points, or too many points for t-SNE.
-    """
-    features = np.asarray(features, dtype=np.float64)
-    n = len(features)
-    if method not in ("pca", "tsne"):
-        raise ValueError(f'method must be "pca" or "tsne". Received: method={method!r}')
-    if n < 3:
-        raise ValueError(f"At least 3 points are needed for a projection. Received: {n} points")
-    if method == "pca":
-        from sklearn.decomposition import PCA
-
-        components = min(2, features.shape[1])
-        coords = PCA(n_components=components, random_state=seed).fit_transform(features)
-        if components < 2:
-            coords = np.hstack([coords, np.zeros((n, 1))])
-        return coords
-    if n > TSNE_MAX_IMAGES:
-        raise ValueError(f"t-SNE is limited to {TSNE_MAX_IMAGES} points here. Received: {n} points")
-    from sklearn.manifold import TSNE
-
-    perplexity = float(max(2.0, min(30.0, (n - 1) / 3.0)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
-
-
-def _separation(features: np.ndarray, labels: np.ndarray) -> float | None:
-    """Silhouette score of the classes in feature space (-1..1; higher = better separated)."""
-    from sklearn.metrics import silhouette_score
-
-    if len(set(labels.tolist())) < 2 or len(features) <= len(set(labels.tolist())):
-        return None
-    return float(silhouette_score(features, labels, metric="cosine"))
-
-
-@dataclass
-class EmbeddingResult:
-    """Validation images projected to 2-D, before and after training.
-
-    Attributes:
-        frame: One row per (model, method, image): ``model`` ("before"/"after"),
-            ``method`` ("PCA"/"t-SNE"), ``x``, ``y``, ``label``, ``path``.
-        separation: ``{"before": score, "after": score}``: silhouette score of the
-            classes in the pooled feature space (cosine; -1..1, higher = classes
-            further apart). None when it cannot be computed.
-        before_name: What "before" is, in words.
-        after_name: What "after" is, in words.
-        methods: The methods computed (t-SNE only for small sets).
-        notes: Plain-language remarks (e.g. why t-SNE was skipped).
-    """
-
-    frame: pd.DataFrame
-    separation: dict[str, float | None]
-    before_name: str
-    after_name: str
-    methods: list[str]
-    notes: list[str] = field(default_factory=list)
-
-
-def embeddings(
-    run_model: keras.Model,
-    config: RunConfig,
-    *,
-    settings: Settings | None = None,
-    max_images: int = 1000,
-    seed: int = 0,
-) -> EmbeddingResult:
-    """Validation images' pooled features, before and after training, projected to 2-D.
-
-    "Before" is a freshly built classifier with the run's backbone and weights
-    choice (ImageNet weights, or random weights for a from-scratch run): the
-    base as it was before this run trained. "After" is the run's model.
-
-    Args:
-        run_model: The run's trained classifier (e.g. from :func:`load_model`).
-        config: The run's configuration.
-        settings: Where the offline weights are (``Settings.from_env()`` when None).
-        max_images: Use at most this many validation images (a stratified-free
-            prefix of the manifest order).
-        seed: Seed of t-SNE (and of a random-weights base).
-
-    Returns:
-        An :class:`EmbeddingResult`.
-
-    Raises:
-        ValueError: Fewer than 3 validation images.
-        transfer_core.zoo.WeightsUnavailableError: The pretrained weights are gone.
-    """
-    import keras
-
-    from transfer_core.data import load_split_arrays, read_manifest
-    from transfer_core.models import build_classifier
-
-    settings = settings or Settings.from_env()
-    spec = config.dataset
-    size = int(run_model.inputs[0].shape[1])
-    images, labels = load_split_arrays(spec, "val", size)
-    manifest = read_manifest(spec)
-    paths = list(manifest.loc[manifest["split"] == "val", "path"])
-    images, labels, paths = images[:max_images], labels[:max_images], paths[:max_images]
-    if len(images) < 3:
-        raise ValueError(f"Embeddings need at least 3 validation images. Received: {len(images)} images")
-    if config.model.weights == "random":
-        # The same seed as the run, so "before" is (close to) the random start the run had.
-        keras.utils.set_random_seed(config.train.seed)
-    base = build_classifier(config.model, spec.num_classes, settings=settings)
-    before = pooled_features(base.model, images)
-    after = pooled_features(run_model, images)
-    del base
-    methods = ["PCA"]
-    notes = []
-    if len(images) <= TSNE_MAX_IMAGES:
-        methods.append("t-SNE")
-    else:
-        notes.append(f"t-SNE was skipped: it is slow above {TSNE_MAX_IMAGES} images; PCA is shown.")
-    names = list(spec.class_names)
-    rows = []
-    for which, features in (("before", before), ("after", after)):
-        for method in methods:
-            coords = project(features, "pca" if method == "PCA" else "tsne", seed=seed)
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "model": which,
-                        "method": method,
-                        "x": coords[:, 0],
-                        "y": coords[:, 1],
-                        "label": [names[i] for i in labels],
-                        "path": paths,
-                    }
-                )
-            )
-    weights_word = "random weights" if config.model.weights == "random" else "ImageNet weights"
-    if config.train.strategy == "feature_extraction":
-        notes.append(
-            "Feature extraction never changes the backbone, so 'before' and 'after' features are the same: "
-            "only the head learned. Compare with a fine-tuning run to see the features move."
-        )
-    return EmbeddingResult(
-        frame=pd.concat(rows, ignore_index=True),
-        separation={"before": _separation(before, labels), "after": _separation(after, labels)},
-        before_name=f"Before: {config.model.backbone} with {weights_word}",
-        after_name=f"After: {config.train.strategy.replace('_', ' ')} (this run)",
-        methods=methods,
-        notes=notes,
-    )
-
-
-# ----- what the model sees -----------------------------------------------------------------------
-
-
-@dataclass
-class ModelView:
-    """An image on its way into the backbone.
-
-    Attributes:
-        original_size: ``(width, height)`` of the image as given.
-        resized: ``(S, S, 3)`` uint8: the image resized to the input size (no crop,
-            so the aspect ratio may change), exactly as the pipeline does.
-        preprocessed: ``(S, S, 3)`` float32: what the backbone receives.
-        display: ``preprocessed`` rescaled to 0..255 per image, to look at.
-        input_range: ``(min, max)`` of the resized pixels.
-        output_range: ``(min, max)`` after the preprocessing layers.
-        channel_means: Mean of each channel after preprocessing.
-        description: What the preprocessing does, in words.
-    """
-
-    original_size: tuple[int, int]
-    resized: np.ndarray
-    preprocessed: np.ndarray
-    display: np.ndarray
-    input_range: tuple[float, float]
-    output_range: tuple[float, float]
-    channel_means: tuple[float, float, float]
-    description: str
-
-
-_PREPROCESSING_WORDS = {
-    "tf": "scales pixels from 0..255 to -1..1 (x / 127.5 - 1)",
-    "torch": "scales pixels to 0..1, then subtracts the ImageNet mean and divides by its standard "
-    "deviation per channel (values roughly -2..2.6)",
-    "caffe": "swaps the channels to BGR and subtracts the ImageNet mean per channel (values roughly "
-    "-124..152), the way the original Caffe model was trained",
-    "none": "nothing outside the backbone: this backbone rescales and normalises inside itself, so it "
-    "takes raw 0..255 pixels",
-}
-
-
-def model_view(image: bytes | str | os.PathLike | np.ndarray, backbone: str, input_size: int = 0) -> ModelView:
-    """Show what the preprocessing of ``backbone`` does to one image.
-
-    Args:
-        image: Image bytes, a file path, or an ``(H, W, 3)`` 0..255 array.
-        backbone: Zoo key.
-        input_size: Input side; 0 means the backbone's default.
-
-    Returns:
-        A :class:`ModelView`.
-
-    Raises:
-        transfer_core.data.ImageRejected: Bytes or a file that are not a usable image.
-        ValueError: Unknown backbone or bad input size.
-    """
-    from transfer_core import zoo
-    from transfer_core.data import decode_for_model, load_image
-
-    size = zoo.check_input_size(backbone, input_size)
-    info = zoo.get_backbone_info(backbone)
-    if isinstance(image, np.ndarray):
-        array = np.asarray(image, dtype=np.float32)
-        original = (int(array.shape[1]), int(array.shape[0]))
-        resized = _as_batch(array, size)[0]
-    else:
-        data = image if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
-        picture, _ = load_image(bytes(data), "image", Settings().max_pixels)
-        original = picture.size
-        resized = decode_for_model(bytes(data), size)
-    x = resized[None]
-    for layer in zoo.preprocessing_layers(backbone):
-        x = layer(x)
-    preprocessed = np.asarray(x)[0].astype(np.float32)
-    low, high = float(preprocessed.min()), float(preprocessed.max())
-    span = high - low if high > low else 1.0
-    display = ((preprocessed - low) / span * 255.0).astype(np.uint8)
-    return ModelView(
-        original_size=(int(original[0]), int(original[1])),
-        resized=np.clip(resized, 0, 255).astype(np.uint8),
-        preprocessed=preprocessed,
-        display=display,
-        input_range=(float(resized.min()), float(resized.max())),
-        output_range=(low, high),
-        channel_means=tuple(float(v) for v in preprocessed.reshape(-1, 3).mean(axis=0)),
-        description=(
-            f"{info.display_name} sees a {size}x{size} image (resized without cropping, bilinear). "
-            f"Its preprocessing {_PREPROCESSING_WORDS[info.preprocessing]}."
-        ),
-    )

@@ -9,12 +9,15 @@ loss falls fastest, somewhat below the minimum; a classic rule of thumb is
 
 The head trains on pooled backbone features computed once per image (and
 shared with the training engine's on-disk cache), so the sweep itself takes
-seconds. Nothing here touches a run or Keras' global state.
+seconds. Nothing here touches a run; :func:`lr_range_test` seeds Keras' random
+state (for a repeatable curve), so the app runs it in the inference worker
+(``transfer_core.inference``), never in the server process.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +102,7 @@ def lr_range_test(
     seed: int = 0,
     smoothing: float = 0.9,
     divergence_factor: float = 4.0,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> LRFinderResult:
     """Run the range test on precomputed features.
 
@@ -115,6 +119,7 @@ def lr_range_test(
         seed: Seed of the head's initial weights and of the batch order.
         smoothing: Exponential smoothing of the loss (0 = none).
         divergence_factor: Stop when the smoothed loss exceeds this times its minimum.
+        on_step: Called as ``on_step(step, steps)`` after each mini-batch (progress).
 
     Returns:
         An :class:`LRFinderResult`.
@@ -163,6 +168,8 @@ def lr_range_test(
         average = smoothing * average + (1 - smoothing) * loss if math.isfinite(loss) else math.inf
         smoothed = average / (1 - smoothing ** (step + 1)) if smoothing > 0 else average
         rows.append({"step": step + 1, "lr": lr, "loss": loss, "smoothed_loss": smoothed})
+        if on_step is not None:
+            on_step(step + 1, steps)
         if not math.isfinite(smoothed) or (step > 5 and smoothed > divergence_factor * best):
             diverged = True
             break
@@ -186,6 +193,7 @@ def find_learning_rate(
     steps: int = 100,
     min_lr: float = 1e-6,
     max_lr: float = 1.0,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> LRFinderResult:
     """Run the range test for a run configuration on its training split.
 
@@ -200,6 +208,7 @@ def find_learning_rate(
         steps: Mini-batches in the sweep.
         min_lr: First learning rate.
         max_lr: Last learning rate.
+        on_step: Called as ``on_step(step, steps)`` after each mini-batch of the sweep.
 
     Returns:
         An :class:`LRFinderResult`.
@@ -223,6 +232,7 @@ def find_learning_rate(
         steps=steps,
         batch_size=config.train.batch_size,
         seed=config.train.seed,
+        on_step=on_step,
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from run_factory import make_finished_run, tiny_config
 
-from transfer_core import compare
+from transfer_core import compare, inference
 from transfer_core.config import DatasetSpec, ModelSpec, Settings
 from transfer_core.workspace import Workspace
 
@@ -71,6 +71,7 @@ def app_environment(finished: FinishedWorkspace) -> Iterator[FinishedWorkspace]:
             yield finished
         finally:
             state.settings.cache_clear()
+            inference.shutdown(finished.home)  # The pages' inference worker of this workspace.
 
 
 def open_page(finished: FinishedWorkspace, page: str, *, active_dataset: bool = True, timeout: float = 120):

@@ -26,6 +26,9 @@ def home(tmp_path, monkeypatch) -> Path:
     state.settings.cache_clear()
     yield tmp_path / "home"
     state.settings.cache_clear()
+    from transfer_core import inference
+
+    inference.shutdown(tmp_path / "home")  # The worker the pages started (block maps, predictions).
 
 
 @pytest.fixture

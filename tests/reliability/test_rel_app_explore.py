@@ -29,6 +29,9 @@ def explore(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     yield at
     state.settings.cache_clear()
+    from transfer_core import inference
+
+    inference.shutdown(tmp_path / "home")  # The page's inference worker (it loaded the uploaded model).
 
 
 def _model_bytes(tmp_path: Path, with_lambda_marker: Path | None = None) -> bytes:

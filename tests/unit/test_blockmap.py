@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from transfer_core import blockmap, freezing
@@ -59,3 +60,25 @@ def test_plans_that_do_not_fit_are_refused(blocks):
         blockmap.trainable_blocks(blocks, FreezePlan(mode="top_blocks", top_blocks=99))
     with pytest.raises(ValueError, match="Unknown block names"):
         blockmap.trainable_blocks(blocks, FreezePlan(mode="custom", trainable_blocks=("nope",)))
+
+
+def test_a_saved_block_map_reads_back_equal(blocks, tmp_path):
+    path = blockmap.block_map_path(tmp_path, blocks.key, blocks.input_size)
+    assert path == tmp_path / "cache" / "blockmaps" / "mobilenet_v2_0.35-32.json"
+    assert blockmap.load_block_map(path) is None  # Not computed yet.
+    blockmap.save_block_map(blocks, path)
+    loaded = blockmap.load_block_map(path)
+    assert (loaded.key, loaded.input_size, loaded.backbone_params, loaded.feature_dim) == (
+        blocks.key, blocks.input_size, blocks.backbone_params, blocks.feature_dim)
+    pd.testing.assert_frame_equal(loaded.blocks, blocks.blocks[blockmap.BLOCK_COLUMNS])
+    plan = FreezePlan(mode="top_blocks", top_blocks=3)
+    assert blockmap.classifier_counts(loaded, plan, 5) == blockmap.classifier_counts(blocks, plan, 5)
+
+
+def test_a_block_map_file_of_another_format_is_ignored(blocks, tmp_path):
+    path = tmp_path / "map.json"
+    blockmap.save_block_map(blocks, path)
+    path.write_text(path.read_text().replace(f'"format": {blockmap.BLOCK_MAP_FORMAT}', '"format": 0'))
+    assert blockmap.load_block_map(path) is None
+    path.write_text("{not json")
+    assert blockmap.load_block_map(path) is None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from run_factory import make_finished_run, tiny_config
 
-from transfer_core import explain
+from transfer_core import embeddings, explain, model_view
 from transfer_core.config import ModelSpec, Settings
 from transfer_core.data import load_split_arrays
 
@@ -135,7 +135,7 @@ def test_validation_predictions_agree_with_the_report(trained):
 
 
 def test_pooled_features_match_the_feature_extractor(trained):
-    features = explain.pooled_features(trained["model"], trained["images"])
+    features = embeddings.pooled_features(trained["model"], trained["images"])
     expected = trained["result"].classifier.feature_extractor.predict(trained["images"], verbose=0)
     assert features.shape == (len(trained["images"]), 1280)
     np.testing.assert_allclose(features, expected, atol=1e-4)
@@ -144,19 +144,19 @@ def test_pooled_features_match_the_feature_extractor(trained):
 def test_project_shapes_and_limits():
     rng = np.random.default_rng(0)
     features = rng.normal(size=(40, 16))
-    assert explain.project(features, "pca").shape == (40, 2)
-    assert explain.project(features, "tsne").shape == (40, 2)
-    assert explain.project(features[:, :1], "pca").shape == (40, 2)  # One feature: padded to 2-D.
+    assert embeddings.project(features, "pca").shape == (40, 2)
+    assert embeddings.project(features, "tsne").shape == (40, 2)
+    assert embeddings.project(features[:, :1], "pca").shape == (40, 2)  # One feature: padded to 2-D.
     with pytest.raises(ValueError, match="method"):
-        explain.project(features, "umap")
+        embeddings.project(features, "umap")
     with pytest.raises(ValueError, match="At least 3 points"):
-        explain.project(features[:2])
+        embeddings.project(features[:2])
     with pytest.raises(ValueError, match="t-SNE is limited"):
-        explain.project(rng.normal(size=(explain.TSNE_MAX_IMAGES + 1, 4)), "tsne")
+        embeddings.project(rng.normal(size=(embeddings.TSNE_MAX_IMAGES + 1, 4)), "tsne")
 
 
 def test_embeddings_before_and_after(trained):
-    result = explain.embeddings(trained["model"], trained["config"], settings=trained["settings"])
+    result = embeddings.embeddings(trained["model"], trained["config"], settings=trained["settings"])
     n = trained["result"].report["num_val"]
     assert result.methods == ["PCA", "t-SNE"]
     assert len(result.frame) == 2 * 2 * n
@@ -170,12 +170,12 @@ def test_embeddings_before_and_after(trained):
 
 def test_model_view_shows_resize_and_value_range(trained):
     image = trained["images"][0]
-    view = explain.model_view(image, "mobilenet_v2_0.35", 96)
+    view = model_view.model_view(image, "mobilenet_v2_0.35", 96)
     assert view.resized.shape == (96, 96, 3) and view.resized.dtype == np.uint8
     assert -1.0 <= view.output_range[0] < view.output_range[1] <= 1.0
     assert "-1..1" in view.description
     np.testing.assert_allclose(view.preprocessed, image / 127.5 - 1.0, atol=1e-5)
-    caffe = explain.model_view(image, "resnet50", 64)
+    caffe = model_view.model_view(image, "resnet50", 64)
     assert caffe.preprocessed.shape == (64, 64, 3)
     assert "BGR" in caffe.description and caffe.output_range[0] < -50
 
@@ -183,6 +183,6 @@ def test_model_view_shows_resize_and_value_range(trained):
 def test_model_view_from_file_bytes(trained):
     path = trained["config"].dataset.manifest_path.parent
     first = next((path / "images").rglob("*.png"))
-    view = explain.model_view(first.read_bytes(), "mobilenet_v2_0.35", 96)
+    view = model_view.model_view(first.read_bytes(), "mobilenet_v2_0.35", 96)
     assert view.original_size == (64, 64)
     assert view.resized.shape == (96, 96, 3)

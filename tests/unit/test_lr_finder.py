@@ -98,3 +98,10 @@ def test_find_learning_rate_on_a_data_set_uses_the_feature_cache(tmp_path):
     assert len(cached) == 1  # The training split's pooled features, shared with the training engine.
     again = find_learning_rate(config, settings=settings, steps=50)
     pd.testing.assert_frame_equal(again.frame, result.frame)  # Same cached features, same seed: same curve.
+
+
+def test_range_test_reports_each_step():
+    features, labels = _blobs()
+    steps_seen = []
+    result = lr_range_test(features, labels, 3, steps=20, on_step=lambda step, steps: steps_seen.append((step, steps)))
+    assert steps_seen == [(step, 20) for step in range(1, len(result.frame) + 1)]

@@ -1,0 +1,141 @@
+"""The web server only serves: after every page and every model feature, it has not loaded TensorFlow.
+
+Starts ``streamlit run app.py`` on a TRANSFER_HOME with the demo data set and two finished runs (made
+through the core, in this test process), drives Chromium through Home, Data (the demo), Model (block map
+and the ImageNet preview), Train (a finished run), Compare (the learning-rate finder), Explore
+(prediction with Grad-CAM, a confusion-matrix cell, embeddings, what the model sees) and Export (export
+and parity check), then reads the server process's memory map: no TensorFlow library is mapped and its
+resident memory stays small. The work was done by the inference worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit_server import (
+    SHARED_WEIGHTS,
+    chromium_page,
+    go,
+    no_exception,
+    require_browser,
+    settle,
+    shot,
+    streamlit_server,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PRETRAINED_FILE = SHARED_WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+MAX_SERVER_RSS_MB = 300
+TENSORFLOW_LIBRARIES = ("libtensorflow", "_pywrap_tensorflow")
+
+
+def _tensorflow_mappings(pid: int) -> list[str]:
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return sorted({line.split()[-1] for line in lines if any(name in line for name in TENSORFLOW_LIBRARIES)})
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"No VmRSS in /proc/{pid}/status")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """TRANSFER_HOME with a workspace, the demo data set and a feature-extraction and a fine-tuning run."""
+    from run_factory import make_finished_run, tiny_config
+
+    from transfer_core import compare
+    from transfer_core.config import ModelSpec, Settings
+    from transfer_core.data import make_demo_dataset
+    from transfer_core.workspace import Workspace
+
+    home = tmp_path_factory.mktemp("no-tf-home")
+    pretrained = PRETRAINED_FILE.is_file()
+    settings = Settings(home=home, weights_dir=SHARED_WEIGHTS if pretrained else None)
+    workspace = Workspace.open(settings)
+    dataset = make_demo_dataset(workspace.new_dataset_dir("demo"), images_per_class=12, image_size=96)
+    model = ModelSpec(input_size=96, weights="imagenet" if pretrained else "random")
+    run_ids = []
+    for strategy in ("feature_extraction", "fine_tuning"):
+        config = tiny_config(dataset, model=model, strategy=strategy, epochs=2, fine_tune_epochs=1, batch_size=16,
+                             name=f"no-tf: {compare.STRATEGY_LABELS[strategy]}")
+        run_ids.append(make_finished_run(workspace.runs_dir, config, settings)[0].name)
+    return {"home": home, "workspace": workspace, "dataset": dataset, "run_ids": run_ids, "pretrained": pretrained}
+
+
+def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
+    require_browser()
+    weights_dir = SHARED_WEIGHTS if prepared["pretrained"] else None
+    with streamlit_server(prepared["home"], weights_dir=weights_dir) as server, \
+            chromium_page(accept_downloads=True) as page:
+        def wait(text: str, timeout: int = 240_000) -> None:
+            page.get_by_text(text).first.wait_for(timeout=timeout)
+            settle(page, 240_000)
+            no_exception(page)
+
+        workspace_id = prepared["workspace"].workspace_id
+        page.goto(f"{server.url}/?ws={workspace_id}&run={prepared['run_ids'][-1]}")
+        page.get_by_role("heading", name="Transfer Lab").wait_for()
+        settle(page)
+
+        # Data: the demo data set, made by the button (it becomes the active data set).
+        go(page, "Data")
+        page.get_by_role("button", name="Create the demo data set").click()
+        page.get_by_text("Your data sets (2)").wait_for(timeout=120_000)  # Drawn, stored and made active.
+        settle(page, 120_000)
+        no_exception(page)
+        shot(page, "no-tf-01-data")
+
+        # Model: the block map (computed by the worker, then a file) and the ImageNet guesses.
+        go(page, "Model", timeout=240_000)
+        wait("Trainable parameters")
+        shot(page, "no-tf-02-model")
+        if page.get_by_role("button", name="Show its top-3 guesses").count():
+            page.get_by_role("button", name="Show its top-3 guesses").click()
+            wait("your class:")
+
+        # Train: the finished run named in the URL, with its results.
+        go(page, "Train", timeout=120_000)
+        no_exception(page)
+
+        # Compare: results, and the learning-rate finder (in the worker).
+        go(page, "Compare", timeout=120_000)
+        page.get_by_text("What the numbers say").wait_for(timeout=120_000)
+        page.locator(".js-plotly-plot").nth(1).wait_for()  # Let the charts draw before the layout is clicked.
+        settle(page, 120_000)
+        shot(page, "no-tf-03-compare")
+        finder = page.get_by_role("button", name="Run the learning-rate finder")
+        page.get_by_text("Find a learning rate").click()
+        if not finder.is_visible():
+            page.wait_for_timeout(1000)
+        if not finder.is_visible():  # The click landed while the page moved: open the expander again.
+            page.get_by_text("Find a learning rate").click()
+        finder.click()
+        wait("The loss fell fastest at a learning rate of about")
+
+        # Explore: a new image with Grad-CAM, a confusion-matrix cell, embeddings, what the model sees.
+        go(page, "Explore", timeout=240_000)
+        image = next((Path(prepared["dataset"].root) / "images").rglob("*.png"))
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(image))
+        wait("Grad-CAM for '")
+        page.get_by_role("tab", name="Mistakes").click()
+        wait("of true class")
+        page.get_by_role("tab", name="Embeddings").click()
+        page.get_by_role("button", name="Compute embeddings").click()
+        wait("Class separation (silhouette)")
+        page.get_by_role("tab", name="What the model sees").click()
+        wait("sees a 96x96 image")
+
+        # Export: every format and the parity check (in the worker).
+        go(page, "Export", timeout=120_000)
+        page.get_by_role("button", name="Export and check").click()
+        wait("Every exported file gives the trained model's answers.", timeout=400_000)
+
+        pid = server.process.pid
+        assert _tensorflow_mappings(pid) == [], "The Streamlit server loaded TensorFlow."
+        rss = _rss_mb(pid)
+        assert rss < MAX_SERVER_RSS_MB, f"The Streamlit server uses {rss:.0f} MB (limit {MAX_SERVER_RSS_MB} MB)."

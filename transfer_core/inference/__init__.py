@@ -1,0 +1,57 @@
+"""The inference worker: TensorFlow work of the pages, outside the web server (DESIGN decision 8).
+
+Pages call the functions re-exported here; they return plain data. The worker process
+is started on first use, keeps models loaded, and retires when idle or orphaned.
+"""
+
+from transfer_core.inference.api import (
+    block_map,
+    cell_grad_cams,
+    embeddings,
+    explain_images,
+    export_and_check,
+    imagenet_preview,
+    lr_find,
+    model_input_size,
+    model_view,
+    reproduction_script,
+    user_model_info,
+    user_model_predict,
+    validation_predictions,
+)
+from transfer_core.inference.client import IDLE_SECONDS, Progress, call, ensure_worker, shutdown, worker_pid
+from transfer_core.inference.protocol import (
+    InferenceError,
+    InferenceTaskError,
+    InferenceTimeout,
+    InferenceWorkerDied,
+)
+from transfer_core.inference.results import ImageExplanation, UserModelInfo
+
+__all__ = [
+    "IDLE_SECONDS",
+    "ImageExplanation",
+    "InferenceError",
+    "InferenceTaskError",
+    "InferenceTimeout",
+    "InferenceWorkerDied",
+    "Progress",
+    "UserModelInfo",
+    "block_map",
+    "call",
+    "cell_grad_cams",
+    "embeddings",
+    "ensure_worker",
+    "explain_images",
+    "export_and_check",
+    "imagenet_preview",
+    "lr_find",
+    "model_input_size",
+    "model_view",
+    "reproduction_script",
+    "shutdown",
+    "user_model_info",
+    "user_model_predict",
+    "validation_predictions",
+    "worker_pid",
+]
