@@ -135,21 +135,19 @@ def _class_run(run_dir: Path, workspace_id: str, nickname: str) -> ClassRun | No
         info = load_run(run_dir)
     except (OSError, ValueError):
         return None
-    if info.status != "finished" or info.config is None or not isinstance(info.report, dict):
+    if info.status != "finished" or info.config is None or info.report is None:
         return None
     report, config = info.report, info.config
-    test = (report.get("evaluation") or {}).get("test") if isinstance(report.get("evaluation"), dict) else None
-    trainable = report.get("trainable_params")
     return ClassRun(
         nickname=nickname,
         dataset=dataset_name(config.dataset.root),
         backbone=config.model.backbone,
         strategy=config.train.strategy,
         freeze_plan=_freeze_text(config),
-        val_accuracy=_number(report.get("val_accuracy")),
-        test_accuracy=_number(test.get("accuracy")) if isinstance(test, dict) else None,
-        seconds=_number(report.get("seconds")),
-        trainable_params=int(trainable) if isinstance(trainable, (int, float)) else None,
+        val_accuracy=_number(report.val_accuracy),
+        test_accuracy=_number(report.test_accuracy),
+        seconds=_number(report.seconds),
+        trainable_params=report.trainable_params,
         run_id=info.run_id,
         workspace_id=workspace_id,
         path=info.path,

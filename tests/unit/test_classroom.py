@@ -48,9 +48,9 @@ def test_every_finished_run_of_every_session_is_listed(server_home):
     assert {run.workspace_id for run in found} == {server_home["ada"].workspace_id, server_home["bo"].workspace_id}
     for run in found:
         report = RunStore(run.path.parent).load(run.run_id).report
-        assert run.val_accuracy == pytest.approx(report["val_accuracy"])
-        assert run.trainable_params == report["trainable_params"] > 0
-        assert run.seconds == pytest.approx(report["seconds"])
+        assert run.val_accuracy == pytest.approx(report.val_accuracy)
+        assert run.trainable_params == report.trainable_params > 0
+        assert run.seconds == pytest.approx(report.seconds)
         assert run.test_accuracy is None  # The demo sets have no test split.
     # Fine-tuning trains more of the network than feature extraction; from scratch trains all of it.
     assert fe.trainable_params < ft.trainable_params < scratch.trainable_params
