@@ -1,4 +1,4 @@
-"""The inference worker: TensorFlow work of the pages, outside the web server (DESIGN decision 8).
+"""The inference worker: TensorFlow work of the pages, outside the web server (ARCHITECTURE.md, decision 8).
 
 Pages call the functions re-exported here; they return plain data. The worker process
 is started on first use, keeps models loaded, and retires when idle or orphaned.
