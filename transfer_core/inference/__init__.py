@@ -5,6 +5,7 @@ is started on first use, keeps models loaded, and retires when idle or orphaned.
 """
 
 from transfer_core.inference.api import (
+    augmentation_preview,
     block_map,
     cell_grad_cams,
     embeddings,
@@ -29,6 +30,7 @@ from transfer_core.inference.protocol import (
 from transfer_core.inference.results import ImageExplanation, UserModelInfo
 
 __all__ = [
+    "augmentation_preview",
     "IDLE_SECONDS",
     "ImageExplanation",
     "InferenceError",
