@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from transfer_core.compare.labels import BN_PITFALL_LABEL, COMPARISON_PREFIX, STRATEGY_LABELS
-from transfer_core.config import STRATEGIES, DatasetSpec, FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.config import (
+    STRATEGIES,
+    DatasetSpec,
+    FreezePlan,
+    ModelSpec,
+    RunConfig,
+    Settings,
+    TrainConfig,
+)
 from transfer_core.runs import RunInfo
 
 

@@ -130,6 +130,9 @@ def reading(table: pd.DataFrame, curves: pd.DataFrame | None = None) -> list[str
                 f"With only {int(num_val)} validation images a difference of {gap_images} image"
                 f"{'s' if gap_images != 1 else ''} may be luck: try another seed before trusting it."
             )
+    test_sentence = _test_accuracy(ranked)
+    if test_sentence:
+        sentences.append(test_sentence)
     # Time, counting features a run reused from the cache as if it had computed them itself.
     best_seconds, best_borrowed = _fair_seconds(best, done)
     second_seconds, second_borrowed = _fair_seconds(second, done)
@@ -171,6 +174,8 @@ def reading(table: pd.DataFrame, curves: pd.DataFrame | None = None) -> list[str
                 f"{_pct(top_transfer['final_val_accuracy'])}): this task is easy enough to learn without "
                 "pretrained features."
             )
+    for _, row in scratch.iterrows():
+        sentences.append(_scratch_budget(row, done))
     # BatchNorm pitfall.
     pitfall = done[done["label"].str.startswith(BN_PITFALL_LABEL)]
     normal = done[(done["strategy"] == "fine_tuning") & ~done["label"].str.startswith(BN_PITFALL_LABEL)]
@@ -211,6 +216,38 @@ def reading(table: pd.DataFrame, curves: pd.DataFrame | None = None) -> list[str
             f"{'it' if len(cached) == 1 else 'them'} leave out that one-off cost."
         )
     return sentences
+
+
+def _test_accuracy(ranked: pd.DataFrame) -> str | None:
+    """The test split's accuracies, labelled as the numbers to quote; None without a test split."""
+    if "test_accuracy" not in ranked:
+        return None
+    tested = ranked[pd.to_numeric(ranked["test_accuracy"], errors="coerce").notna()]
+    if tested.empty:
+        return None
+    parts = ", ".join(f"{row['label']} {_pct(float(row['test_accuracy']))}" for _, row in tested.iterrows())
+    num_test = as_number(tested.iloc[0].get("num_test"))
+    images = f" ({int(num_test)} test images)" if num_test else ""
+    return (f"Test accuracy — the number to quote: these images were never used to choose anything{images}: "
+            f"{parts}. Validation accuracy picked the best epoch and the winner, so it flatters a little.")
+
+
+def _scratch_budget(row: pd.Series, done: pd.DataFrame) -> str:
+    """Which budget from scratch trained with: fine-tuning's time, or the same number of epochs."""
+    budget = as_number(row.get("time_budget_seconds"))
+    epochs = as_number(row.get("epochs"))
+    planned = as_number(row.get("epochs_planned")) or epochs
+    label = row["label"].capitalize()
+    fine_tuning = done[(done["strategy"] == "fine_tuning") & ~done["label"].str.startswith(BN_PITFALL_LABEL)]
+    source = fine_tuning.iloc[0]["label"] if len(fine_tuning) else "fine-tuning"
+    if budget is not None and bool(row.get("stopped_by_budget")):
+        return (f"{label} trained for the same {_seconds(budget)} as {source}: {int(epochs or 0)} of "
+                f"{int(planned or 0)} epochs, so the two are compared at equal cost.")
+    if budget is not None:
+        return (f"{label} had the same {_seconds(budget)} of training time as {source} but finished all its "
+                f"{int(epochs or 0)} epochs within it.")
+    return (f"{label} trained for the same number of epochs ({int(epochs or 0)}) as the other runs, not for the "
+            "same time: it costs more per epoch.")
 
 
 def _fair_seconds(row: pd.Series, done: pd.DataFrame) -> tuple[float | None, bool]:

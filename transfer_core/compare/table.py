@@ -27,12 +27,18 @@ TABLE_COLUMNS = [
     "final_val_accuracy",
     "best_val_loss",
     "final_val_loss",
+    "test_accuracy",
+    "num_test",
     "seconds",
+    "training_seconds",
     "seconds_per_epoch",
     "feature_seconds",
     "trainable_params",
     "images_per_second",
     "cached_features",
+    "epochs_planned",
+    "time_budget_seconds",
+    "stopped_by_budget",
 ]
 CURVE_COLUMNS = [
     "run_id",
@@ -99,7 +105,9 @@ def comparison_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     """One row per run: accuracy, loss, time and size, ready to compare.
 
     ``final_val_accuracy``/``final_val_loss`` are those of the model the run kept
-    (what Explore and Export use); ``best_*`` are the best of any epoch. Runs
+    (what Explore and Export use); ``best_*`` are the best of any epoch;
+    ``test_accuracy`` is the kept model's on the held-out test split (None when
+    the data set has none): the number to quote. Runs
     still training show what their finished epochs say so far.
 
     Args:
@@ -140,13 +148,21 @@ def comparison_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
                 report.best_val_loss, as_number(metrics["val_loss"].min()) if has_epochs else None),
             "final_val_loss": from_report(
                 report.val_loss, as_number(last["val_loss"]) if last is not None else None),
+            # Of the held-out test split (None without one): never used to choose anything.
+            "test_accuracy": as_number(report.test_accuracy),
+            "num_test": (report.test_evaluation or {}).get("num_images") or None,
             "seconds": from_report(report.seconds, as_number(last["elapsed"]) if last is not None else None),
+            "training_seconds": from_report(
+                report.training_seconds, as_number(seconds_col.sum()) if seconds_col is not None else None),
             "seconds_per_epoch": from_report(
                 report.seconds_per_epoch, as_number(seconds_col.mean()) if seconds_col is not None else None),
             "feature_seconds": as_number(report.feature_seconds),
             "trainable_params": report.trainable_params,
             "images_per_second": as_number(report.images_per_second),
             "cached_features": bool(report.cache_hits),
+            "epochs_planned": report.epochs_planned,
+            "time_budget_seconds": as_number(report.time_budget_seconds),
+            "stopped_by_budget": bool(report.stopped_by_budget),
         }
         rows.append(row)
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
