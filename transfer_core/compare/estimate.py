@@ -268,6 +268,35 @@ def estimate_comparison(
     return ComparisonEstimate(tuple(estimates))
 
 
+def estimate_for(configs: Sequence[RunConfig], runs: Sequence[RunInfo], settings: Settings,
+                 same_time_budget: bool = False) -> ComparisonEstimate:
+    """:func:`estimate_comparison` for a data set on disk: counts from its manifest, the backbone's
+    size and parameters from the zoo, speeds measured on this server (recorded from ``runs`` first).
+
+    Args:
+        configs: From :func:`transfer_core.compare.comparison_configs` (at least one).
+        runs: Runs of the store (their speeds are recorded into :func:`speed_file`).
+        settings: Where the speed file lives.
+        same_time_budget: See :func:`estimate_comparison`.
+
+    Raises:
+        ValueError: An unknown backbone or input size, or a data set whose manifest cannot be read.
+    """
+    from transfer_core import zoo
+    from transfer_core.data import DataError, read_manifest
+
+    model = configs[0].model
+    input_size = zoo.check_input_size(model.backbone, model.input_size)
+    try:
+        counts = read_manifest(configs[0].dataset)["split"].value_counts()
+    except (DataError, OSError) as error:
+        raise ValueError(f"The data set at {configs[0].dataset.root} cannot be read: {error}") from None
+    return estimate_comparison(
+        configs, num_train=int(counts.get("train", 0)), num_val=int(counts.get("val", 0)), input_size=input_size,
+        params=zoo.get_backbone_info(model.backbone).params, speeds=record_speeds(speed_file(settings), runs),
+        runs=runs, same_time_budget=same_time_budget)
+
+
 class _RunCost:
     """Adds up one run's seconds stage by stage, noting whether any part was a rough guess."""
 
