@@ -259,9 +259,12 @@ def estimate_comparison(
             features_on_disk = features_on_disk or (config.train.caches_features and config.model.weights == "imagenet")
         else:
             run.epochs("scratch", config.train.epochs)
-            if same_time_budget and fine_tune_training is not None and run.training > fine_tune_training:
-                run.training = fine_tune_training
-                run.parts.append("capped at fine-tuning's training time")
+            if same_time_budget and fine_tune_training is not None:
+                if run.training > fine_tune_training:
+                    run.training = fine_tune_training
+                    run.parts.append("capped at fine-tuning's training time")
+                else:
+                    run.parts.append("all epochs fit within fine-tuning's training time")
         if config.train.strategy == "fine_tuning" and not config.freeze.train_batchnorm:
             fine_tune_training = run.training
         estimates.append(run.estimate(cached_before))
