@@ -174,6 +174,7 @@ def reading(table: pd.DataFrame, curves: pd.DataFrame | None = None) -> list[str
                 f"{_pct(top_transfer['final_val_accuracy'])}): this task is easy enough to learn without "
                 "pretrained features."
             )
+    # Which budget from scratch had: fine-tuning's time, or the same number of epochs.
     for _, row in scratch.iterrows():
         sentences.append(_scratch_budget(row, done))
     # BatchNorm pitfall.
