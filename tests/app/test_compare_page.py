@@ -138,3 +138,8 @@ def test_run_the_comparison_button_starts_runs_one_after_another(finished, tmp_p
     assert set(table["label"]) == {"feature extraction", "fine-tuning", "from scratch"}
     payload = json.loads(compare.results_json(table))
     assert len(payload["runs"]) == 3
+    # The budget box is ticked by default: from scratch had fine-tuning's training time.
+    fine_tuning, scratch = (load_run(finished.workspace.store.path_of(run_id)).report for run_id in new[1:])
+    assert scratch.time_budget_seconds == pytest.approx(fine_tuning.training_seconds)
+    full = compare.comparison_table([load_run(finished.workspace.store.path_of(run_id)) for run_id in new])
+    assert any("From scratch " in s and "as fine-tuning" in s for s in compare.reading(full))
