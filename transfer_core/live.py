@@ -19,8 +19,17 @@ from typing import Any
 import pandas as pd
 
 from transfer_core.config import RunConfig
+from transfer_core.processes import process_alive
 from transfer_core.report import EMPTY_REPORT
-from transfer_core.runs import TERMINAL_EVENTS, RunInfo, batch_frame, epoch_frame, read_events, worker_alive
+from transfer_core.runs import (
+    TERMINAL_EVENTS,
+    RunInfo,
+    batch_frame,
+    epoch_frame,
+    read_events,
+    read_pid,
+    worker_alive,
+)
 
 # The stages of a run, in the words the page shows.
 STAGE_LABELS = {
@@ -33,6 +42,53 @@ STAGE_LABELS = {
 }
 # Stages that pass over the images once, reporting images done rather than epochs.
 ONE_PASS_STAGES = ("decode", "features", "prefix")
+
+# How often a page watching a run polls it: a queued run changes rarely (its place in the
+# queue), a running one shows its batches; an ended run is not polled at all.
+RUNNING_POLL_SECONDS = 1.0
+QUEUED_POLL_SECONDS = 5.0
+# The heavy parts of a live page (charts, event log) are drawn again at most this often:
+# after an epoch ended, or, within a long epoch, for the per-batch curve.
+EPOCH_REDRAW_SECONDS = 3.0
+BATCH_REDRAW_SECONDS = 30.0
+
+
+def poll_seconds(status: str) -> float | None:
+    """Seconds between polls of a run in ``status`` (``queued``/``running``); None once it ended."""
+    if status == "queued":
+        return QUEUED_POLL_SECONDS
+    if status == "running":
+        return RUNNING_POLL_SECONDS
+    return None
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """What a page knew of a run when it drew it: status, epochs and batches seen, and when."""
+
+    status: str
+    epochs: int
+    batches: int
+    time: float
+
+
+def needs_redraw(
+    drawn: LiveSnapshot,
+    current: LiveSnapshot,
+    epoch_seconds: float = EPOCH_REDRAW_SECONDS,
+    batch_seconds: float = BATCH_REDRAW_SECONDS,
+) -> bool:
+    """Whether the heavy parts drawn at ``drawn`` are worth drawing again at ``current``.
+
+    Always on a status change (queued -> running, or the end); after a new epoch at most
+    every ``epoch_seconds``; for new batches only at most every ``batch_seconds``.
+    """
+    if current.status != drawn.status:
+        return True
+    waited = current.time - drawn.time
+    if current.epochs != drawn.epochs and waited >= epoch_seconds:
+        return True
+    return current.batches != drawn.batches and waited >= batch_seconds
 
 
 class EventFollower:
@@ -49,7 +105,11 @@ class EventFollower:
         self.events: list[dict[str, Any]] = []
         self.started = False  # A run_started event was seen.
         self.ended = False  # A terminal event was seen.
+        self.epochs_seen = 0  # epoch_end events seen.
+        self.batches_seen = 0  # batch_end events seen.
         self._config: RunConfig | None = None
+        self._pid_stamp: int | None = None  # mtime_ns of worker.pid when last read.
+        self._pid_info: tuple[int, float | None] | None = None
 
     @property
     def path(self) -> Path:
@@ -63,7 +123,15 @@ class EventFollower:
             kind = event.get("type")
             self.started = self.started or kind in ("run_started", "starting")
             self.ended = self.ended or kind in TERMINAL_EVENTS
+            self.epochs_seen += kind == "epoch_end"
+            self.batches_seen += kind == "batch_end"
         return new
+
+    def snapshot(self, now: float | None = None) -> LiveSnapshot:
+        """The status and event counts seen so far (call :meth:`poll` first)."""
+        return LiveSnapshot(
+            self.status(), self.epochs_seen, self.batches_seen, time.time() if now is None else now
+        )
 
     @property
     def config(self) -> RunConfig | None:
@@ -81,9 +149,21 @@ class EventFollower:
         Cheaper than :func:`transfer_core.runs.load_run` (which rereads every event),
         so it suits a once-a-second poll; load the run for the details once it ended.
         """
-        if self.ended or not worker_alive(self.run_dir):
+        if self.ended or not self._worker_alive():
             return "ended"
         return "running" if self.started else "queued"
+
+    def _worker_alive(self) -> bool:
+        # worker.pid is read again only when it was rewritten (a stat per poll, not a parse).
+        try:
+            stamp = (self.run_dir / "worker.pid").stat().st_mtime_ns
+        except OSError:
+            return worker_alive(self.run_dir)  # No pid yet: the just-created rule applies.
+        if stamp != self._pid_stamp:
+            self._pid_stamp, self._pid_info = stamp, read_pid(self.run_dir)
+        if self._pid_info is None:
+            return worker_alive(self.run_dir)
+        return process_alive(*self._pid_info)
 
     def epochs(self) -> pd.DataFrame:
         return epoch_frame(self.events)
