@@ -26,6 +26,7 @@ from transfer_core.runs import (
     RunInfo,
     batch_frame,
     epoch_frame,
+    load_run,
     read_events,
     read_pid,
     worker_alive,
@@ -110,6 +111,8 @@ class EventFollower:
         self._config: RunConfig | None = None
         self._pid_stamp: int | None = None  # mtime_ns of worker.pid when last read.
         self._pid_info: tuple[int, float | None] | None = None
+        self._created: float | None = None
+        self._ended_info: tuple[tuple[int, int | None], RunInfo] | None = None
 
     @property
     def path(self) -> Path:
@@ -164,6 +167,38 @@ class EventFollower:
         if self._pid_info is None:
             return worker_alive(self.run_dir)
         return process_alive(*self._pid_info)
+
+    def run_info(self) -> RunInfo:
+        """The run as :func:`transfer_core.runs.load_run` reads it, without rereading an active run.
+
+        While the run is queued or running the info is built from the events seen (its report
+        does not exist yet); once it ended the run is loaded from its files, again only when
+        they changed. Call :meth:`poll` first. Raises FileNotFoundError for a deleted run.
+        """
+        status = self.status()
+        config = self.config
+        if status == "ended" or config is None:
+            try:
+                report_stamp = (self.run_dir / "report.json").stat().st_mtime_ns
+            except OSError:
+                report_stamp = None
+            stamp = (self.offset, report_stamp)
+            if self._ended_info is None or self._ended_info[0] != stamp:
+                self._ended_info = (stamp, load_run(self.run_dir))
+            return self._ended_info[1]
+        if self._created is None:
+            self._created = (self.run_dir / "config.json").stat().st_mtime
+        last = next((event for event in reversed(self.events) if "type" in event), None)
+        return RunInfo(
+            run_id=self.run_dir.name,
+            path=self.run_dir,
+            config=config,
+            status=status,
+            reason="",
+            created=self._created,
+            last_event=last,
+            report=None,
+        )
 
     def epochs(self) -> pd.DataFrame:
         return epoch_frame(self.events)
