@@ -141,7 +141,7 @@ def _live_panel(run_ids: list[str]) -> None:
     st.markdown("  \n".join(lines))
     fraction = done / len(infos)
     if current is not None:
-        progress = live.summarise_progress(state.follower(current.run_id).events)
+        progress = state.follower(current.run_id).progress()
         fraction += progress.fraction / len(infos)
         st.progress(min(progress.fraction, 1.0), text=f"{labels[current.run_id]}: {progress.text}")
     st.progress(min(fraction, 1.0), text=f"Comparison: {done} of {len(infos)} runs done")

@@ -9,6 +9,7 @@ Pure Python (no Streamlit, no TensorFlow), so it is tested without a browser.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -108,6 +109,7 @@ class EventFollower:
         self.ended = False  # A terminal event was seen.
         self.epochs_seen = 0  # epoch_end events seen.
         self.batches_seen = 0  # batch_end events seen.
+        self.tracker = ProgressTracker()
         self._config: RunConfig | None = None
         self._pid_stamp: int | None = None  # mtime_ns of worker.pid when last read.
         self._pid_info: tuple[int, float | None] | None = None
@@ -122,6 +124,7 @@ class EventFollower:
         """Read events appended since the last call; returns only the new ones."""
         new, self.offset = read_events(self.path, self.offset)
         self.events.extend(new)
+        self.tracker.feed(new)
         for event in new:
             kind = event.get("type")
             self.started = self.started or kind in ("run_started", "starting")
@@ -129,6 +132,10 @@ class EventFollower:
             self.epochs_seen += kind == "epoch_end"
             self.batches_seen += kind == "batch_end"
         return new
+
+    def progress(self, now: float | None = None) -> RunProgress:
+        """:func:`summarise_progress` of the events seen so far, without walking them again."""
+        return self.tracker.summary(now)
 
     def snapshot(self, now: float | None = None) -> LiveSnapshot:
         """The status and event counts seen so far (call :meth:`poll` first)."""
@@ -282,68 +289,91 @@ def summarise_progress(events: list[dict[str, Any]], now: float | None = None) -
         The summary; fields stay at their defaults until events fill them.
     """
     now = time.time() if now is None else now
-    progress = RunProgress()
-    started_at: float | None = None
-    stage_started_at: float | None = None
-    stage_first_batch: tuple[float, int] | None = None  # (time, global step) of the stage's first batch
-    stage_epochs_done_at_start = 0
-    stage_epochs = 0
-    last_step = 0
-    for event in events:
-        kind = event.get("type")
-        moment = float(event.get("time", now))
-        if started_at is None:
-            started_at = moment
-        if kind == "queued":
-            progress.queued_position = int(event.get("position") or 0)
-        elif kind in ("run_started", "starting"):
-            progress.queued_position = None
-            progress.epochs_total = int(event.get("epochs_total", 0))
-            progress.num_train = int(event.get("num_train", 0))
-            progress.num_val = int(event.get("num_val", 0))
-            started_at = moment
-        elif kind == "stage":
-            progress.stage = str(event.get("stage", ""))
-            progress.description = str(event.get("description", ""))
-            progress.batch = progress.batches = 0
-            stage_started_at = moment
-            stage_first_batch = None
-            stage_epochs_done_at_start = progress.epoch
-            stage_epochs = int(event.get("epochs", 0))
-        elif kind == "progress":
-            progress.features_done = int(event.get("done", 0))
-            progress.features_total = int(event.get("total", 0))
-        elif kind == "batch_end":
-            progress.batch = int(event.get("batch", 0))
-            progress.batches = int(event.get("batches", 0))
-            last_step = int(event.get("step", last_step + 1))
-            loss = event.get("loss")
-            progress.last_loss = float(loss) if loss is not None else None
-            if stage_first_batch is None:
-                stage_first_batch = (moment, last_step)
-        elif kind == "epoch_end":
-            progress.epoch = int(event.get("epoch", progress.epoch + 1))
-            progress.batch = 0
-            value = event.get("val_accuracy")
-            if value is not None and math.isfinite(float(value)):
-                progress.last_val_accuracy = float(value)
-    last_time = float(events[-1].get("time", now)) if events else now
-    progress.elapsed_seconds = max(0.0, now - started_at) if started_at is not None else 0.0
+    tracker = ProgressTracker()
+    tracker.feed(events, now)
+    return tracker.summary(now)
 
-    total = max(progress.epochs_total, 1)
-    epoch_part = progress.batch / progress.batches if progress.batches else 0.0
-    done = min(progress.epoch + epoch_part, total)
-    progress.fraction = max(0.0, min(1.0, done / total))
-    progress.eta_seconds = _eta(
-        progress,
-        stage_started_at,
-        stage_first_batch,
-        last_step,
-        last_time,
-        stage_epochs_done_at_start,
-        stage_epochs,
-    )
-    return progress
+
+class ProgressTracker:
+    """:func:`summarise_progress` fed incrementally: each event is read once, not once per poll.
+
+    A page polling a long run would otherwise walk all its events (thousands of batches) every poll.
+    """
+
+    def __init__(self) -> None:
+        self.progress = RunProgress()
+        self.started_at: float | None = None
+        self.stage_started_at: float | None = None
+        self.stage_first_batch: tuple[float, int] | None = None  # (time, global step) of the stage's first batch
+        self.stage_epochs_done_at_start = 0
+        self.stage_epochs = 0
+        self.last_step = 0
+        self.last_time: float | None = None
+
+    def feed(self, events: list[dict[str, Any]], now: float | None = None) -> None:
+        """Take in events that follow those fed before (``now`` stands in for a missing ``time``)."""
+        now = time.time() if now is None else now
+        progress = self.progress
+        for event in events:
+            kind = event.get("type")
+            moment = float(event.get("time", now))
+            self.last_time = moment
+            if self.started_at is None:
+                self.started_at = moment
+            if kind == "queued":
+                progress.queued_position = int(event.get("position") or 0)
+            elif kind in ("run_started", "starting"):
+                progress.queued_position = None
+                progress.epochs_total = int(event.get("epochs_total", 0))
+                progress.num_train = int(event.get("num_train", 0))
+                progress.num_val = int(event.get("num_val", 0))
+                self.started_at = moment
+            elif kind == "stage":
+                progress.stage = str(event.get("stage", ""))
+                progress.description = str(event.get("description", ""))
+                progress.batch = progress.batches = 0
+                self.stage_started_at = moment
+                self.stage_first_batch = None
+                self.stage_epochs_done_at_start = progress.epoch
+                self.stage_epochs = int(event.get("epochs", 0))
+            elif kind == "progress":
+                progress.features_done = int(event.get("done", 0))
+                progress.features_total = int(event.get("total", 0))
+            elif kind == "batch_end":
+                progress.batch = int(event.get("batch", 0))
+                progress.batches = int(event.get("batches", 0))
+                self.last_step = int(event.get("step", self.last_step + 1))
+                loss = event.get("loss")
+                progress.last_loss = float(loss) if loss is not None else None
+                if self.stage_first_batch is None:
+                    self.stage_first_batch = (moment, self.last_step)
+            elif kind == "epoch_end":
+                progress.epoch = int(event.get("epoch", progress.epoch + 1))
+                progress.batch = 0
+                value = event.get("val_accuracy")
+                if value is not None and math.isfinite(float(value)):
+                    progress.last_val_accuracy = float(value)
+
+    def summary(self, now: float | None = None) -> RunProgress:
+        """The :class:`RunProgress` of the events fed so far, at ``now`` (a fresh copy each call)."""
+        now = time.time() if now is None else now
+        progress = dataclasses.replace(self.progress, notes=list(self.progress.notes))
+        last_time = self.last_time if self.last_time is not None else now
+        progress.elapsed_seconds = max(0.0, now - self.started_at) if self.started_at is not None else 0.0
+        total = max(progress.epochs_total, 1)
+        epoch_part = progress.batch / progress.batches if progress.batches else 0.0
+        done = min(progress.epoch + epoch_part, total)
+        progress.fraction = max(0.0, min(1.0, done / total))
+        progress.eta_seconds = _eta(
+            progress,
+            self.stage_started_at,
+            self.stage_first_batch,
+            self.last_step,
+            last_time,
+            self.stage_epochs_done_at_start,
+            self.stage_epochs,
+        )
+        return progress
 
 
 def _eta(

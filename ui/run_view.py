@@ -81,7 +81,7 @@ def _live_status(run_id: str) -> None:
         # no fragment, so the browser schedules no further poll of this run).
         st.rerun()
     status = current.status
-    progress = live.summarise_progress(follower.events)
+    progress = follower.progress()
     stop_requested = (run_dir / "stop").exists()
 
     status_col, stop_col = st.columns([5, 1], vertical_alignment="center")

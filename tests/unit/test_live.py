@@ -268,3 +268,17 @@ def test_follower_run_info_matches_load_run_while_active_and_after_the_end(tmp_p
     follower.poll()
     assert follower.run_info() == load_run(run_dir)
     assert follower.run_info().status == "finished"
+
+
+def test_progress_fed_in_pieces_equals_the_summary_of_all_events():
+    events = _events() + [
+        {"type": "stage", "time": 1010.0, "stage": "head", "description": "head", "epochs": 4},
+        *[{"type": "batch_end", "time": 1010.0 + step, "epoch": 1 + (step - 1) // 5, "batch": 1 + (step - 1) % 5,
+           "batches": 5, "step": step, "loss": 1.0 / step} for step in range(1, 8)],
+        {"type": "epoch_end", "time": 1016.0, "epoch": 1, "val_accuracy": 0.75},
+    ]
+    tracker = live.ProgressTracker()
+    for start in range(0, len(events), 3):
+        tracker.feed(events[start:start + 3])
+    assert tracker.summary(now=1020.0) == live.summarise_progress(events, now=1020.0)
+    assert tracker.summary(now=1020.0).text == live.summarise_progress(events, now=1020.0).text
