@@ -241,22 +241,6 @@ def test_a_queued_run_says_it_waits(at):
     assert any("Queued: waiting for a free training slot" in i.value for i in at.info)
 
 
-@pytest.fixture
-def poll_intervals():
-    """The ``run_every`` intervals the app sends to the browser (one per fragment registered)."""
-    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
-
-    intervals: list[float] = []
-
-    def record(msg) -> None:
-        if msg.HasField("auto_rerun"):
-            intervals.append(msg.auto_rerun.interval)
-
-    ForwardMsgQueue.on_before_enqueue_msg(record)
-    yield intervals
-    ForwardMsgQueue.on_before_enqueue_msg(None)
-
-
 def test_a_queued_run_is_polled_slowly(at, poll_intervals):
     from transfer_core import live
 
