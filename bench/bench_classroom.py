@@ -79,14 +79,18 @@ class Sampler(threading.Thread):
         with suppress(psutil.Error):
             members["browsers"] = [p for p in self.me.children(recursive=True) if "chrom" in p.name().lower()
                                    or "headless_shell" in p.name().lower()]
-        # Workers the server spawned in a session of their own (start_new_session) are still its children;
-        # Ray workers are not: they are counted through the Ray processes below.
-        for process in psutil.process_iter(["name", "cmdline"]):
+        # Training, standby and inference workers: a standby is started by the worker before it and is
+        # re-parented when that worker exits, and Ray workers are children of the raylet, so workers are
+        # found by their command line rather than as the server's children.
+        known = {p.pid for p in members["workers"]}
+        for process in psutil.process_iter(["cmdline"]):
             try:
                 command = " ".join(process.info["cmdline"] or [])
             except (psutil.Error, TypeError):
                 continue
-            if ("ray::" in command or "raylet" in command or "gcs_server" in command) and process.pid != self.me.pid:
+            if process.pid in known or process.pid in (self.me.pid, self.server.pid):
+                continue
+            if "transfer_core" in command or "ray::" in command or "raylet" in command or "gcs_server" in command:
                 members["workers"].append(process)
         return members
 
