@@ -62,8 +62,9 @@ class ProcessCpu:
 class Sampler(threading.Thread):
     """Every ``interval`` s: CPU time deltas and RSS of the server, its worker children and the browsers."""
 
-    def __init__(self, server_pid: int, interval: float = 1.0) -> None:
+    def __init__(self, server_pid: int, home_prefix: str, interval: float = 1.0) -> None:
         super().__init__(daemon=True)
+        self.home_prefix = home_prefix
         self.server = psutil.Process(server_pid)
         self.me = psutil.Process(os.getpid())
         self.interval = interval
@@ -91,7 +92,9 @@ class Sampler(threading.Thread):
             if process.pid in known or process.pid in (self.me.pid, self.server.pid):
                 continue
             if "transfer_core" in command or "ray::" in command or "raylet" in command or "gcs_server" in command:
-                members["workers"].append(process)
+                with suppress(psutil.Error):  # Only this class's processes, not another server's on the machine.
+                    if process.environ().get("TRANSFER_HOME", "").startswith(self.home_prefix):
+                        members["workers"].append(process)
         return members
 
     def sample(self) -> None:
@@ -188,7 +191,7 @@ def one_class(browser, url: str, home: Path, sessions: int, args) -> dict:
             page.get_by_role("button", name="Try the demo").click()
             page.get_by_role("button", name="Start training").wait_for()
             settle(page, timeout=HOME_READY_TIMEOUT_MS)
-        sampler = Sampler(args.server_pid)
+        sampler = Sampler(args.server_pid, str(home))
         sampler.start()
         clicked, run_dirs = [], []
         for page in pages:
