@@ -91,8 +91,10 @@ class Sampler(threading.Thread):
                 continue
             if process.pid in known or process.pid in (self.me.pid, self.server.pid):
                 continue
-            if "transfer_core" in command or "ray::" in command or "raylet" in command or "gcs_server" in command:
-                with suppress(psutil.Error):  # Only this class's processes, not another server's on the machine.
+            if "ray::" in command or "raylet" in command or "gcs_server" in command:
+                members["workers"].append(process)  # The Ray cluster this bench started (nothing else runs one).
+            elif "transfer_core" in command:
+                with suppress(psutil.Error):  # Only this class's workers, not another server's on the machine.
                     if process.environ().get("TRANSFER_HOME", "").startswith(self.home_prefix):
                         members["workers"].append(process)
         return members
