@@ -102,11 +102,13 @@ def show_notice() -> None:
 
 def create_demo_dataset(images_per_class: int, image_size: int, seed: int = 0) -> None:
     """Make the built-in demo data set in this workspace and make it active."""
+    from transfer_core import presets
     from transfer_core.data import make_demo_dataset
 
     ws = state.workspace()
     spec = make_demo_dataset(
-        ws.new_dataset_dir("demo"), images_per_class=images_per_class, image_size=image_size, seed=seed
+        ws.new_dataset_dir("demo"), images_per_class=images_per_class, image_size=image_size, seed=seed,
+        kind=presets.DEMO_KIND,
     )
     state.set_active_dataset(spec)
 
