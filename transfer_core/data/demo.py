@@ -5,17 +5,19 @@ triangles) with random colours, positions, sizes and noisy backgrounds. A
 pretrained backbone separates them perfectly, so it shows what pretrained
 weights are worth but not what fine-tuning adds.
 
-``counting`` (the app's demo): how many dots are in the picture, 2, 3 or 4, of
-random sizes and places. ImageNet features averaged over the picture say "some
-dark round things" but not how many, so feature extraction gets only part of
-the way; adapting the top blocks learns to count better; from scratch, with so
-few pictures, barely learns anything.
+``where`` ("Try the demo"): six classes, a circle, square or triangle of random
+colour and size in the left or the right half of the picture. ImageNet features
+averaged over the picture tell the shape but hardly the side, so feature
+extraction gets about half right; fine-tuning the top blocks learns the side
+too; from scratch, with so few pictures, learns next to nothing
+(BENCHMARKS.md, "The built-in demo").
 """
 
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -167,7 +169,7 @@ def _paint_triangles(background: np.ndarray, rng: np.random.Generator) -> Image.
     return image
 
 
-def _side_painter(shape: str, side: str):
+def _side_painter(shape: str, side: str) -> Callable[[np.ndarray, np.random.Generator], Image.Image]:
     def paint(background: np.ndarray, rng: np.random.Generator) -> Image.Image:
         return _paint_on_side(background, rng, shape, side)
 
