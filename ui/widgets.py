@@ -100,13 +100,14 @@ def show_notice() -> None:
     {"success": st.success, "warning": st.warning, "error": st.error}.get(kind, st.info)(text)
 
 
-def create_demo_dataset(images_per_class: int, image_size: int, seed: int = 0) -> None:
-    """Make the built-in demo data set in this workspace and make it active."""
+def create_demo_dataset(images_per_class: int, image_size: int, seed: int = 0, kind: str = "shapes") -> None:
+    """Make a built-in demo data set (``transfer_core.data.DEMO_KINDS``) in this workspace and make it active."""
     from transfer_core.data import make_demo_dataset
 
     ws = state.workspace()
     spec = make_demo_dataset(
-        ws.new_dataset_dir("demo"), images_per_class=images_per_class, image_size=image_size, seed=seed
+        ws.new_dataset_dir("demo"), images_per_class=images_per_class, image_size=image_size, seed=seed,
+        kind=kind,
     )
     state.set_active_dataset(spec)
 
@@ -119,7 +120,7 @@ def start_demo() -> str:
     """
     from transfer_core import presets
 
-    create_demo_dataset(presets.DEMO_IMAGES_PER_CLASS, presets.DEMO_IMAGE_SIZE)
+    create_demo_dataset(presets.DEMO_IMAGES_PER_CLASS, presets.DEMO_IMAGE_SIZE, kind=presets.DEMO_KIND)
     return apply_demo_settings()
 
 

@@ -138,7 +138,7 @@ def test_try_the_demo_reaches_train_with_data_backbone_and_fast_settings(app):
     assert train.epochs + train.fine_tune_epochs <= 20 and train.caches_features
     assert app.radio(key="train_strategy").value == train.strategy
     sidebar = "\n".join(c.value for c in _sidebar_of(app).caption)
-    assert "demo: 4 classes, 160 images" in sidebar and "mobilenet_v2_0.35" in sidebar
+    assert "demo: 6 classes, 180 images" in sidebar and "mobilenet_v2_0.35" in sidebar
 
 
 def test_data_page_demo_button_creates_an_active_data_set(app):

@@ -75,7 +75,7 @@ def test_demo_path_trains_live_and_shows_result(server, browser_page):
     go(page, "Train")
     # Enough fine-tuning epochs that the live view is seen mid-run (epochs on cached inputs are fast).
     fine_tune_epochs = page.get_by_role("spinbutton", name="Fine-tuning epochs")
-    fine_tune_epochs.fill("40")
+    fine_tune_epochs.fill("15")
     fine_tune_epochs.press("Tab")
     page.get_by_role("button", name="Start training").click()
     page.get_by_role("button", name="Stop").wait_for()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import time
 import zipfile
 from pathlib import Path
 
@@ -409,11 +408,9 @@ def test_health_report_of_a_clean_set_has_no_warnings(tmp_path: Path) -> None:
     assert report.duplicate_groups == [] and report.cross_split_duplicates == [] and report.tiny_classes == []
 
 
-def test_demo_dataset_is_fast_deterministic_and_balanced(tmp_path: Path) -> None:
-    start = time.perf_counter()
+def test_demo_dataset_is_deterministic_and_balanced(tmp_path: Path) -> None:
+    # How fast it is belongs in a benchmark, not here (a timed unit test fails on a busy machine).
     spec = make_demo_dataset(tmp_path / "demo")
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0
     assert spec.class_names == tuple(sorted(DEMO_CLASSES))
     report = health_report(spec)
     assert report.counts["total"].tolist() == [40] * 4

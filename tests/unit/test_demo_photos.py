@@ -93,7 +93,13 @@ def test_photo_demo_downloads_once_and_ingests_safely(served, tmp_path):
     settings = Settings(home=tmp_path / "home")
     url = f"{base}/hymenoptera_data.zip"
     digest = demo_photos.sha256_of(archive)
-    demo = demo_photos.make_photo_demo(tmp_path / "d1", settings, url=url, expected_sha256=digest)
+    content = demo_photos.content_sha256(demo_photos.zip_members(archive))
+    assert ("../evil.png" in dict(demo_photos.zip_members(archive))) and ("train/ants/0.png" in dict(
+        demo_photos.zip_members(archive)))  # Every entry counts, named inside the wrapper folder.
+    with pytest.raises(demo_photos.PhotoDemoError, match="expected ants-and-bees photos"):
+        demo_photos.make_photo_demo(tmp_path / "d0", settings, url=url, expected_sha256=digest)  # Not the real photos.
+    demo = demo_photos.make_photo_demo(tmp_path / "d1", settings, url=url, expected_sha256=digest,
+                                       expected_content_sha256=content)
     assert demo.verified and demo.source == url
     assert demo.spec.class_names == ("ants", "bees")
     assert has_own_split(demo.spec)
@@ -101,7 +107,8 @@ def test_photo_demo_downloads_once_and_ingests_safely(served, tmp_path):
     assert not (tmp_path / "evil.png").exists()
     # The archive is cached: a second data set is made from it with the server gone.
     archive.unlink()
-    again = demo_photos.make_photo_demo(tmp_path / "d2", settings, url=url, expected_sha256=digest)
+    again = demo_photos.make_photo_demo(tmp_path / "d2", settings, url=url, expected_sha256=digest,
+                                        expected_content_sha256=content)
     assert again.spec.class_names == ("ants", "bees")
 
 
@@ -122,3 +129,50 @@ def test_demo_dir_is_used_instead_of_downloading(hymenoptera_dir, tmp_path):
     assert counts["train"] > 200 and counts["val"] > 100
     with pytest.raises(demo_photos.PhotoDemoError, match="not a folder"):
         demo_photos.make_photo_demo(tmp_path / "d2", Settings(home=tmp_path / "home", demo_dir=tmp_path / "nope"))
+
+
+# ----- the content digest: what the archive must hold, known offline -----------------------------
+
+
+def _zip_of_folder(folder: Path, path: Path, change: str | None = None) -> Path:
+    """A ZIP laid out like hymenoptera_data.zip from ``folder``; the member ``change`` gets one byte flipped."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("hymenoptera_data/", b"")
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            relative = file.relative_to(folder).as_posix()
+            data = file.read_bytes()
+            if relative == change:
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            archive.writestr(f"hymenoptera_data/{relative}", data)
+        archive.writestr("__MACOSX/hymenoptera_data/._x.jpg", b"metadata")  # Never ingested, not counted.
+    return path
+
+
+def test_the_shared_photos_give_the_recorded_content_digest(hymenoptera_dir):
+    members = demo_photos.folder_members(hymenoptera_dir)
+    assert len(members) > 390
+    assert demo_photos.content_sha256(members) == demo_photos.PHOTO_DEMO_CONTENT_SHA256
+
+
+def test_content_digest_depends_on_every_name_and_byte():
+    members = [("train/ants/a.jpg", "1" * 64), ("val/bees/b.jpg", "2" * 64)]
+    digest = demo_photos.content_sha256(members)
+    assert digest == demo_photos.content_sha256(list(reversed(members)))  # Order of listing does not matter.
+    assert digest != demo_photos.content_sha256([("train/ants/a.jpg", "1" * 64), ("val/bees/b.jpg", "3" * 64)])
+    assert digest != demo_photos.content_sha256([("train/ants/c.jpg", "1" * 64), ("val/bees/b.jpg", "2" * 64)])
+    assert digest != demo_photos.content_sha256(members[:1])
+
+
+def test_a_zip_of_the_shared_photos_verifies_and_one_changed_byte_is_refused(served, hymenoptera_dir, tmp_path):
+    folder, base = served
+    good = _zip_of_folder(hymenoptera_dir, tmp_path / "good.zip")
+    demo_photos.verify_content(good, demo_photos.PHOTO_DEMO_CONTENT_SHA256)
+    changed = _zip_of_folder(hymenoptera_dir, folder / "hymenoptera_data.zip", change="val/bees/72100438_73de9f17af.jpg")
+    with pytest.raises(demo_photos.PhotoDemoError, match="does not hold the expected ants-and-bees photos"):
+        demo_photos.verify_content(changed, demo_photos.PHOTO_DEMO_CONTENT_SHA256)
+    # Through the real download path: refused before anything is ingested, and not kept in the cache.
+    settings = Settings(home=tmp_path / "home")
+    with pytest.raises(demo_photos.PhotoDemoError, match="a file is missing, extra or changed"):
+        demo_photos.make_photo_demo(tmp_path / "d", settings, url=f"{base}/hymenoptera_data.zip")
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
+    assert not (tmp_path / "home" / "cache" / "downloads" / "hymenoptera_data.zip").exists()

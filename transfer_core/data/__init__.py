@@ -4,7 +4,7 @@ Importing this package does not import TensorFlow; only ``make_tf_dataset``,
 ``load_split_arrays`` and ``decode_for_model`` load it, when called.
 """
 
-from transfer_core.data.demo import DEMO_CLASSES, make_demo_dataset
+from transfer_core.data.demo import DEMO_CLASSES, DEMO_KINDS, WHERE_CLASSES, make_demo_dataset
 from transfer_core.data.health import HealthReport, health_report
 from transfer_core.data.images import MAX_STORED_SIDE, ImageRejected, decode_for_model, load_image
 from transfer_core.data.ingest import (
@@ -31,6 +31,7 @@ from transfer_core.data.split import resplit
 
 __all__ = [
     "DEMO_CLASSES",
+    "DEMO_KINDS",
     "MANIFEST_COLUMNS",
     "MAX_STORED_SIDE",
     "DataError",
@@ -38,6 +39,7 @@ __all__ = [
     "ImageRejected",
     "IngestResult",
     "SkippedFile",
+    "WHERE_CLASSES",
     "dataset_name_from_file",
     "decode_for_model",
     "has_own_split",
