@@ -80,7 +80,7 @@ def build_head(feature_dim: int, num_classes: int, spec: ModelSpec) -> keras.Mod
     return keras.Model(features, outputs, name=HEAD_LAYER)
 
 
-def _backbone_key(spec: ModelSpec, input_size: int, settings: Settings | None) -> tuple | None:
+def _backbone_key(spec: ModelSpec, input_size: int, settings: Settings) -> tuple | None:
     """What makes two ImageNet backbones identical: model, size, weights file, dtype policy."""
     import keras
 
@@ -121,7 +121,7 @@ def _rewrap(backbone: keras.Model) -> keras.Model:
     return keras.Model(backbone.input, backbone.output, name=BACKBONE_LAYER)
 
 
-def keep_backbone(classifier: Classifier, spec: ModelSpec, settings: Settings | None = None) -> None:
+def keep_backbone(classifier: Classifier, spec: ModelSpec, settings: Settings) -> None:
     """Keep ``classifier``'s unchanged ImageNet backbone for the next ``build_classifier(...,
     reuse_backbone=True)`` in this process (one at a time; the previous one is dropped)."""
     global _kept_backbone
@@ -133,7 +133,7 @@ def keep_backbone(classifier: Classifier, spec: ModelSpec, settings: Settings | 
     _kept_backbone = (key, _rewrap(classifier.backbone), _fingerprint(classifier.backbone))
 
 
-def prebuild_backbone(spec: ModelSpec, settings: Settings | None = None) -> None:
+def prebuild_backbone(spec: ModelSpec, settings: Settings) -> None:
     """Build ``spec``'s ImageNet backbone now and keep it (a standby worker's idle time)."""
     from transfer_core import zoo
 
@@ -157,7 +157,7 @@ def build_classifier(
     spec: ModelSpec,
     num_classes: int,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     train_batchnorm: bool = False,
     reuse_backbone: bool = False,
     seed: int | None = None,
@@ -167,7 +167,7 @@ def build_classifier(
     Args:
         spec: Backbone, input size, weights and head settings.
         num_classes: Number of output classes (>= 2).
-        settings: Where offline weights live (``Settings.from_env()`` when None).
+        settings: Where offline weights live.
         train_batchnorm: The "BatchNorm pitfall": call the backbone in training
             mode so unfrozen BatchNormalization layers update their statistics.
             The Keras recipe (default False) keeps the backbone in inference mode.

@@ -129,7 +129,7 @@ def ingest_folder(
     seed: int = 0,
     val_fraction: float = 0.2,
     test_fraction: float = 0.0,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> IngestResult:
     """Make a data set from a folder with one sub-folder per class.
 
@@ -144,7 +144,7 @@ def ingest_folder(
         seed: Split seed.
         val_fraction: Share of each class for validation (when the source has no split).
         test_fraction: Share of each class for test (when the source has no split).
-        settings: Limits; ``Settings.from_env()`` when None.
+        settings: Limits (files, sizes, pixels).
 
     Returns:
         The ``IngestResult``.
@@ -155,7 +155,6 @@ def ingest_folder(
             have usable images.
         ValueError: When the fractions are out of range.
     """
-    settings = settings or Settings.from_env()
     _check_fractions(seed, val_fraction, test_fraction)
     root = Path(source)
     if not root.is_dir():
@@ -182,7 +181,7 @@ def ingest_zip(
     seed: int = 0,
     val_fraction: float = 0.2,
     test_fraction: float = 0.0,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> IngestResult:
     """Make a data set from a ZIP archive, reading one entry at a time in memory.
 
@@ -199,7 +198,7 @@ def ingest_zip(
         seed: Split seed.
         val_fraction: Share of each class for validation (when the source has no split).
         test_fraction: Share of each class for test (when the source has no split).
-        settings: Limits; ``Settings.from_env()`` when None.
+        settings: Limits (files, sizes, pixels).
 
     Returns:
         The ``IngestResult``.
@@ -211,7 +210,6 @@ def ingest_zip(
             not empty, or fewer than 2 classes have usable images.
         ValueError: When the fractions are out of range.
     """
-    settings = settings or Settings.from_env()
     _check_fractions(seed, val_fraction, test_fraction)
     handle, description, owned = open_zip_source(source, settings.max_upload_mb)
     try:
@@ -236,7 +234,7 @@ def ingest_uploads(
     seed: int = 0,
     val_fraction: float = 0.2,
     test_fraction: float = 0.0,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> IngestResult:
     """Make a data set from uploaded files, each with the class it was uploaded to.
 
@@ -246,7 +244,7 @@ def ingest_uploads(
         seed: Split seed.
         val_fraction: Share of each class for validation.
         test_fraction: Share of each class for test.
-        settings: Limits; ``Settings.from_env()`` when None.
+        settings: Limits (files, sizes, pixels).
 
     Returns:
         The ``IngestResult``.
@@ -256,7 +254,6 @@ def ingest_uploads(
             is not empty, or fewer than 2 classes have usable images.
         ValueError: When the fractions are out of range.
     """
-    settings = settings or Settings.from_env()
     _check_fractions(seed, val_fraction, test_fraction)
     dest_path = _prepare_dest(dest)
     per_file_limit = settings.max_upload_mb * MEBIBYTE
