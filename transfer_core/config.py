@@ -345,7 +345,9 @@ class Settings(_DictMixin):
         demo_dir: A folder with the ants-and-bees photos (``train/`` and ``val/``) for the real-photo
             demo, used instead of downloading them. ``TRANSFER_DEMO_DIR``.
         offline: Never download pretrained weights: a backbone whose file is not on this machine
-            fails with a clear message instead. ``TRANSFER_OFFLINE`` (``1``, ``true`` or ``yes``).
+            fails with a clear message instead. ``TRANSFER_OFFLINE`` (``1``, ``true`` or ``yes``);
+            ``from_env`` leaves downloads on when it is unset, while settings built in code (tests,
+            benchmarks, notebooks) download nothing unless they ask with ``offline=False``.
     """
 
     home: Path = Path("workspace")
@@ -365,7 +367,7 @@ class Settings(_DictMixin):
     # The class view and the real-photo demo.
     teacher_token: str = field(default="", repr=False)
     demo_dir: Path | None = None
-    offline: bool = False
+    offline: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))

@@ -80,13 +80,13 @@ def build_head(feature_dim: int, num_classes: int, spec: ModelSpec) -> keras.Mod
     return keras.Model(features, outputs, name=HEAD_LAYER)
 
 
-def _backbone_key(spec: ModelSpec, input_size: int, settings: Settings) -> tuple | None:
+def _backbone_key(spec: ModelSpec, input_size: int, settings: Settings | None) -> tuple | None:
     """What makes two ImageNet backbones identical: model, size, weights file, dtype policy."""
     import keras
 
     from transfer_core import zoo
 
-    if spec.weights != "imagenet":
+    if spec.weights != "imagenet" or settings is None:
         return None  # Random weights are drawn per seed; nothing to share.
     try:
         path = Path(zoo.resolve_weights(spec.backbone, input_size, settings=settings)).resolve()
@@ -157,7 +157,7 @@ def build_classifier(
     spec: ModelSpec,
     num_classes: int,
     *,
-    settings: Settings,
+    settings: Settings | None = None,
     train_batchnorm: bool = False,
     reuse_backbone: bool = False,
     seed: int | None = None,
@@ -167,7 +167,7 @@ def build_classifier(
     Args:
         spec: Backbone, input size, weights and head settings.
         num_classes: Number of output classes (>= 2).
-        settings: Where offline weights live.
+        settings: Where offline weights live; required for ImageNet weights.
         train_batchnorm: The "BatchNorm pitfall": call the backbone in training
             mode so unfrozen BatchNormalization layers update their statistics.
             The Keras recipe (default False) keeps the backbone in inference mode.

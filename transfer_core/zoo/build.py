@@ -85,7 +85,7 @@ def build_backbone(
     input_size: int = 0,
     *,
     weights: str = "imagenet",
-    settings: Settings,
+    settings: Settings | None = None,
 ) -> keras.Model:
     """Build a backbone without its top, with pretrained or random weights.
 
@@ -94,7 +94,8 @@ def build_backbone(
         input_size: Square input side; 0 means the default.
         weights: ``"imagenet"`` (resolved offline first, see :func:`resolve_weights`)
             or ``"random"`` (no transfer).
-        settings: Where the offline folder is.
+        settings: Where the offline folder is; required for ``"imagenet"`` (random weights
+            need no settings).
 
     Returns:
         A functional ``keras.Model`` named ``"backbone"`` taking ``(S, S, 3)``
@@ -111,6 +112,8 @@ def build_backbone(
     size = check_input_size(key, input_size)
     if weights not in ("imagenet", "random"):
         raise ValueError(f'weights must be "imagenet" or "random". Received: weights={weights!r}')
+    if weights == "imagenet" and settings is None:
+        raise ValueError(f"ImageNet weights need settings (where the weights are). Received: settings={settings!r}")
     path = resolve_weights(key, size, settings=settings) if weights == "imagenet" else None
     model = _build_application(info, size, path, include_top=False)
     import keras
