@@ -104,7 +104,8 @@ def build_backbone(
         (no pooling).
 
     Raises:
-        ValueError: Unknown key, bad input size or bad ``weights`` value.
+        ValueError: Unknown key, bad input size, bad ``weights`` value, or ImageNet
+            weights without ``settings``.
         WeightsUnavailableError: ImageNet weights were asked for and cannot be
             found, downloaded or loaded.
     """
