@@ -353,6 +353,10 @@ class Settings(_DictMixin):
             class view. ``TRANSFER_TEACHER_TOKEN``.
         demo_dir: A folder with the ants-and-bees photos (``train/`` and ``val/``) for the real-photo
             demo, used instead of downloading them. ``TRANSFER_DEMO_DIR``.
+        offline: Never download pretrained weights: a backbone whose file is not on this machine
+            fails with a clear message instead. ``TRANSFER_OFFLINE`` (``1``, ``true`` or ``yes``);
+            ``from_env`` leaves downloads on when it is unset, while settings built in code (tests,
+            benchmarks, notebooks) download nothing unless they ask with ``offline=False``.
     """
 
     home: Path = Path("workspace")
@@ -372,6 +376,7 @@ class Settings(_DictMixin):
     # The class view and the real-photo demo.
     teacher_token: str = field(default="", repr=False)
     demo_dir: Path | None = None
+    offline: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
@@ -428,4 +433,5 @@ class Settings(_DictMixin):
             max_queued_per_session=_env_int("TRANSFER_MAX_QUEUED_PER_SESSION", 3),
             teacher_token=os.environ.get("TRANSFER_TEACHER_TOKEN", "").strip(),
             demo_dir=_env_path("TRANSFER_DEMO_DIR", None),
+            offline=os.environ.get("TRANSFER_OFFLINE", "").strip().lower() in ("1", "true", "yes"),
         )

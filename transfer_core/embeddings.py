@@ -125,7 +125,7 @@ def embeddings(
     run_model: keras.Model,
     config: RunConfig,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     max_images: int = 1000,
     seed: int = 0,
 ) -> EmbeddingResult:
@@ -138,7 +138,7 @@ def embeddings(
     Args:
         run_model: The run's trained classifier (e.g. from :func:`load_model`).
         config: The run's configuration.
-        settings: Where the offline weights are (``Settings.from_env()`` when None).
+        settings: Where the offline weights are.
         max_images: Use at most this many validation images (a stratified-free
             prefix of the manifest order).
         seed: Seed of t-SNE (and of a random-weights base).
@@ -155,7 +155,6 @@ def embeddings(
     from transfer_core.data import load_split_arrays, read_manifest
     from transfer_core.models import build_classifier
 
-    settings = settings or Settings.from_env()
     spec = config.dataset
     size = int(run_model.inputs[0].shape[1])
     images, labels = load_split_arrays(spec, "val", size)

@@ -189,7 +189,7 @@ def lr_range_test(
 def find_learning_rate(
     config: RunConfig,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     steps: int = 100,
     min_lr: float = 1e-6,
     max_lr: float = 1.0,
@@ -204,7 +204,7 @@ def find_learning_rate(
 
     Args:
         config: Data set, backbone and head settings, optimizer, batch size and seed.
-        settings: Weights folder and cache location (``Settings.from_env()`` when None).
+        settings: Weights folder and cache location.
         steps: Mini-batches in the sweep.
         min_lr: First learning rate.
         max_lr: Last learning rate.

@@ -86,7 +86,7 @@ def _backbone_key(spec: ModelSpec, input_size: int, settings: Settings | None) -
 
     from transfer_core import zoo
 
-    if spec.weights != "imagenet":
+    if spec.weights != "imagenet" or settings is None:
         return None  # Random weights are drawn per seed; nothing to share.
     try:
         path = Path(zoo.resolve_weights(spec.backbone, input_size, settings=settings)).resolve()
@@ -121,7 +121,7 @@ def _rewrap(backbone: keras.Model) -> keras.Model:
     return keras.Model(backbone.input, backbone.output, name=BACKBONE_LAYER)
 
 
-def keep_backbone(classifier: Classifier, spec: ModelSpec, settings: Settings | None = None) -> None:
+def keep_backbone(classifier: Classifier, spec: ModelSpec, settings: Settings) -> None:
     """Keep ``classifier``'s unchanged ImageNet backbone for the next ``build_classifier(...,
     reuse_backbone=True)`` in this process (one at a time; the previous one is dropped)."""
     global _kept_backbone
@@ -133,7 +133,7 @@ def keep_backbone(classifier: Classifier, spec: ModelSpec, settings: Settings | 
     _kept_backbone = (key, _rewrap(classifier.backbone), _fingerprint(classifier.backbone))
 
 
-def prebuild_backbone(spec: ModelSpec, settings: Settings | None = None) -> None:
+def prebuild_backbone(spec: ModelSpec, settings: Settings) -> None:
     """Build ``spec``'s ImageNet backbone now and keep it (a standby worker's idle time)."""
     from transfer_core import zoo
 
@@ -167,7 +167,7 @@ def build_classifier(
     Args:
         spec: Backbone, input size, weights and head settings.
         num_classes: Number of output classes (>= 2).
-        settings: Where offline weights live (``Settings.from_env()`` when None).
+        settings: Where offline weights live; required for ImageNet weights.
         train_batchnorm: The "BatchNorm pitfall": call the backbone in training
             mode so unfrozen BatchNormalization layers update their statistics.
             The Keras recipe (default False) keeps the backbone in inference mode.

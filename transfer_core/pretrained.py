@@ -26,7 +26,7 @@ class ImagenetPrediction:
 def imagenet_predictions(
     paths: Sequence[str | os.PathLike],
     key: str,
-    settings: Settings | None = None,
+    settings: Settings,
     top: int = 3,
 ) -> list[ImagenetPrediction]:
     """Predict ImageNet classes for ``paths`` with the pretrained classifier ``key``.
@@ -35,7 +35,7 @@ def imagenet_predictions(
         paths: Image files.
         key: Zoo key of a backbone whose with-top weights are available
             (``zoo.weights_available_offline(key, include_top=True)``).
-        settings: Where the offline weights live (``Settings.from_env()`` when None).
+        settings: Where the offline weights live.
         top: Classes kept per image.
 
     Returns:
@@ -47,7 +47,6 @@ def imagenet_predictions(
     """
     from transfer_core import zoo
 
-    settings = settings if settings is not None else Settings.from_env()
     model = zoo.build_imagenet_classifier(key, settings=settings)
     class_names = zoo.imagenet_class_names(settings)
     return predict_top_classes(model, zoo.preprocessing_layers(key), paths, class_names, top=top)

@@ -192,7 +192,7 @@ def test_one_hundred_classes_from_a_zip(data_page) -> None:
 
 
 def test_disk_full_during_an_upload_shows_an_error_and_keeps_no_data_set(data_page, monkeypatch) -> None:
-    from transfer_core.data import ingest as ingest_module
+    from transfer_core.data.ingest import store as ingest_module
 
     at = data_page
     written = {"n": 0}

@@ -202,10 +202,11 @@ def test_start_comparison_gives_from_scratch_fine_tunings_time(tiny_dataset, tmp
     monkeypatch.setattr(training, "preflight", lambda config, settings=None: None)
     dirs = compare.start_comparison(tiny_dataset, TINY_MODEL, PLAN, TRAIN,
                                     ["feature_extraction", "fine_tuning", "from_scratch"], tmp_path,
-                                    same_time_budget=True)
+                                    Settings(home=tmp_path), same_time_budget=True)
     assert [c.train.time_budget_from for c in started] == ["", "", str(dirs[1])]
     started.clear()
-    compare.start_comparison(tiny_dataset, TINY_MODEL, PLAN, TRAIN, ["fine_tuning", "from_scratch"], tmp_path)
+    compare.start_comparison(tiny_dataset, TINY_MODEL, PLAN, TRAIN, ["fine_tuning", "from_scratch"], tmp_path,
+                             Settings(home=tmp_path))
     assert [c.train.time_budget_from for c in started] == ["", ""]
 
 

@@ -244,7 +244,7 @@ def test_resolve_finds_exact_file_in_weights_dir(weights_dir: Path) -> None:
 def test_resolve_reads_settings_from_env(weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _touch(weights_dir, "mobilenet_2_5_224_tf_no_top.h5")
     monkeypatch.setenv("TRANSFER_WEIGHTS_DIR", str(weights_dir))
-    assert zoo.resolve_weights("mobilenet_0.25") == str(path)
+    assert zoo.resolve_weights("mobilenet_0.25", settings=Settings.from_env()) == str(path)
 
 
 def test_no_top_weights_of_other_sizes_fall_back_to_224(weights_dir: Path) -> None:
@@ -301,7 +301,7 @@ def test_download_uses_keras_url_and_hash(weights_dir: Path, monkeypatch: pytest
 
     monkeypatch.setenv("TRANSFER_OFFLINE", "0")
     monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
-    path = zoo.resolve_weights("resnet50", settings=Settings(weights_dir=weights_dir))
+    path = zoo.resolve_weights("resnet50", settings=Settings(weights_dir=weights_dir, offline=False))
     assert path == "/somewhere/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert calls == [
         {
@@ -325,7 +325,7 @@ def test_download_failure_becomes_weights_unavailable(
     monkeypatch.delenv("TRANSFER_OFFLINE")
     monkeypatch.setattr(keras.utils, "get_file", no_network)
     with pytest.raises(WeightsUnavailableError) as raised:
-        zoo.resolve_weights("mobilenet_v2_0.35", 160, settings=Settings(weights_dir=weights_dir))
+        zoo.resolve_weights("mobilenet_v2_0.35", 160, settings=Settings(weights_dir=weights_dir, offline=False))
     message = str(raised.value)
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_160_no_top.h5" in message
     assert "URL fetch failure" in message

@@ -102,7 +102,7 @@ def start_comparison(
     train_config: TrainConfig,
     strategies: Sequence[str],
     runs_dir: Path,
-    settings: Settings | None = None,
+    settings: Settings,
     include_bn_pitfall: bool = False,
     after: Path | None = None,
     same_time_budget: bool = False,

@@ -54,9 +54,8 @@ def live_queue(settings: Settings) -> list[Path]:
     return live
 
 
-def queue_position(run_dir: Path, settings: Settings | None = None) -> int | None:
+def queue_position(run_dir: Path, settings: Settings) -> int | None:
     """0-based place of a queued run in the server-wide queue, or None if not queued."""
-    settings = settings or Settings.from_env()
     name = Path(run_dir).name
     for position, entry in enumerate(live_queue(settings)):
         if entry.name.endswith(name):
@@ -186,7 +185,7 @@ def _strategy_of(queue_file: Path) -> str | None:
         return None
 
 
-def queue_eta(run_dir: Path, settings: Settings | None = None) -> float | None:
+def queue_eta(run_dir: Path, settings: Settings) -> float | None:
     """Estimated seconds until the queued run at ``run_dir`` gets a slot, or None.
 
     From measured run times: the median wall time of the server's last runs (per strategy
@@ -194,7 +193,6 @@ def queue_eta(run_dir: Path, settings: Settings | None = None) -> float | None:
     slots; the runs training now are taken as half done. None when the run is not queued
     or no run has finished on this server yet (nothing to measure from).
     """
-    settings = settings or Settings.from_env()
     times = recent_run_times(settings)
     if not times:
         return None

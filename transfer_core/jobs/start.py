@@ -15,7 +15,7 @@ from transfer_core.runs import TERMINAL_EVENTS, RunStore, load_run, read_events,
 
 
 def start_run(
-    config: RunConfig, *, runs_dir: Path, settings: Settings | None = None, after: Path | None = None
+    config: RunConfig, *, runs_dir: Path, settings: Settings, after: Path | None = None
 ) -> Path:
     """Create a run directory and start its worker (``Settings.executor``); returns at once.
 
@@ -38,7 +38,6 @@ def start_run(
     """
     from transfer_core.training import preflight
 
-    settings = settings or Settings.from_env()
     preflight(config, settings)  # A bad setting is reported before any work starts.
     if after is None:
         check_session_queue(runs_dir, settings)

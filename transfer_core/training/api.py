@@ -39,7 +39,7 @@ def train(
     *,
     emit: Emit | None = None,
     should_stop: ShouldStop | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> TrainResult:
     """Train one run in this process and evaluate it.
 
@@ -48,7 +48,7 @@ def train(
         emit: Receives every progress event (a dict with a ``type``); see :mod:`transfer_core.events`.
         should_stop: Polled after every batch; returning True stops the run
             within one batch and keeps the best weights so far.
-        settings: Weights folder and cache location (``Settings.from_env()`` when None).
+        settings: Weights folder and cache location.
 
     Returns:
         A :class:`TrainResult`. Failures (missing weights, empty splits, NaN
@@ -60,7 +60,6 @@ def train(
 
     emit = emit or (lambda event: None)
     should_stop = should_stop or (lambda: False)
-    settings = settings or Settings.from_env()
     ctx = _new_context(config, emit, should_stop, settings)
     status, reason = "finished", ""
     try:
@@ -121,7 +120,7 @@ def train(
 
 
 def compute_head_features(
-    config: RunConfig, settings: Settings | None = None, split: str = "train"
+    config: RunConfig, settings: Settings, split: str = "train"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pooled backbone features of one split, through the engine's on-disk cache.
 
@@ -138,7 +137,6 @@ def compute_head_features(
     from transfer_core.training.feature_cache import compute_outputs
     from transfer_core.training.inputs import load_split
 
-    settings = settings or Settings.from_env()
     ctx = _new_context(config, lambda event: None, lambda: False, settings)
     data = load_split(config.dataset, split)
     if not data.paths:
@@ -149,7 +147,7 @@ def compute_head_features(
     return features, data.labels
 
 
-def preflight(config: RunConfig, settings: Settings | None = None) -> None:
+def preflight(config: RunConfig, settings: Settings) -> None:
     """Check a run before any work starts; cheap (no TensorFlow).
 
     Raises:
@@ -161,7 +159,6 @@ def preflight(config: RunConfig, settings: Settings | None = None) -> None:
     from transfer_core import zoo
     from transfer_core.data import DataError, read_manifest
 
-    settings = settings or Settings.from_env()
     zoo.get_backbone_info(config.model.backbone)
     input_size = zoo.check_input_size(config.model.backbone, config.model.input_size)
     try:
@@ -174,7 +171,7 @@ def preflight(config: RunConfig, settings: Settings | None = None) -> None:
             "Training needs images in both the training and the validation split. "
             f"Received: train={int(counts.get('train', 0))}, val={int(counts.get('val', 0))} images"
         )
-    if config.model.weights == "imagenet" and zoo.offline_only():
+    if config.model.weights == "imagenet" and settings.offline:
         # Resolving raises WeightsUnavailableError with the file name and where to put it.
         zoo.resolve_weights(config.model.backbone, input_size, settings=settings)
 

@@ -10,8 +10,8 @@ Pretrained weights are resolved offline first (see ARCHITECTURE.md):
 
 1. the offline weights folder (``Settings.weights_dir``, ``TRANSFER_WEIGHTS_DIR``),
 2. the Keras cache (``$KERAS_HOME/models``, default ``~/.keras/models``),
-3. a download by ``keras.utils.get_file`` from Keras' own URL (skipped when the
-   environment variable ``TRANSFER_OFFLINE`` is ``1`` or ``true``),
+3. a download by ``keras.utils.get_file`` from Keras' own URL (skipped when
+   ``Settings.offline`` is set, environment variable ``TRANSFER_OFFLINE``),
 4. otherwise :class:`WeightsUnavailableError`, whose message names the file,
    the folders searched and where to put the file, and offers random
    initialisation (no transfer) as the alternative.
@@ -42,7 +42,6 @@ from transfer_core.zoo.catalog import (
 from transfer_core.zoo.weights import (
     candidate_weight_files,
     offline_backbones,
-    offline_only,
     resolve_weights,
     weights_available_offline,
     zoo_table,
@@ -64,7 +63,6 @@ __all__ = [
     "get_backbone_info",
     "imagenet_class_names",
     "offline_backbones",
-    "offline_only",
     "preprocessing_layers",
     "resolve_weights",
     "weights_available_offline",

@@ -94,7 +94,8 @@ def build_backbone(
         input_size: Square input side; 0 means the default.
         weights: ``"imagenet"`` (resolved offline first, see :func:`resolve_weights`)
             or ``"random"`` (no transfer).
-        settings: Where the offline folder is; ``Settings.from_env()`` when None.
+        settings: Where the offline folder is; required for ``"imagenet"`` (random weights
+            need no settings).
 
     Returns:
         A functional ``keras.Model`` named ``"backbone"`` taking ``(S, S, 3)``
@@ -103,7 +104,8 @@ def build_backbone(
         (no pooling).
 
     Raises:
-        ValueError: Unknown key, bad input size or bad ``weights`` value.
+        ValueError: Unknown key, bad input size, bad ``weights`` value, or ImageNet
+            weights without ``settings``.
         WeightsUnavailableError: ImageNet weights were asked for and cannot be
             found, downloaded or loaded.
     """
@@ -111,6 +113,8 @@ def build_backbone(
     size = check_input_size(key, input_size)
     if weights not in ("imagenet", "random"):
         raise ValueError(f'weights must be "imagenet" or "random". Received: weights={weights!r}')
+    if weights == "imagenet" and settings is None:
+        raise ValueError(f"ImageNet weights need settings (where the weights are). Received: settings={settings!r}")
     path = resolve_weights(key, size, settings=settings) if weights == "imagenet" else None
     model = _build_application(info, size, path, include_top=False)
     import keras
@@ -119,7 +123,7 @@ def build_backbone(
     return keras.Model(model.input, model.output, name="backbone")
 
 
-def build_imagenet_classifier(key: str, *, settings: Settings | None = None) -> keras.Model:
+def build_imagenet_classifier(key: str, *, settings: Settings) -> keras.Model:
     """Build the pretrained ImageNet classifier (with top) at the default size.
 
     Used to show what the base "sees" before transfer. Inputs must be prepared
@@ -127,7 +131,7 @@ def build_imagenet_classifier(key: str, *, settings: Settings | None = None) -> 
 
     Args:
         key: Zoo key.
-        settings: Where the offline folder is; ``Settings.from_env()`` when None.
+        settings: Where the offline folder is.
 
     Returns:
         A ``keras.Model`` named ``"imagenet_classifier"``.
@@ -199,14 +203,14 @@ def preprocessing_layers(key: str) -> list[keras.layers.Layer]:
 # ---------------------------------------------------------------------------------------------
 
 
-def imagenet_class_names(settings: Settings | None = None) -> list[str]:
+def imagenet_class_names(settings: Settings) -> list[str]:
     """The 1000 ImageNet class names in output order, read from a local file.
 
     Reads ``imagenet_class_index.json`` from the offline weights folder or the
     Keras cache; it is never downloaded here.
 
     Args:
-        settings: Where the offline folder is; ``Settings.from_env()`` when None.
+        settings: Where the offline folder is.
 
     Returns:
         Class names, e.g. ``"African_elephant"``, indexed like the classifier's output.
@@ -214,7 +218,6 @@ def imagenet_class_names(settings: Settings | None = None) -> list[str]:
     Raises:
         WeightsUnavailableError: The file is in none of the folders searched.
     """
-    settings = settings if settings is not None else Settings.from_env()
     dirs = weight_search_dirs(settings)
     path = find_local_file([CLASS_INDEX_FILE], dirs)
     if path is None:
@@ -231,14 +234,15 @@ def imagenet_class_names(settings: Settings | None = None) -> list[str]:
 def decode_imagenet(
     probs: np.ndarray,
     top: int = 5,
-    settings: Settings | None = None,
+    *,
+    settings: Settings,
 ) -> list[list[tuple[str, float]]]:
     """Turn ImageNet classifier outputs into the ``top`` (class name, probability) pairs.
 
     Args:
         probs: Probabilities of shape ``(batch, 1000)`` (or ``(1000,)`` for one image).
         top: How many classes to keep per image, best first.
-        settings: Where the offline folder is; ``Settings.from_env()`` when None.
+        settings: Where the offline folder is.
 
     Returns:
         One list per image of ``(class name, probability)``.

@@ -1,7 +1,7 @@
 """Offline-first resolution of pretrained weight files (see ARCHITECTURE.md, "Weights").
 
 Order: the offline weights folder, the Keras cache, a download by Keras (unless
-``TRANSFER_OFFLINE``), else :class:`WeightsUnavailableError` naming the file and folders.
+``Settings.offline``), else :class:`WeightsUnavailableError` naming the file and folders.
 """
 
 from __future__ import annotations
@@ -22,11 +22,6 @@ from transfer_core.zoo.catalog import (
     check_input_size,
     get_backbone_info,
 )
-
-
-def offline_only() -> bool:
-    """True when TRANSFER_OFFLINE forbids downloading weights."""
-    return os.environ.get("TRANSFER_OFFLINE", "").strip().lower() in ("1", "true", "yes")
 
 
 def _keras_cache_dirs() -> list[Path]:
@@ -111,20 +106,20 @@ def resolve_weights(
     input_size: int = 0,
     *,
     include_top: bool = False,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> str:
     """Find (or, when allowed, download) the ImageNet weights file of a backbone.
 
     Looks in the offline weights folder, then in the Keras cache, then downloads
-    with ``keras.utils.get_file`` from Keras' own URL unless ``TRANSFER_OFFLINE``
-    is ``1``/``true``. For no-top weights at a size with no file of its own, the
+    with ``keras.utils.get_file`` from Keras' own URL unless ``settings.offline``
+    (``TRANSFER_OFFLINE``). For no-top weights at a size with no file of its own, the
     default-size file is used (convolution weights do not depend on the size).
 
     Args:
         key: Zoo key.
         input_size: Input side; 0 means the default.
         include_top: Resolve the with-top (ImageNet classifier) weights.
-        settings: Where the offline folder is; ``Settings.from_env()`` when None.
+        settings: Where the offline folder is, and whether downloads are off.
 
     Returns:
         The path of a local weights file.
@@ -136,7 +131,6 @@ def resolve_weights(
     """
     info = get_backbone_info(key)
     size = check_input_size(key, input_size)
-    settings = settings if settings is not None else Settings.from_env()
     dirs = weight_search_dirs(settings)
     names = _candidate_files(info, size, include_top)
     if not names:
@@ -148,10 +142,10 @@ def resolve_weights(
     found = find_local_file(names, dirs)
     if found is not None:
         return str(found)
-    if offline_only():
+    if settings.offline:
         raise WeightsUnavailableError(
             _unavailable_message(
-                info, names, dirs, "no local copy, and downloads are off (TRANSFER_OFFLINE=1)."
+                info, names, dirs, "no local copy, and downloads are off (Settings.offline, TRANSFER_OFFLINE=1)."
             )
         )
     name = names[0]
@@ -168,7 +162,7 @@ def weights_available_offline(
     input_size: int = 0,
     *,
     include_top: bool = False,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> bool:
     """Whether the ImageNet weights are on this machine (no download needed).
 
@@ -176,7 +170,7 @@ def weights_available_offline(
         key: Zoo key.
         input_size: Input side; 0 means the default.
         include_top: Ask about the with-top (classifier) weights.
-        settings: Where the offline folder is; ``Settings.from_env()`` when None.
+        settings: Where the offline folder is.
 
     Returns:
         True when a usable weights file is in the offline folder or the Keras cache.
@@ -186,29 +180,27 @@ def weights_available_offline(
     """
     info = get_backbone_info(key)
     size = check_input_size(key, input_size)
-    settings = settings if settings is not None else Settings.from_env()
     names = _candidate_files(info, size, include_top)
     return bool(names) and find_local_file(names, weight_search_dirs(settings)) is not None
 
 
-def offline_backbones(settings: Settings | None = None) -> list[str]:
+def offline_backbones(settings: Settings) -> list[str]:
     """Zoo keys whose no-top ImageNet weights (default size) are available offline.
 
     Args:
-        settings: Where the offline folder is; ``Settings.from_env()`` when None.
+        settings: Where the offline folder is.
 
     Returns:
         Keys in zoo order.
     """
-    settings = settings if settings is not None else Settings.from_env()
     return [key for key in BACKBONES if weights_available_offline(key, settings=settings)]
 
 
-def zoo_table(settings: Settings | None = None) -> pd.DataFrame:
+def zoo_table(settings: Settings) -> pd.DataFrame:
     """The zoo as a table for the app and the command line (no TensorFlow import).
 
     Args:
-        settings: Where the offline folder is; ``Settings.from_env()`` when None.
+        settings: Where the offline folder is.
 
     Returns:
         One row per backbone with columns ``key``, ``name``, ``params_millions``,
@@ -217,7 +209,6 @@ def zoo_table(settings: Settings | None = None) -> pd.DataFrame:
     """
     import pandas as pd
 
-    settings = settings if settings is not None else Settings.from_env()
     rows = []
     for info in BACKBONES.values():
         rows.append(
