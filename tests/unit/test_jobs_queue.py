@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from transfer_core.config import DatasetSpec, RunConfig, Settings, TrainConfig
+from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.fileio import atomic_write_text
 from transfer_core.jobs import QueueFull, check_session_queue, queue_eta, record_run_time
 from transfer_core.jobs.queue import recent_run_times, register_in_queue
@@ -20,7 +20,7 @@ from transfer_core.runs import RunStore, load_run, write_pid
 
 def _queued_run(runs_dir, settings: Settings, strategy: str = "feature_extraction", after=None):
     config = RunConfig(dataset=DatasetSpec(root="/nowhere", class_names=("a", "b")),
-                       train=TrainConfig(strategy=strategy))
+                       model=ModelSpec(weights="random"), train=TrainConfig(strategy=strategy))
     run_dir = RunStore(runs_dir).create(config)
     write_pid(run_dir, os.getpid())
     if after is not None:
