@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.models import TINY_MODEL
 
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, TrainConfig
 from transfer_core.fileio import atomic_write_json
@@ -16,7 +17,6 @@ from transfer_core.runs import EventLog, RunStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
-TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from rel_helpers import (
+from helpers.bad_files import (
     FileCase,
     changes_outside,
     encode,
@@ -117,7 +117,7 @@ def test_decompression_bomb_is_refused_from_its_header_without_decoding(tmp_path
     """49 M pixels in 150 kB: refused before a single pixel is decoded (fast, little memory)."""
     import resource
 
-    from rel_helpers import real_png_bomb
+    from helpers.bad_files import real_png_bomb
 
     from transfer_core.data import ImageRejected, load_image
 

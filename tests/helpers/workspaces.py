@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from run_factory import make_finished_run, tiny_config
 
+from helpers.runs import make_finished_run, tiny_config
 from transfer_core import compare, inference
 from transfer_core.config import DatasetSpec, ModelSpec, Settings
 from transfer_core.workspace import Workspace

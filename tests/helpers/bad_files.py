@@ -1,6 +1,6 @@
 """Shared makers for the reliability tests: every kind of bad file, archives, and a folder snapshot.
 
-Importable from the tests in this folder (pytest puts a test file's folder on ``sys.path``).
+Was ``tests/reliability/rel_helpers.py``; see ``helpers/__init__.py`` for how tests import it.
 """
 
 from __future__ import annotations
