@@ -18,15 +18,13 @@ import pytest
 from helpers.bad_files import (
     FileCase,
     changes_outside,
-    encode,
     file_cases,
     good_files,
-    noise_image,
-    noise_png,
     sha256,
     snapshot,
     zip_bytes,
 )
+from helpers.images import encode, noise_image, noise_png
 
 from transfer_core.config import Settings
 from transfer_core.data import (

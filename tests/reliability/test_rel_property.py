@@ -16,7 +16,8 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from helpers.bad_files import changes_outside, noise_png, snapshot, zip_bytes
+from helpers.bad_files import changes_outside, snapshot, zip_bytes
+from helpers.images import noise_png
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
