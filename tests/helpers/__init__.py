@@ -7,6 +7,8 @@
 - ``ray_cluster``: a local Ray head as a fixture.
 - ``bad_files``: every kind of bad upload, archives and folder snapshots.
 - ``workspaces``: a workspace with finished runs for the page tests.
+- ``app_env``: the environment variables the app reads, pointed at a test's TRANSFER_HOME.
+- ``images``: encoded images and seeded noise PNGs.
 
 How they are found: ``pythonpath = ["tests"]`` in pyproject.toml's pytest options puts ``tests/`` on
 ``sys.path`` before any test is collected, so ``helpers`` is a top-level package wherever a test lives.

@@ -41,11 +41,11 @@ def make_finished_run(runs_dir: Path, config: RunConfig, settings: Settings) -> 
     return run_dir, result
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
-    """Poll ``predicate`` every 0.1 s until it is true (True) or ``timeout`` seconds pass (False)."""
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, *, interval: float = 0.1) -> bool:
+    """Poll ``predicate`` every ``interval`` seconds until it is true (True) or ``timeout`` seconds pass (False)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
             return True
-        time.sleep(0.1)
+        time.sleep(interval)
     return False
