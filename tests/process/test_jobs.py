@@ -20,7 +20,6 @@ from transfer_core.runs import RunStore, load_run, read_events, read_pid
 pytestmark = pytest.mark.slow  # Each test starts worker processes that import TensorFlow.
 
 
-
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return Settings(home=tmp_path / "home", max_concurrent_runs=1)
@@ -46,8 +45,6 @@ def _kill_worker(run_dir, settings: Settings) -> None:
 
 def _config(spec, **kwargs) -> RunConfig:
     return RunConfig(dataset=spec, model=TINY_MODEL, train=TrainConfig(**{"epochs": 2, "batch_size": 8, **kwargs}))
-
-
 
 
 def test_worker_run_writes_every_artefact_and_the_model_reloads(tiny_dataset, any_settings, tmp_path):

@@ -18,7 +18,6 @@ from transfer_core.runs import load_run, read_pid
 pytestmark = pytest.mark.slow  # Standbys and workers are real processes that import TensorFlow.
 
 
-
 @pytest.fixture
 def settings(tmp_path):
     settings = Settings(home=tmp_path / "home", standby_worker=True)
@@ -32,8 +31,6 @@ def _config(spec) -> RunConfig:
 
 def _standbys(settings: Settings, state: str) -> list[int]:
     return [pid for _, pid in jobs.standby_entries(jobs.standby_dir(settings), jobs.standby_key(settings), state)]
-
-
 
 
 def test_a_ready_standby_trains_the_next_run_and_its_successor_starts_after_the_run(tiny_dataset, settings,
