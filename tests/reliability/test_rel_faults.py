@@ -3,7 +3,7 @@ results, and a loss that becomes NaN, each checked at the core (real worker proc
 page (AppTest). The fast tests use hand-written run directories; the slow ones start real workers.
 
 Already covered elsewhere and referenced from RELIABILITY.md:
-tests/unit/test_jobs.py::test_killed_worker_shows_as_interrupted_and_the_next_run_starts,
+tests/process/test_jobs.py::test_killed_worker_shows_as_interrupted_and_the_next_run_starts,
 tests/unit/test_runs.py::test_failed_atomic_write_leaves_the_old_file,
 tests/unit/test_runs.py::test_finished_event_without_report_is_not_shown_as_finished,
 tests/unit/test_training.py::test_nan_loss_fails_with_a_reason_and_a_fix.
