@@ -1,6 +1,6 @@
 """Training throughput with the app watching, against the same run from the command line's runner.
 
-The worker process is the same either way (DESIGN decision 1); what the app adds is the Streamlit
+The worker process is the same either way (ARCHITECTURE.md, decision 1); what the app adds is the Streamlit
 server running the Train page's live fragment every second (read new events, rebuild three plotly
 figures, send them) while the worker trains on the same CPU. Modes:
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pandas as pd
 import streamlit as st
 
 from transfer_core import compare, compare_charts, inference, jobs, live, presets, zoo
@@ -59,47 +60,71 @@ else:
                    "fail. Pick a backbone with weights offline on the Model page.")
     base_train = state.train_config() or TrainConfig(strategy="fine_tuning", epochs=5, fine_tune_epochs=5,
                                                      batch_size=16)
-    with st.form("compare_form"):
-        st.markdown("**Which strategies**")
-        fe_col, ft_col, scratch_col, bn_col = st.columns(4)
-        use_fe = fe_col.checkbox(
-            "Feature extraction", value=True, key="compare_use_fe",
-            help="Backbone frozen; its features are computed once and only the new head trains. Fast and "
-                 "hard to overfit.")
-        use_ft = ft_col.checkbox(
-            "Fine-tuning", value=True, key="compare_use_ft",
-            help="Stage 1 trains the head like feature extraction; stage 2 unfreezes the top blocks and trains "
-                 "them with a 10x lower learning rate. Usually a little more accurate, and slower.")
-        use_scratch = scratch_col.checkbox(
-            "From scratch", value=True, key="compare_use_scratch",
-            help="The same network with random weights, every layer trained: no transfer. The slowest, and far "
-                 "worse with few images; it shows what the pretrained weights are worth.")
-        use_bn = bn_col.checkbox(
-            "BatchNorm pitfall", value=False, key="compare_use_bn", disabled=model.weights != "imagenet",
-            help="Fine-tuning again, but with BatchNormalization layers in training mode. Their statistics "
-                 "then follow your small batches instead of ImageNet's, which often hurts. This is why the "
-                 "Keras recipe calls the base with training=False.")
-        head_col, ft_epochs_col = st.columns(2)
-        head_epochs = head_col.number_input(
-            "Head epochs", 1, 200, int(base_train.epochs), key="compare_head_epochs",
-            help="Epochs of training the head (stage 1 of fine-tuning).")
-        ft_epochs = ft_epochs_col.number_input(
-            "Fine-tuning epochs", 1, 200, int(base_train.fine_tune_epochs or 5), key="compare_ft_epochs",
-            help="Epochs of stage 2 of fine-tuning. Feature extraction and from scratch get the same total "
-                 "(head + fine-tuning epochs), so every run trains equally long.")
-        st.caption("The runs go one after another so they never share the processor: their times are fair. "
-                   "Fine-tuning reuses the features feature extraction computed (same images, same backbone).")
+    st.markdown("**Which strategies**")
+    fe_col, ft_col, scratch_col, bn_col = st.columns(4)
+    use_fe = fe_col.checkbox(
+        "Feature extraction", value=True, key="compare_use_fe",
+        help="Backbone frozen; its features are computed once and only the new head trains. Fast and "
+             "hard to overfit.")
+    use_ft = ft_col.checkbox(
+        "Fine-tuning", value=True, key="compare_use_ft",
+        help="Stage 1 trains the head like feature extraction; stage 2 unfreezes the top blocks and trains "
+             "them with a 10x lower learning rate. Usually a little more accurate, and slower.")
+    use_scratch = scratch_col.checkbox(
+        "From scratch", value=True, key="compare_use_scratch",
+        help="The same network with random weights, every layer trained: no transfer. The slowest, and far "
+             "worse with few images; it shows what the pretrained weights are worth.")
+    use_bn = bn_col.checkbox(
+        "BatchNorm pitfall", value=False, key="compare_use_bn", disabled=model.weights != "imagenet",
+        help="Fine-tuning again, but with BatchNormalization layers in training mode. Their statistics "
+             "then follow your small batches instead of ImageNet's, which often hurts. This is why the "
+             "Keras recipe calls the base with training=False.")
+    head_col, ft_epochs_col = st.columns(2)
+    head_epochs = head_col.number_input(
+        "Head epochs", 1, 200, int(base_train.epochs), key="compare_head_epochs",
+        help="Epochs of training the head (stage 1 of fine-tuning).")
+    ft_epochs = ft_epochs_col.number_input(
+        "Fine-tuning epochs", 1, 200, int(base_train.fine_tune_epochs or 5), key="compare_ft_epochs",
+        help="Epochs of stage 2 of fine-tuning. Feature extraction and from scratch get the same total "
+             "(head + fine-tuning epochs); from scratch may stop sooner at fine-tuning's time budget.")
+    st.caption("The runs go one after another so they never share the processor: their times are fair. "
+               "Fine-tuning reuses the features feature extraction computed (same images, same backbone).")
+    same_budget = st.checkbox(
+        "From scratch with the same time budget as fine-tuning", value=True, key="compare_same_budget",
+        disabled=not (use_scratch and use_ft),
+        help="From scratch runs after fine-tuning and trains until it has used as much training time as "
+             "fine-tuning did (stopping at an epoch boundary), so the two are compared at equal cost. Off: it "
+             "trains the same number of epochs, which on a CPU can take many times longer.")
+    strategies = [name for name, on in (("feature_extraction", use_fe), ("fine_tuning", use_ft),
+                                        ("from_scratch", use_scratch)) if on]
+    train = dataclasses.replace(base_train, epochs=int(head_epochs), fine_tune_epochs=int(ft_epochs))
+    budgeted = bool(same_budget and use_scratch and use_ft)
+    try:
+        estimate = compare.estimate_for(
+            compare.comparison_configs(dataset, model, plan, train, strategies, include_bn_pitfall=bool(use_bn)),
+            runs, settings, same_time_budget=budgeted)
+    except ValueError as error:  # No strategy chosen, or a data set that cannot be read.
+        estimate = None
+        st.caption(f"No time estimate: {error}")
+    if estimate is not None:
+        with st.container(border=True, key="compare_estimate"):
+            rough = " (rough: nothing measured yet for this backbone and size on this server)" if estimate.rough else ""
+            st.markdown(f"**Estimated time: about {compare.format_duration(estimate.total_seconds)}**{rough}")
+            st.markdown("\n".join(
+                f"- {run.label}: ~{compare.format_duration(run.seconds)} ({run.basis}; {run.detail})"
+                for run in estimate.runs))
+            if estimate.warning:
+                st.warning(estimate.warning)
+    with st.form("compare_form", border=False):
         start = st.form_submit_button("Run the comparison", type="primary", disabled=group_active)
     if group_active:
         st.caption("A comparison is running: wait for it or stop it below before starting another.")
     if start:
-        strategies = [name for name, on in (("feature_extraction", use_fe), ("fine_tuning", use_ft),
-                                            ("from_scratch", use_scratch)) if on]
-        train = dataclasses.replace(base_train, epochs=int(head_epochs), fine_tune_epochs=int(ft_epochs))
         try:
             ws.check_quota(settings)
             run_dirs = compare.start_comparison(dataset, model, plan, train, strategies, ws.runs_dir,
-                                                settings=settings, include_bn_pitfall=bool(use_bn))
+                                                settings=settings, include_bn_pitfall=bool(use_bn),
+                                                same_time_budget=budgeted)
         except (ValueError, zoo.WeightsUnavailableError, QuotaExceededError, jobs.QueueFull) as error:
             st.error(str(error))
         else:
@@ -209,15 +234,20 @@ else:
             st.caption("When training accuracy climbs while validation accuracy stalls (or validation loss "
                        "rises), the model is memorising the training images: overfitting.")
         shown = table.copy()
-        for column in ("best_val_accuracy", "final_val_accuracy"):
-            shown[column] = shown[column] * 100  # Shown as percentages with one decimal.
+        for column in ("best_val_accuracy", "final_val_accuracy", "test_accuracy"):
+            shown[column] = pd.to_numeric(shown[column], errors="coerce") * 100  # Percent, one decimal.
+        # The test column only where a run has a test split.
+        test_columns = ["test_accuracy"] if shown["test_accuracy"].notna().any() else []
         st.dataframe(
-            shown[["label", "best_val_accuracy", "final_val_accuracy", "best_val_loss", "final_val_loss",
-                   "seconds", "seconds_per_epoch", "trainable_params", "images_per_second", "epochs",
-                   "cached_features", "run_id"]],
+            shown[["label", *test_columns, "best_val_accuracy", "final_val_accuracy", "best_val_loss",
+                   "final_val_loss", "seconds", "seconds_per_epoch", "trainable_params", "images_per_second",
+                   "epochs", "cached_features", "run_id"]],
             hide_index=True, width="stretch", key="compare_table",
             column_config={
                 "label": "Strategy",
+                "test_accuracy": st.column_config.NumberColumn(
+                    "Test accuracy", format="%.1f%%",
+                    help="Test accuracy — the number to quote: these images were never used to choose anything."),
                 "best_val_accuracy": st.column_config.NumberColumn("Best val accuracy", format="%.1f%%"),
                 "final_val_accuracy": st.column_config.NumberColumn(
                     "Final val accuracy", format="%.1f%%", help="Of the model the run kept (the one you export)."),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core import charts, data, project_file, views
+from transfer_core import charts, data, inference, project_file, views
 from transfer_core.augment import AUGMENTATION_HELP
 from ui import state, widgets
 
@@ -397,13 +397,11 @@ if image_names:
         "Image", list(image_names), format_func=image_names.get, key="aug_preview_image"
     )
     if st.button("Show augmented copies", key="aug_preview_button"):
-        from transfer_core.augment import augmentation_preview
-
         clicks = st.session_state["aug_preview_clicks"] = st.session_state.get("aug_preview_clicks", 0) + 1
-        with st.spinner("Augmenting (the first time loads TensorFlow)..."):
-            pixels = data.decode_for_model(image_path, 128)
-            copies = augmentation_preview(pixels, choices, n=7, seed=clicks)
-        st.session_state["aug_preview"] = [pixels.clip(0, 255).astype("uint8"), *copies]
+        with st.spinner("Augmenting (in the inference worker; its first request loads TensorFlow)..."):
+            st.session_state["aug_preview"] = inference.augmentation_preview(
+                state.settings(), image_path, choices, n=7, seed=clicks
+            )
     preview = st.session_state.get("aug_preview")
     if preview:
         st.image(preview, caption=["original"] + [f"copy {i}" for i in range(1, len(preview))], width=110)

@@ -204,12 +204,38 @@ def _run_one(config: RunConfig, settings: Settings, runs_dir: Path, quiet: bool)
         "val_accuracy": report.val_accuracy,
         "best_val_accuracy": report.best_val_accuracy,
         "val_loss": report.val_loss,
+        # Of the held-out test split (None without one): the number to quote.
+        "test_accuracy": report.test_accuracy,
+        "num_test": (report.test_evaluation or {}).get("num_images") or None,
         "seconds": report.seconds,
         "epochs": report.epochs,
         "trainable_params": report.trainable_params,
         "images_per_second": report.images_per_second,
         "run_dir": str(run_dir),
     }
+
+
+def summary_text(runs: list[dict[str, Any]]) -> str:
+    """The printed summary of a comparison: one line per run, test accuracy marked as the number to quote.
+
+    Args:
+        runs: The ``runs`` of ``compare``'s report.
+
+    Returns:
+        Lines of text (no trailing newline).
+    """
+    def percent(value) -> str:
+        return f"{value:.1%}" if isinstance(value, (int, float)) else "-"
+
+    lines = []
+    for run in runs:
+        line = f"{run['strategy']:<18} {run['status']:<9} val accuracy {percent(run['val_accuracy'])}"
+        if run.get("test_accuracy") is not None:
+            line += f"   test accuracy {percent(run['test_accuracy'])} on {run['num_test']} images"
+        lines.append(line)
+    if any(run.get("test_accuracy") is not None for run in runs):
+        lines.append("test accuracy — the number to quote: these images were never used to choose anything")
+    return "\n".join(lines)
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -279,6 +305,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         atomic_write_json(Path(args.report), report)
     print(json.dumps(report, indent=2))
+    if not args.quiet:
+        print(summary_text(runs), file=sys.stderr)
     return 0 if all(r["status"] == "finished" for r in runs) else 1
 
 

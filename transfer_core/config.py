@@ -198,6 +198,10 @@ class TrainConfig(_DictMixin):
             and ``float32`` on a CPU (see BENCHMARKS.md for why).
         distribution: ``none`` or ``mirrored`` (``tf.distribute.MirroredStrategy``
             over every visible GPU, or the CPU when there is none).
+        time_budget_seconds: Stop cleanly at the first epoch boundary once this much training
+            time (the sum of epoch times) is used; the run still finishes. None: no budget.
+        time_budget_from: A run directory whose training time becomes the budget, read when
+            this run starts (a comparison's from-scratch run gets fine-tuning's). Empty: none.
     """
 
     strategy: str = "feature_extraction"
@@ -214,9 +218,14 @@ class TrainConfig(_DictMixin):
     use_cache: bool = True
     precision: str = "float32"
     distribution: str = "none"
+    time_budget_seconds: float | None = None
+    time_budget_from: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augmentation", _as_tuple(self.augmentation))
+        if self.time_budget_seconds is not None and not 0 < self.time_budget_seconds <= 7 * 24 * 3600:
+            _fail("time_budget_seconds must be > 0 (and at most a week), or None.",
+                  time_budget_seconds=self.time_budget_seconds)
         if self.precision not in PRECISIONS:
             _fail(f"precision must be one of {PRECISIONS}.", precision=self.precision)
         if self.distribution not in DISTRIBUTIONS:

@@ -51,6 +51,8 @@ class RunStartedEvent(_Event):
     batch_size: int
     precision: str  # The dtype policy in force (``auto`` resolved).
     distribution: str
+    # Training seconds after which the run ends at an epoch boundary (None: no budget).
+    time_budget_seconds: NotRequired[float | None]
 
 
 class StageEvent(_Event):

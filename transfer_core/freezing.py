@@ -12,7 +12,7 @@ ImageNet statistics) unless a plan asks for ``train_batchnorm``. After changing
 
 The module also finds *cuts*: layers whose single output carries everything the
 rest of the network needs from the input. A frozen prefix ending at a cut can
-be computed once and cached (DESIGN decision 3); :func:`split_at` splits a
+be computed once and cached (ARCHITECTURE.md, decision 3); :func:`split_at` splits a
 backbone there into a prefix and a suffix that share the backbone's layers.
 
 Keras is imported lazily; importing this module does not import TensorFlow.

@@ -36,7 +36,10 @@ class RunReport:
     best_val_accuracy: float | None = None  # Best epoch-end value seen during training.
     best_val_loss: float | None = None
     best_epoch: int | None = None
-    epochs: int | None = None
+    epochs: int | None = None  # Epochs trained.
+    epochs_planned: int | None = None  # Epochs configured (both stages of fine-tuning).
+    time_budget_seconds: float | None = None  # Training-time budget the run had (None: none).
+    stopped_by_budget: bool | None = None  # The run ended because its time budget was used.
     seconds: float | None = None  # Whole run, wall clock.
     training_seconds: float | None = None  # Sum of epoch times.
     feature_seconds: float | None = None  # Computing backbone/prefix outputs (0 on a cache hit).
@@ -114,14 +117,15 @@ EMPTY_REPORT = RunReport()
 # JSON kind of each field: what from_dict accepts.
 _KINDS = {
     **dict.fromkeys(("status", "reason", "strategy", "backbone", "weights", "precision", "distribution"), "str"),
-    **dict.fromkeys(("input_size", "num_train", "num_val", "best_epoch", "epochs", "trainable_params",
+    **dict.fromkeys(("input_size", "num_train", "num_val", "best_epoch", "epochs", "epochs_planned",
+                     "trainable_params",
                      "frozen_params"), "int"),
     **dict.fromkeys(("val_accuracy", "val_loss", "best_val_accuracy", "best_val_loss", "seconds",
                      "training_seconds", "feature_seconds", "seconds_per_epoch", "images_per_second",
-                     "peak_rss_mb"), "number"),
+                     "peak_rss_mb", "time_budget_seconds"), "number"),
     "class_names": "strings",
     "cache_hits": "strings",
-    "reused_backbone": "bool",
+    **dict.fromkeys(("reused_backbone", "stopped_by_budget"), "bool"),
     "evaluation": "object",
 }
 _KIND_NAMES = {"str": "a string", "int": "an integer", "number": "a number", "strings": "a list of strings",

@@ -23,6 +23,10 @@ from ui import state
 from ui.widgets import STATUS_ICONS
 
 POLL_SECONDS = 1.0
+TEST_ACCURACY_HELP = (
+    "Test accuracy — the number to quote: these images were never used to choose anything (validation "
+    "accuracy picked the best epoch and settings, so it flatters a little)."
+)
 BATCH_CHART_SECONDS = 2.0
 
 
@@ -163,22 +167,28 @@ def result_panel(info: RunInfo) -> None:
         st.error(f"The run was interrupted: {info.reason}")
     elif info.status == "stopped":
         st.warning(f"Stopped: {info.reason or 'on request'}")
+    elif report.stopped_by_budget:
+        st.success(f"Finished: {info.reason}.")
     else:
         st.success("Finished.")
 
     events = info.events()
     metrics = info.metrics()
     if report.has_metrics:
-        cols = st.columns(5)
-        cols[0].metric("Validation accuracy", _percent(report.val_accuracy))
-        cols[1].metric(
+        test_accuracy = report.test_accuracy
+        # The test accuracy (when the data set has a test split) stands beside validation's.
+        cols = iter(st.columns(6 if test_accuracy is not None else 5))
+        next(cols).metric("Validation accuracy", _percent(report.val_accuracy))
+        if test_accuracy is not None:
+            next(cols).metric("Test accuracy", _percent(test_accuracy), help=TEST_ACCURACY_HELP)
+        next(cols).metric(
             "Best epoch's val accuracy",
             _percent(report.best_val_accuracy),
             help=f"epoch {report.best_epoch}; the kept model has the best validation loss",
         )
-        cols[2].metric("Epochs", report.epochs)
-        cols[3].metric("Time", live.format_seconds(report.seconds))
-        cols[4].metric("Trainable parameters", f"{report.trainable_params or 0:,}")
+        next(cols).metric("Epochs", report.epochs)
+        next(cols).metric("Time", live.format_seconds(report.seconds))
+        next(cols).metric("Trainable parameters", f"{report.trainable_params or 0:,}")
         if report.cache_hits:
             reused = " and the backbone an earlier run had built was reused" if report.reused_backbone else ""
             st.caption(
@@ -219,7 +229,9 @@ def result_panel(info: RunInfo) -> None:
         test = report.test_evaluation
         if report.test_accuracy is not None:
             st.caption(
-                f"Held-out test split: accuracy {_percent(report.test_accuracy)} on {test['num_images']} images."
+                f"Test accuracy — the number to quote: {_percent(report.test_accuracy)} on the "
+                f"{test['num_images']} images of the held-out test split, never used to choose anything "
+                "(validation picked the best epoch)."
             )
         _mistakes(info, evaluation)
     _event_log(events, key="result")

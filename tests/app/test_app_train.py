@@ -400,3 +400,35 @@ def test_a_finished_run_says_what_it_reused_and_shows_sub_second_times(at):
     assert any("came from the cache" in c.value and "backbone an earlier run had built was reused" in c.value
                for c in at.caption)
     assert any(m.label == "Time" and m.value == "0.3 s" for m in at.metric)
+
+
+def test_results_show_test_accuracy_beside_validation_when_the_data_set_has_a_test_split(at):
+    """A real tiny run on a demo set with a held-out test split: its test accuracy is the number to quote."""
+    from run_factory import make_finished_run
+
+    from transfer_core.data import load_dataset, resplit
+    from ui import state
+
+    spec = resplit(load_dataset(at.session_state["dataset_root"]), seed=0, val_fraction=0.25, test_fraction=0.25)
+    config = RunConfig(dataset=spec, model=TINY_MODEL, train=TrainConfig(epochs=1, batch_size=8))
+    run_dir, result = make_finished_run(at.session_state["workspace"].runs_dir, config, state.settings())
+    test = result.report["evaluation"]["test"]
+    assert test["num_images"] > 0
+    at.session_state["dataset_root"] = spec.root
+    at.session_state["run_id"] = run_dir.name
+    at.run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m for m in at.metric}
+    assert list(metrics)[:2] == ["Validation accuracy", "Test accuracy"]
+    assert metrics["Test accuracy"].value == f"{test['accuracy']:.1%}"
+    assert "the number to quote" in metrics["Test accuracy"].proto.help
+    assert any(c.value.startswith("Test accuracy — the number to quote") and f"{test['num_images']} images" in c.value
+               for c in at.caption)
+
+
+def test_results_without_a_test_split_show_no_test_accuracy(at):
+    run_dir = _fake_run(at, alive=False, events=[{"type": "finished"}], report=_report())
+    at.session_state["run_id"] = run_dir.name
+    at.run()
+    assert not at.exception, at.exception
+    assert "Test accuracy" not in {m.label for m in at.metric}

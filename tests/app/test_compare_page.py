@@ -43,6 +43,50 @@ def test_compare_form_offers_the_strategies_with_explanations(finished):
     assert at.number_input(key="compare_head_epochs").value >= 1
 
 
+def test_the_time_estimate_is_shown_before_start_with_the_budget_checkbox_on(finished):
+    at = open_page(finished, "pages/compare.py")
+    assert at.checkbox(key="compare_same_budget").value is True
+    assert at.checkbox(key="compare_same_budget").help
+    text = _texts(at)
+    assert "Estimated time: about" in text
+    for label in ("feature extraction", "fine-tuning", "from scratch"):
+        assert f"- {label}: ~" in text, label
+    # From scratch is held to fine-tuning's training time while the box is ticked.
+    assert "fine-tuning's training time" in text
+    at.checkbox(key="compare_same_budget").uncheck().run()
+    assert not at.exception
+    assert "fine-tuning's training time" not in _texts(at)
+
+
+def test_a_comparison_over_three_minutes_is_warned_about_before_start(finished):
+    from transfer_core import compare
+    from transfer_core.compare.estimate import speed_key
+    from transfer_core.config import Settings
+    from transfer_core.zoo import check_input_size
+
+    # This server measured from-scratch training of this backbone and size at 0.5 images per second.
+    path = compare.speed_file(Settings(home=finished.home))
+    size = check_input_size(finished.model.backbone, finished.model.input_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"images_per_second": {speed_key(finished.model.backbone, size, "scratch"): 0.5}}))
+    try:
+        at = open_page(finished, "pages/compare.py")
+        at.checkbox(key="compare_same_budget").uncheck().run()
+        assert not at.exception
+        warnings = [w.value for w in at.warning if w.value.startswith("This comparison will take about")]
+        assert warnings and "from scratch" in warnings[0]
+        # With fine-tuning's time budget from scratch is short again: no warning.
+        at.checkbox(key="compare_same_budget").check().run()
+        assert not any(w.value.startswith("This comparison will take about") for w in at.warning)
+    finally:
+        path.unlink()
+
+
+def test_test_accuracy_column_only_with_a_test_split(finished):
+    at = open_page(finished, "pages/compare.py")
+    assert "test_accuracy" not in at.dataframe[0].value.columns  # The demo set has no test split.
+
+
 def test_switching_the_axis_and_the_picked_runs(finished):
     at = open_page(finished, "pages/compare.py")
     at.radio(key="compare_x_axis").set_value("elapsed").run()
@@ -94,3 +138,8 @@ def test_run_the_comparison_button_starts_runs_one_after_another(finished, tmp_p
     assert set(table["label"]) == {"feature extraction", "fine-tuning", "from scratch"}
     payload = json.loads(compare.results_json(table))
     assert len(payload["runs"]) == 3
+    # The budget box is ticked by default: from scratch had fine-tuning's training time.
+    fine_tuning, scratch = (load_run(finished.workspace.store.path_of(run_id)).report for run_id in new[1:])
+    assert scratch.time_budget_seconds == pytest.approx(fine_tuning.training_seconds)
+    full = compare.comparison_table([load_run(finished.workspace.store.path_of(run_id)) for run_id in new])
+    assert any("From scratch " in s and "as fine-tuning" in s for s in compare.reading(full))

@@ -88,6 +88,11 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
         page.get_by_text("Your data sets (2)").wait_for(timeout=120_000)  # Drawn, stored and made active.
         settle(page, 120_000)
         no_exception(page)
+        # The augmentation preview: the training augmenter, run by the inference worker.
+        page.get_by_role("button", name="Show augmented copies").click()
+        page.get_by_text("copy 7").first.wait_for(timeout=120_000)
+        settle(page, 120_000)
+        no_exception(page)
         shot(page, "no-tf-01-data")
 
         # Model: the block map (computed by the worker, then a file) and the ImageNet guesses.

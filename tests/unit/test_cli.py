@@ -77,10 +77,55 @@ def test_compare_writes_the_report_schema(tmp_path):
     report = json.loads(report_path.read_text())
     assert [run["strategy"] for run in report["runs"]] == ["feature_extraction", "fine_tuning"]
     for run in report["runs"]:
-        assert {"strategy", "val_accuracy", "best_val_accuracy", "seconds", "epochs", "trainable_params",
-                "run_dir"} <= set(run)
+        assert {"strategy", "val_accuracy", "best_val_accuracy", "test_accuracy", "num_test", "seconds", "epochs",
+                "trainable_params", "run_dir"} <= set(run)
+        assert run["test_accuracy"] is None and run["num_test"] is None  # No test split in this folder.
         assert Path(run["run_dir"], "model.keras").exists()
     assert report["runs"][1]["trainable_params"] > report["runs"][0]["trainable_params"]
+
+
+def _split_folder(tmp_path: Path) -> Path:
+    """A folder with train/, val/ and test/ splits, one sub-folder per class in each."""
+    root = tmp_path / "split_images"
+    for split, count, offset in (("train", 6, 0), ("val", 3, 10), ("test", 3, 20)):
+        for label, color in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):  # Every image a different size: no two are duplicates.
+                Image.new("RGB", (24 + offset + i, 24), color).save(root / split / label / f"{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_compare_reports_test_accuracy_as_the_number_to_quote(tmp_path):
+    report_path = tmp_path / "report.json"
+    command = [
+        sys.executable, "-m", "transfer_core", "compare", "--data", str(_split_folder(tmp_path)),
+        "--home", str(tmp_path / "home"), "--backbone", "mobilenet_v2_0.35", "--input-size", "32",
+        "--random-weights", "--epochs", "1", "--batch-size", "4", "--strategies", "feature_extraction",
+        "--report", str(report_path),
+    ]
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    run = json.loads(report_path.read_text())["runs"][0]
+    assert run["num_test"] == 6 and 0.0 <= run["test_accuracy"] <= 1.0
+    assert f"test accuracy {run['test_accuracy']:.1%} on 6 images" in completed.stderr
+    assert "the number to quote: these images were never used to choose anything" in completed.stderr
+
+
+def test_summary_marks_test_accuracy_as_the_number_to_quote():
+    from transfer_core.cli import summary_text
+
+    runs = [{"strategy": "feature_extraction", "status": "finished", "val_accuracy": 0.9, "test_accuracy": 0.85,
+             "num_test": 20},
+            {"strategy": "fine_tuning", "status": "finished", "val_accuracy": 0.95, "test_accuracy": None,
+             "num_test": None}]
+    lines = summary_text(runs).splitlines()
+    assert lines[0].startswith("feature_extraction") and "val accuracy 90.0%" in lines[0]
+    assert lines[0].endswith("test accuracy 85.0% on 20 images")
+    assert "test accuracy" not in lines[1]
+    assert lines[-1] == "test accuracy — the number to quote: these images were never used to choose anything"
+    without = summary_text(runs[1:])
+    assert "number to quote" not in without
 
 
 def test_progress_line_uses_the_apps_progress_summary():

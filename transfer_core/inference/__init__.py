@@ -1,10 +1,11 @@
-"""The inference worker: TensorFlow work of the pages, outside the web server (DESIGN decision 8).
+"""The inference worker: TensorFlow work of the pages, outside the web server (ARCHITECTURE.md, decision 8).
 
 Pages call the functions re-exported here; they return plain data. The worker process
 is started on first use, keeps models loaded, and retires when idle or orphaned.
 """
 
 from transfer_core.inference.api import (
+    augmentation_preview,
     block_map,
     cell_grad_cams,
     embeddings,
@@ -29,6 +30,7 @@ from transfer_core.inference.protocol import (
 from transfer_core.inference.results import ImageExplanation, UserModelInfo
 
 __all__ = [
+    "augmentation_preview",
     "IDLE_SECONDS",
     "ImageExplanation",
     "InferenceError",

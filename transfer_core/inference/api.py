@@ -120,3 +120,10 @@ def reproduction_script(settings: Settings, config: RunConfig, run_id: str, val_
 def lr_find(settings: Settings, config: RunConfig, on_progress: OnProgress = None) -> LRFinderResult:
     """The learning-rate range test of ``config``, run in the worker."""
     return call(settings, "lr_find", settings, config, on_progress=on_progress)
+
+
+def augmentation_preview(
+    settings: Settings, image_path: str, augmentation: Sequence[str], n: int = 7, seed: int = 0, size: int = 128
+) -> list[np.ndarray]:
+    """``[original, *n augmented copies]`` of a training image, made with the augmenter training uses."""
+    return call(settings, "augmentation_preview", str(image_path), list(augmentation), n, seed, size)

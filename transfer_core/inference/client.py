@@ -1,6 +1,6 @@
 """Ask the inference worker to compute something; wait for the answer (no TensorFlow here).
 
-The web server only serves (DESIGN decision 8): every TensorFlow call of the pages
+The web server only serves (ARCHITECTURE.md, decision 8): every TensorFlow call of the pages
 (block maps, ImageNet guesses, predictions, Grad-CAM, embeddings, parity checks, the
 learning-rate finder) runs in one long-lived worker process per server process and
 settings, started here on first use. It keeps TensorFlow and recently used models

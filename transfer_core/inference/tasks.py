@@ -222,11 +222,21 @@ def lr_find(progress: ProgressFn, settings: Settings, config: RunConfig) -> LRFi
     return find_learning_rate(config, settings=settings, on_step=on_step)
 
 
+def augmentation_preview(
+    progress: ProgressFn, image_path: str, augmentation: list[str], n: int, seed: int, size: int
+) -> list[np.ndarray]:
+    """One training image decoded like training does, then ``n`` augmented copies: ``[original, *copies]``."""
+    from transfer_core import augment, data
+
+    pixels = data.decode_for_model(image_path, size)
+    return [pixels.clip(0, 255).astype("uint8"), *augment.augmentation_preview(pixels, augmentation, n=n, seed=seed)]
+
+
 TASKS: dict[str, Callable[..., Any]] = {
     task.__name__: task
     for task in (block_map, imagenet_preview, model_input_size, explain_images, validation_predictions,
                  cell_grad_cams, embeddings, model_view, user_model_info, user_model_predict, export_and_check,
-                 reproduction_script, lr_find)
+                 reproduction_script, lr_find, augmentation_preview)
 }
 
 __all__ = ["TASKS", *sorted(TASKS)]

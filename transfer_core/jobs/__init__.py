@@ -1,6 +1,6 @@
 """Run training outside the caller: a worker per run, a FIFO queue, stop, two executors.
 
-Why a worker per run (DESIGN decision 1): a Streamlit rerun can interrupt the script thread
+Why a worker per run (ARCHITECTURE.md, decision 1): a Streamlit rerun can interrupt the script thread
 at any moment, Keras' global state is process-wide, and a crash in TensorFlow must not take
 the server down. The worker writes everything to its run directory (see
 :mod:`transfer_core.runs`); callers only read files.

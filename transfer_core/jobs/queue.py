@@ -150,7 +150,8 @@ def check_session_queue(runs_dir: Path, settings: Settings) -> None:
 
 def record_run_time(settings: Settings, strategy: str, seconds: float) -> None:
     """Append a finished run's wall time (slot taken to end) to the server's run times."""
-    with EventLog(Path(settings.home) / RUN_TIMES_FILE) as log:
+    # The same atomic line appends as events.jsonl, but these lines are not run events: no schema check.
+    with EventLog(Path(settings.home) / RUN_TIMES_FILE, check=False) as log:
         log.write({"strategy": strategy, "seconds": round(seconds, 3)})
 
 

@@ -14,11 +14,12 @@ Importing this package does not import TensorFlow; a run does.
 
 from transfer_core.training.api import TrainResult, compute_head_features, preflight, train
 from transfer_core.training.context import SplitData
-from transfer_core.training.errors import RunFailed, RunStopped
+from transfer_core.training.errors import BudgetUsed, RunFailed, RunStopped
 from transfer_core.training.inputs import load_split
 from transfer_core.training.keras_state import make_optimizer, reset_keras_state, resolve_precision
 
 __all__ = [
+    "BudgetUsed",
     "RunFailed",
     "RunStopped",
     "SplitData",

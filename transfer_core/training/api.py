@@ -17,7 +17,8 @@ import pandas as pd
 from transfer_core.config import RunConfig, Settings
 from transfer_core.events import Emit, ShouldStop
 from transfer_core.runs import EPOCH_COLUMNS
-from transfer_core.training.errors import RunFailed, RunStopped
+from transfer_core.training.budget import budget_reason, planned_epochs, resolve_time_budget
+from transfer_core.training.errors import BudgetUsed, RunFailed, RunStopped
 from transfer_core.training.keras_state import distribution_scope, reset_keras_state
 
 
@@ -65,6 +66,7 @@ def train(
     try:
         policy = reset_keras_state(config.train.seed, config.train.precision)
         load_splits(ctx)
+        ctx.progress.time_budget = resolve_time_budget(config.train)
         emit(
             {
                 "type": "run_started",
@@ -74,10 +76,11 @@ def train(
                 "classes": list(config.dataset.class_names),
                 "num_train": len(ctx.train_data.paths),
                 "num_val": len(ctx.val_data.paths),
-                "epochs_total": _epochs_total(config),
+                "epochs_total": planned_epochs(config.train),
                 "batch_size": config.train.batch_size,
                 "precision": policy,
                 "distribution": config.train.distribution,
+                "time_budget_seconds": ctx.progress.time_budget,
             }
         )
         with distribution_scope(config.train.distribution):
@@ -85,6 +88,9 @@ def train(
             run_strategy(ctx)
     except RunStopped:
         status, reason = "stopped", "stopped on request; the best weights so far were kept"
+    except BudgetUsed:  # A clean end at an epoch boundary: the run finished, within its budget.
+        reason = budget_reason(ctx.progress.training_seconds(), ctx.progress.time_budget,
+                               len(ctx.progress.rows), planned_epochs(config.train))
     except RunFailed as error:
         status, reason = "failed", str(error)
     except Exception as error:  # noqa: BLE001 - every failure becomes a reason a person can read.
@@ -201,8 +207,3 @@ def _shares_backbone(config: RunConfig) -> bool:
     Not under tf.distribute: its variables belong to that strategy."""
     return config.train.strategy == "feature_extraction" and config.train.distribution == "none"
 
-
-def _epochs_total(config: RunConfig) -> int:
-    if config.train.strategy == "fine_tuning":
-        return config.train.epochs + config.train.fine_tune_epochs
-    return config.train.epochs

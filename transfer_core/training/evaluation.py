@@ -10,6 +10,7 @@ import pandas as pd
 
 from transfer_core.evaluate import evaluate_predictions
 from transfer_core.report import RunReport
+from transfer_core.training.budget import planned_epochs
 from transfer_core.training.context import RunContext
 from transfer_core.training.inputs import image_dataset
 from transfer_core.training.keras_state import resolve_precision
@@ -65,6 +66,9 @@ def build_report(ctx: RunContext, history: pd.DataFrame, status: str, reason: st
         best_val_loss=float(history["val_loss"].min()) if epochs_run else None,
         best_epoch=int(ctx.best_epoch),
         epochs=epochs_run,
+        epochs_planned=planned_epochs(config.train),
+        time_budget_seconds=ctx.progress.time_budget,
+        stopped_by_budget=ctx.progress.stop_reason == "budget",
         seconds=round(ctx.progress.elapsed(), 3),
         training_seconds=round(training_seconds, 3),
         feature_seconds=round(ctx.feature_seconds, 3),

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from transfer_core.training.context import RunContext
-from transfer_core.training.errors import RunFailed, RunStopped
+from transfer_core.training.errors import BudgetUsed, RunFailed, RunStopped
 from transfer_core.training.inputs import class_weights
 from transfer_core.training.keras_state import make_optimizer
 
@@ -54,13 +54,15 @@ def fit_stage(ctx: RunContext, model, stage: str, epochs: int, learning_rate: fl
         model.fit(train_inputs, validation_data=val_inputs, epochs=epochs, verbose=0, callbacks=[callback],
                   class_weight=class_weight, shuffle=False)
     reason = progress.stop_reason
-    if reason in ("stopped", "nan", "early"):
+    if reason in ("stopped", "nan", "early", "budget"):
         callback.restore_best()
     if callback.best_epoch:
         ctx.best_epoch = callback.best_epoch
     ctx.final_inputs = (model, val_inputs)
     if reason == "stopped":
         raise RunStopped()
+    if reason == "budget":
+        raise BudgetUsed()  # Ends the run (later stages too), which still finishes.
     if reason == "nan":
         raise RunFailed(
             f"The loss became NaN or exploded ({progress.nan_detail}): training diverged. "

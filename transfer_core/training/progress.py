@@ -32,8 +32,17 @@ class ProgressTracker:
         self.epoch = 0  # Global epoch counter across stages.
         self.step = 0
         self.rows: list[dict[str, Any]] = []
-        self.stop_reason = ""  # "stopped" | "nan" | "early" | ""
+        self.stop_reason = ""  # "stopped" | "nan" | "early" | "budget" | ""
         self.nan_detail = ""
+        # Training seconds (sum of epoch times) after which the run ends at an epoch boundary.
+        self.time_budget: float | None = None
+
+    def training_seconds(self) -> float:
+        """Training time so far: the sum of finished epochs' times (feature computation excluded)."""
+        return sum(row["seconds"] for row in self.rows)
+
+    def budget_used(self) -> bool:
+        return self.time_budget is not None and self.training_seconds() >= self.time_budget
 
     def diverged(self, loss: float) -> bool:
         return not math.isfinite(loss) or loss > self.divergence_loss
@@ -131,6 +140,9 @@ class StageCallback(keras.callbacks.Callback):
             if progress.patience and self.waited >= progress.patience:
                 progress.stop_reason = "early"
                 self.model.stop_training = True
+        if progress.budget_used():
+            progress.stop_reason = "budget"
+            self.model.stop_training = True
 
     def restore_best(self) -> None:
         if self.best_weights is not None:
