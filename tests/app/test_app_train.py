@@ -404,7 +404,7 @@ def test_a_finished_run_says_what_it_reused_and_shows_sub_second_times(at):
 
 def test_results_show_test_accuracy_beside_validation_when_the_data_set_has_a_test_split(at):
     """A real tiny run on a demo set with a held-out test split: its test accuracy is the number to quote."""
-    from run_factory import make_finished_run
+    from helpers.runs import make_finished_run
 
     from transfer_core.data import load_dataset, resplit
     from ui import state
