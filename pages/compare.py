@@ -13,7 +13,7 @@ from ui import state, widgets
 from ui.widgets import STATUS_ICONS
 from ui.worker_progress import worker_progress
 
-POLL_SECONDS = 1.0
+LIVE_CURVES_SECONDS = 5.0  # The live curves are drawn again at most this often.
 
 st.title("Compare")
 widgets.show_notice()
@@ -136,17 +136,26 @@ else:
 
 
 def _live_panel(run_ids: list[str]) -> None:
-    store = ws.store
-    infos = []
+    """One poll of the comparison: status lines, progress bars, Stop.
+
+    Cheap: each run's new events only (no reread of an active run). The curves below are drawn
+    by the full page run, which this asks for when a run changed status or ended an epoch.
+    """
+    drawn = st.session_state.get("compare_live_drawn", {})
+    infos, redraw = [], False
     for run_id in run_ids:
+        follower = state.follower(run_id)
+        follower.poll()
+        jobs.enforce_stop(follower.run_dir)
+        snapshot = follower.snapshot()
+        redraw = redraw or run_id not in drawn or live.needs_redraw(
+            drawn[run_id], snapshot, epoch_seconds=LIVE_CURVES_SECONDS)
         try:
-            infos.append(store.load(run_id))
+            infos.append(follower.run_info())
         except (FileNotFoundError, ValueError):
             continue
-    for info in infos:
-        jobs.enforce_stop(info.path)
-    if not any(info.is_active for info in infos):
-        st.rerun()  # Everything ended: one full rerun shows the results and stops this polling.
+    if redraw or not any(info.is_active for info in infos):
+        st.rerun()  # New curves, or everything ended: the full rerun shows the results and stops polling.
     labels = {info.run_id: compare.run_label(info.config) for info in infos}
     current = next((info for info in infos if info.status == "running"), None) or next(
         (info for info in infos if info.is_active), None)
@@ -158,16 +167,10 @@ def _live_panel(run_ids: list[str]) -> None:
     st.markdown("  \n".join(lines))
     fraction = done / len(infos)
     if current is not None:
-        follower = state.follower(current.run_id)
-        follower.poll()
-        progress = live.summarise_progress(follower.events)
+        progress = state.follower(current.run_id).progress()
         fraction += progress.fraction / len(infos)
         st.progress(min(progress.fraction, 1.0), text=f"{labels[current.run_id]}: {progress.text}")
     st.progress(min(fraction, 1.0), text=f"Comparison: {done} of {len(infos)} runs done")
-    curves = compare.curves_frame(infos)
-    if len(curves):
-        st.plotly_chart(compare_charts.overlay_curves_figure(curves, "val_accuracy", "epoch"),
-                        key="compare_live_curves")
     if st.button("Stop the comparison", key="compare_stop",
                  help="Stops the run in flight after its current batch (keeping its best weights so far) and "
                       "cancels the runs still waiting."):
@@ -177,9 +180,28 @@ def _live_panel(run_ids: list[str]) -> None:
         st.rerun(scope="fragment")
 
 
+def _live_comparison(run_ids: list[str], infos: list) -> None:
+    """The full page run's part of the comparison in flight: the polling fragment, then the curves."""
+    drawn = {}
+    for run_id, info in zip(run_ids, infos, strict=True):
+        follower = state.follower(run_id)
+        follower.poll()
+        snapshot = follower.snapshot()
+        if info.is_active and snapshot.status == "ended":
+            snapshot = dataclasses.replace(snapshot, status=info.status)  # Ended since the load: next poll redraws.
+        drawn[run_id] = snapshot
+    st.session_state["compare_live_drawn"] = drawn
+    running = any(snapshot.status == "running" for snapshot in drawn.values())
+    st.fragment(_live_panel, run_every=live.poll_seconds("running" if running else "queued"))(run_ids)
+    curves = compare.curves_frame(infos)
+    if len(curves):
+        st.plotly_chart(compare_charts.overlay_curves_figure(curves, "val_accuracy", "epoch"),
+                        key="compare_live_curves")
+
+
 if group_active:
     st.subheader("In progress")
-    st.fragment(_live_panel, run_every=POLL_SECONDS)(group_ids)
+    _live_comparison([info.run_id for info in group_infos], group_infos)
 
 # ----- results ------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ Pure Python (no Streamlit, no TensorFlow), so it is tested without a browser.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -19,8 +20,18 @@ from typing import Any
 import pandas as pd
 
 from transfer_core.config import RunConfig
+from transfer_core.processes import process_alive
 from transfer_core.report import EMPTY_REPORT
-from transfer_core.runs import TERMINAL_EVENTS, RunInfo, batch_frame, epoch_frame, read_events, worker_alive
+from transfer_core.runs import (
+    TERMINAL_EVENTS,
+    RunInfo,
+    batch_frame,
+    epoch_frame,
+    load_run,
+    read_events,
+    read_pid,
+    worker_alive,
+)
 
 # The stages of a run, in the words the page shows.
 STAGE_LABELS = {
@@ -33,6 +44,53 @@ STAGE_LABELS = {
 }
 # Stages that pass over the images once, reporting images done rather than epochs.
 ONE_PASS_STAGES = ("decode", "features", "prefix")
+
+# How often a page watching a run polls it: a queued run changes rarely (its place in the
+# queue), a running one shows its batches; an ended run is not polled at all.
+RUNNING_POLL_SECONDS = 1.0
+QUEUED_POLL_SECONDS = 5.0
+# The heavy parts of a live page (charts, event log) are drawn again at most this often:
+# after an epoch ended, or, within a long epoch, for the per-batch curve.
+EPOCH_REDRAW_SECONDS = 3.0
+BATCH_REDRAW_SECONDS = 30.0
+
+
+def poll_seconds(status: str) -> float | None:
+    """Seconds between polls of a run in ``status`` (``queued``/``running``); None once it ended."""
+    if status == "queued":
+        return QUEUED_POLL_SECONDS
+    if status == "running":
+        return RUNNING_POLL_SECONDS
+    return None
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """What a page knew of a run when it drew it: status, epochs and batches seen, and when."""
+
+    status: str
+    epochs: int
+    batches: int
+    time: float
+
+
+def needs_redraw(
+    drawn: LiveSnapshot,
+    current: LiveSnapshot,
+    epoch_seconds: float = EPOCH_REDRAW_SECONDS,
+    batch_seconds: float = BATCH_REDRAW_SECONDS,
+) -> bool:
+    """Whether the heavy parts drawn at ``drawn`` are worth drawing again at ``current``.
+
+    Always on a status change (queued -> running, or the end); after a new epoch at most
+    every ``epoch_seconds``; for new batches only at most every ``batch_seconds``.
+    """
+    if current.status != drawn.status:
+        return True
+    waited = current.time - drawn.time
+    if current.epochs != drawn.epochs and waited >= epoch_seconds:
+        return True
+    return current.batches != drawn.batches and waited >= batch_seconds
 
 
 class EventFollower:
@@ -49,7 +107,14 @@ class EventFollower:
         self.events: list[dict[str, Any]] = []
         self.started = False  # A run_started event was seen.
         self.ended = False  # A terminal event was seen.
+        self.epochs_seen = 0  # epoch_end events seen.
+        self.batches_seen = 0  # batch_end events seen.
+        self.tracker = ProgressTracker()
         self._config: RunConfig | None = None
+        self._pid_stamp: int | None = None  # mtime_ns of worker.pid when last read.
+        self._pid_info: tuple[int, float | None] | None = None
+        self._created: float | None = None
+        self._ended_info: tuple[tuple[int, int | None], RunInfo] | None = None
 
     @property
     def path(self) -> Path:
@@ -59,11 +124,24 @@ class EventFollower:
         """Read events appended since the last call; returns only the new ones."""
         new, self.offset = read_events(self.path, self.offset)
         self.events.extend(new)
+        self.tracker.feed(new)
         for event in new:
             kind = event.get("type")
             self.started = self.started or kind in ("run_started", "starting")
             self.ended = self.ended or kind in TERMINAL_EVENTS
+            self.epochs_seen += kind == "epoch_end"
+            self.batches_seen += kind == "batch_end"
         return new
+
+    def progress(self, now: float | None = None) -> RunProgress:
+        """:func:`summarise_progress` of the events seen so far, without walking them again."""
+        return self.tracker.summary(now)
+
+    def snapshot(self, now: float | None = None) -> LiveSnapshot:
+        """The status and event counts seen so far (call :meth:`poll` first)."""
+        return LiveSnapshot(
+            self.status(), self.epochs_seen, self.batches_seen, time.time() if now is None else now
+        )
 
     @property
     def config(self) -> RunConfig | None:
@@ -81,9 +159,53 @@ class EventFollower:
         Cheaper than :func:`transfer_core.runs.load_run` (which rereads every event),
         so it suits a once-a-second poll; load the run for the details once it ended.
         """
-        if self.ended or not worker_alive(self.run_dir):
+        if self.ended or not self._worker_alive():
             return "ended"
         return "running" if self.started else "queued"
+
+    def _worker_alive(self) -> bool:
+        # worker.pid is read again only when it was rewritten (a stat per poll, not a parse).
+        try:
+            stamp = (self.run_dir / "worker.pid").stat().st_mtime_ns
+        except OSError:
+            return worker_alive(self.run_dir)  # No pid yet: the just-created rule applies.
+        if stamp != self._pid_stamp:
+            self._pid_stamp, self._pid_info = stamp, read_pid(self.run_dir)
+        if self._pid_info is None:
+            return worker_alive(self.run_dir)
+        return process_alive(*self._pid_info)
+
+    def run_info(self) -> RunInfo:
+        """The run as :func:`transfer_core.runs.load_run` reads it, without rereading an active run.
+
+        While the run is queued or running the info is built from the events seen (its report
+        does not exist yet); once it ended the run is loaded from its files, again only when
+        they changed. Call :meth:`poll` first. Raises FileNotFoundError for a deleted run.
+        """
+        status = self.status()
+        config = self.config
+        if status == "ended" or config is None:
+            try:
+                report_stamp = (self.run_dir / "report.json").stat().st_mtime_ns
+            except OSError:
+                report_stamp = None
+            stamp = (self.offset, report_stamp)
+            if self._ended_info is None or self._ended_info[0] != stamp:
+                self._ended_info = (stamp, load_run(self.run_dir))
+            return self._ended_info[1]
+        if self._created is None:
+            self._created = (self.run_dir / "config.json").stat().st_mtime
+        last = next((event for event in reversed(self.events) if "type" in event), None)
+        return RunInfo(
+            run_id=self.run_dir.name,
+            path=self.run_dir,
+            config=config,
+            status=status,
+            reason="",
+            created=self._created,
+            last_event=last,
+            report=None,
+        )
 
     def epochs(self) -> pd.DataFrame:
         return epoch_frame(self.events)
@@ -167,68 +289,91 @@ def summarise_progress(events: list[dict[str, Any]], now: float | None = None) -
         The summary; fields stay at their defaults until events fill them.
     """
     now = time.time() if now is None else now
-    progress = RunProgress()
-    started_at: float | None = None
-    stage_started_at: float | None = None
-    stage_first_batch: tuple[float, int] | None = None  # (time, global step) of the stage's first batch
-    stage_epochs_done_at_start = 0
-    stage_epochs = 0
-    last_step = 0
-    for event in events:
-        kind = event.get("type")
-        moment = float(event.get("time", now))
-        if started_at is None:
-            started_at = moment
-        if kind == "queued":
-            progress.queued_position = int(event.get("position") or 0)
-        elif kind in ("run_started", "starting"):
-            progress.queued_position = None
-            progress.epochs_total = int(event.get("epochs_total", 0))
-            progress.num_train = int(event.get("num_train", 0))
-            progress.num_val = int(event.get("num_val", 0))
-            started_at = moment
-        elif kind == "stage":
-            progress.stage = str(event.get("stage", ""))
-            progress.description = str(event.get("description", ""))
-            progress.batch = progress.batches = 0
-            stage_started_at = moment
-            stage_first_batch = None
-            stage_epochs_done_at_start = progress.epoch
-            stage_epochs = int(event.get("epochs", 0))
-        elif kind == "progress":
-            progress.features_done = int(event.get("done", 0))
-            progress.features_total = int(event.get("total", 0))
-        elif kind == "batch_end":
-            progress.batch = int(event.get("batch", 0))
-            progress.batches = int(event.get("batches", 0))
-            last_step = int(event.get("step", last_step + 1))
-            loss = event.get("loss")
-            progress.last_loss = float(loss) if loss is not None else None
-            if stage_first_batch is None:
-                stage_first_batch = (moment, last_step)
-        elif kind == "epoch_end":
-            progress.epoch = int(event.get("epoch", progress.epoch + 1))
-            progress.batch = 0
-            value = event.get("val_accuracy")
-            if value is not None and math.isfinite(float(value)):
-                progress.last_val_accuracy = float(value)
-    last_time = float(events[-1].get("time", now)) if events else now
-    progress.elapsed_seconds = max(0.0, now - started_at) if started_at is not None else 0.0
+    tracker = ProgressTracker()
+    tracker.feed(events, now)
+    return tracker.summary(now)
 
-    total = max(progress.epochs_total, 1)
-    epoch_part = progress.batch / progress.batches if progress.batches else 0.0
-    done = min(progress.epoch + epoch_part, total)
-    progress.fraction = max(0.0, min(1.0, done / total))
-    progress.eta_seconds = _eta(
-        progress,
-        stage_started_at,
-        stage_first_batch,
-        last_step,
-        last_time,
-        stage_epochs_done_at_start,
-        stage_epochs,
-    )
-    return progress
+
+class ProgressTracker:
+    """:func:`summarise_progress` fed incrementally: each event is read once, not once per poll.
+
+    A page polling a long run would otherwise walk all its events (thousands of batches) every poll.
+    """
+
+    def __init__(self) -> None:
+        self.progress = RunProgress()
+        self.started_at: float | None = None
+        self.stage_started_at: float | None = None
+        self.stage_first_batch: tuple[float, int] | None = None  # (time, global step) of the stage's first batch
+        self.stage_epochs_done_at_start = 0
+        self.stage_epochs = 0
+        self.last_step = 0
+        self.last_time: float | None = None
+
+    def feed(self, events: list[dict[str, Any]], now: float | None = None) -> None:
+        """Take in events that follow those fed before (``now`` stands in for a missing ``time``)."""
+        now = time.time() if now is None else now
+        progress = self.progress
+        for event in events:
+            kind = event.get("type")
+            moment = float(event.get("time", now))
+            self.last_time = moment
+            if self.started_at is None:
+                self.started_at = moment
+            if kind == "queued":
+                progress.queued_position = int(event.get("position") or 0)
+            elif kind in ("run_started", "starting"):
+                progress.queued_position = None
+                progress.epochs_total = int(event.get("epochs_total", 0))
+                progress.num_train = int(event.get("num_train", 0))
+                progress.num_val = int(event.get("num_val", 0))
+                self.started_at = moment
+            elif kind == "stage":
+                progress.stage = str(event.get("stage", ""))
+                progress.description = str(event.get("description", ""))
+                progress.batch = progress.batches = 0
+                self.stage_started_at = moment
+                self.stage_first_batch = None
+                self.stage_epochs_done_at_start = progress.epoch
+                self.stage_epochs = int(event.get("epochs", 0))
+            elif kind == "progress":
+                progress.features_done = int(event.get("done", 0))
+                progress.features_total = int(event.get("total", 0))
+            elif kind == "batch_end":
+                progress.batch = int(event.get("batch", 0))
+                progress.batches = int(event.get("batches", 0))
+                self.last_step = int(event.get("step", self.last_step + 1))
+                loss = event.get("loss")
+                progress.last_loss = float(loss) if loss is not None else None
+                if self.stage_first_batch is None:
+                    self.stage_first_batch = (moment, self.last_step)
+            elif kind == "epoch_end":
+                progress.epoch = int(event.get("epoch", progress.epoch + 1))
+                progress.batch = 0
+                value = event.get("val_accuracy")
+                if value is not None and math.isfinite(float(value)):
+                    progress.last_val_accuracy = float(value)
+
+    def summary(self, now: float | None = None) -> RunProgress:
+        """The :class:`RunProgress` of the events fed so far, at ``now`` (a fresh copy each call)."""
+        now = time.time() if now is None else now
+        progress = dataclasses.replace(self.progress, notes=list(self.progress.notes))
+        last_time = self.last_time if self.last_time is not None else now
+        progress.elapsed_seconds = max(0.0, now - self.started_at) if self.started_at is not None else 0.0
+        total = max(progress.epochs_total, 1)
+        epoch_part = progress.batch / progress.batches if progress.batches else 0.0
+        done = min(progress.epoch + epoch_part, total)
+        progress.fraction = max(0.0, min(1.0, done / total))
+        progress.eta_seconds = _eta(
+            progress,
+            self.stage_started_at,
+            self.stage_first_batch,
+            self.last_step,
+            last_time,
+            self.stage_epochs_done_at_start,
+            self.stage_epochs,
+        )
+        return progress
 
 
 def _eta(

@@ -1,15 +1,19 @@
 """How a run looks on the Train page: live progress while it trains, results when it ends.
 
-The live view is a fragment that reruns every second only while the run is
-queued or running; when the run ends it triggers one full rerun, after which
-the page draws the results without any polling. Events are read
-incrementally (:class:`transfer_core.live.EventFollower`, kept per run in
-session state). No TensorFlow here.
+Watching a run is meant to be cheap for the server. The full page run draws the
+heavy parts (charts, event log); a small fragment polls the run (every
+:data:`transfer_core.live.RUNNING_POLL_SECONDS` while it trains, every
+:data:`transfer_core.live.QUEUED_POLL_SECONDS` while it waits) and draws only the
+status line, the Stop button and the progress bar. It asks for a full rerun only
+when the heavy parts are worth drawing again (:func:`transfer_core.live.needs_redraw`:
+a new epoch, a status change) or the run ended; the page then draws the results
+and no fragment, so nothing polls an ended run. Events are read incrementally
+(:class:`transfer_core.live.EventFollower`, kept per run in session state). No TensorFlow here.
 """
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -22,12 +26,10 @@ from transfer_core.runs import RunInfo, batch_frame
 from ui import state
 from ui.widgets import STATUS_ICONS
 
-POLL_SECONDS = 1.0
 TEST_ACCURACY_HELP = (
     "Test accuracy — the number to quote: these images were never used to choose anything (validation "
     "accuracy picked the best epoch and settings, so it flatters a little)."
 )
-BATCH_CHART_SECONDS = 2.0
 
 
 def show_run(run_id: str) -> None:
@@ -39,47 +41,53 @@ def show_run(run_id: str) -> None:
         state.set_active_run(None)
         return
     if info.is_active:
-        st.fragment(_live_panel, run_every=POLL_SECONDS)(run_id)
+        _live_view(run_id)
     else:
         _run_header(info.run_id, info.status, info.config)
         result_panel(info)
 
 
-def _run_header(run_id: str, status: str, config: RunConfig | None) -> None:
-    st.subheader(f"{STATUS_ICONS.get(status, '')} Run {run_id}")
-    if config is None:
-        return
-    train = config.train
-    epochs = (
-        f"{train.epochs} + {train.fine_tune_epochs} fine-tuning"
-        if train.strategy == "fine_tuning"
-        else str(train.epochs)
-    )
-    size = config.model.input_size or "default"
-    augmentation = ", ".join(train.augmentation) or "none"
-    st.caption(
-        f"{train.strategy.replace('_', ' ')} · {config.model.backbone} at {size}px, {config.model.weights} weights · "
-        f"{epochs} epoch(s), batch {train.batch_size}, learning rate {train.learning_rate:g} · "
-        f"augmentation: {augmentation} · data: {Path(config.dataset.root).name}"
-    )
+def _live_view(run_id: str) -> None:
+    """The full page run's part of the live view: header, the polling fragment, charts, log."""
+    follower = state.follower(run_id)
+    follower.poll()
+    drawn = follower.snapshot()
+    if drawn.status == "ended":
+        # It ended between the load above and this poll: the fragment's first poll sees the
+        # change and asks for the full rerun that shows the results.
+        drawn = dataclasses.replace(drawn, status="running")
+    # The fragment compares what it polls with what this run drew (see needs_redraw).
+    st.session_state.setdefault("live_drawn", {})[run_id] = drawn
+    status = drawn.status
+    _run_header(run_id, status, follower.config)
+    st.fragment(_live_status, run_every=live.poll_seconds(status))(run_id)
+    epochs = follower.epochs()
+    if len(epochs):
+        _charts(epochs, follower.batches(), key="live", cache_key=run_id)
+    else:
+        st.caption("The loss and accuracy curves appear when the first epoch ends.")
+    _event_log(follower.events, key="live")
 
 
-def _live_panel(run_id: str) -> None:
-    """One poll of an active run: new events, status, progress, charts. Runs every second.
+def _live_status(run_id: str) -> None:
+    """One poll of an active run: new events, stop enforcement, status line, Stop, progress bar.
 
-    Kept cheap: events are read incrementally, the status comes from the events and a pid
-    check (not a reread of the whole run), and charts are rebuilt only when their data changed.
+    Costs a read of the new bytes of events.jsonl, a few stats and a pid check; while queued
+    also a listing of the queue. The charts and the log are not drawn here (see the module doc).
     """
     run_dir = state.workspace().store.path_of(run_id)
     follower = state.follower(run_id)
     follower.poll()
     jobs.enforce_stop(run_dir)
-    status = follower.status()
-    if status == "ended":
-        st.rerun()  # Full rerun: the page shows the results and this fragment stops polling.
-    progress = live.summarise_progress(follower.events)
+    current = follower.snapshot()
+    drawn = st.session_state.get("live_drawn", {}).get(run_id)
+    if drawn is None or live.needs_redraw(drawn, current):
+        # A full rerun: it draws the new curves, or the results once the run ended (and then
+        # no fragment, so the browser schedules no further poll of this run).
+        st.rerun()
+    status = current.status
+    progress = follower.progress()
     stop_requested = (run_dir / "stop").exists()
-    _run_header(run_id, status, follower.config)
 
     status_col, stop_col = st.columns([5, 1], vertical_alignment="center")
     with status_col:
@@ -109,16 +117,29 @@ def _live_panel(run_id: str) -> None:
             args=(run_dir,),
         )
     st.progress(progress.fraction, text=progress.text)
-    epochs = follower.epochs()
-    if len(epochs):
-        _charts(epochs, follower.batches(), key="live", cache_key=run_id)
-    else:
-        st.caption("The loss and accuracy curves appear when the first epoch ends.")
-    _event_log(follower.events, key="live")
+
+
+def _run_header(run_id: str, status: str, config: RunConfig | None) -> None:
+    st.subheader(f"{STATUS_ICONS.get(status, '')} Run {run_id}")
+    if config is None:
+        return
+    train = config.train
+    epochs = (
+        f"{train.epochs} + {train.fine_tune_epochs} fine-tuning"
+        if train.strategy == "fine_tuning"
+        else str(train.epochs)
+    )
+    size = config.model.input_size or "default"
+    augmentation = ", ".join(train.augmentation) or "none"
+    st.caption(
+        f"{train.strategy.replace('_', ' ')} · {config.model.backbone} at {size}px, {config.model.weights} weights · "
+        f"{epochs} epoch(s), batch {train.batch_size}, learning rate {train.learning_rate:g} · "
+        f"augmentation: {augmentation} · data: {Path(config.dataset.root).name}"
+    )
 
 
 def _cached_figure(cache_key: str | None, name: str, signature, build):
-    """A figure rebuilt only when ``signature`` changes (building plotly figures is the poll's main cost)."""
+    """A figure rebuilt only when ``signature`` changes (a full rerun for a new epoch keeps the others)."""
     if cache_key is None:
         return build()
     cache = st.session_state.setdefault("figure_cache", {})
@@ -145,10 +166,8 @@ def _charts(epochs: pd.DataFrame, batches: pd.DataFrame, key: str, cache_key: st
         key=f"train_{key}_accuracy",
     )
     if len(batches):
-        # The per-batch curve is redrawn at most every BATCH_CHART_SECONDS while live.
-        batch_signature = int(time.time() // BATCH_CHART_SECONDS)
         st.plotly_chart(
-            _cached_figure(cache_key, "batches", batch_signature, lambda: charts.batch_loss_figure(batches)),
+            _cached_figure(cache_key, "batches", len(batches), lambda: charts.batch_loss_figure(batches)),
             key=f"train_{key}_batches",
         )
 

@@ -35,3 +35,19 @@ def app(home):
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+@pytest.fixture
+def poll_intervals():
+    """The ``run_every`` intervals the app sends to the browser (one per fragment registered)."""
+    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+
+    intervals: list[float] = []
+
+    def record(msg) -> None:
+        if msg.HasField("auto_rerun"):
+            intervals.append(msg.auto_rerun.interval)
+
+    ForwardMsgQueue.on_before_enqueue_msg(record)
+    yield intervals
+    ForwardMsgQueue.on_before_enqueue_msg(None)

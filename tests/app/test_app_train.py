@@ -241,6 +241,57 @@ def test_a_queued_run_says_it_waits(at):
     assert any("Queued: waiting for a free training slot" in i.value for i in at.info)
 
 
+def test_a_queued_run_is_polled_slowly(at, poll_intervals):
+    from transfer_core import live
+
+    run_dir = _fake_run(at, alive=True, events=[{"type": "queued", "position": 0, "message": "waiting"}])
+    at.session_state["run_id"] = run_dir.name
+    at.run()
+    assert not at.exception, at.exception
+    assert poll_intervals == [live.QUEUED_POLL_SECONDS]
+
+
+def test_a_running_run_is_polled_fast_and_an_ended_one_not_at_all(at, poll_intervals):
+    from transfer_core import live
+
+    run_dir = _fake_run(at, alive=True, events=_progress_events(1))
+    at.session_state["run_id"] = run_dir.name
+    at.run()
+    assert poll_intervals == [live.RUNNING_POLL_SECONDS]
+    atomic_write_json(run_dir / "report.json", _report())
+    with EventLog(run_dir / "events.jsonl") as log:
+        log.write({"type": "finished", "reason": "", "val_accuracy": 0.9})
+    poll_intervals.clear()
+    at.run()
+    assert any(s.value == "Finished." for s in at.success)
+    assert poll_intervals == []  # No fragment, so the browser schedules no poll.
+
+
+def test_the_polling_fragment_draws_status_and_progress_but_no_charts_or_log(at):
+    """Only the cheap elements are redrawn every poll; charts and the log belong to the page run."""
+    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+
+    run_dir = _fake_run(at, alive=True, events=_progress_events(2))
+    at.session_state["run_id"] = run_dir.name
+    in_fragment: set[str] = set()
+    outside: set[str] = set()
+
+    def record(msg) -> None:
+        if msg.HasField("delta") and msg.delta.HasField("new_element"):
+            kind = msg.delta.new_element.WhichOneof("type")
+            (in_fragment if msg.delta.fragment_id else outside).add(kind)
+
+    ForwardMsgQueue.on_before_enqueue_msg(record)
+    try:
+        at.run()
+    finally:
+        ForwardMsgQueue.on_before_enqueue_msg(None)
+    assert not at.exception, at.exception
+    assert {"progress", "button"} <= in_fragment
+    assert "plotly_chart" not in in_fragment and "code" not in in_fragment
+    assert {"plotly_chart", "code"} <= outside
+
+
 def test_when_the_run_ends_the_page_shows_results(at):
     run_dir = _fake_run(at, alive=True, events=_progress_events(3))
     at.session_state["run_id"] = run_dir.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -203,3 +204,81 @@ def test_follower_reads_the_config_once(tmp_path):
     assert follower.config.dataset.class_names == ("a", "b")
     (tmp_path / "config.json").unlink()
     assert follower.config is not None
+
+
+def test_poll_seconds_are_slow_while_queued_fast_while_running_and_none_once_ended():
+    assert live.poll_seconds("queued") == live.QUEUED_POLL_SECONDS
+    assert live.poll_seconds("running") == live.RUNNING_POLL_SECONDS
+    assert live.RUNNING_POLL_SECONDS < live.QUEUED_POLL_SECONDS
+    assert live.poll_seconds("ended") is None
+
+
+def test_needs_redraw_on_a_status_change_a_new_epoch_throttled_and_batches_rarely():
+    drawn = live.LiveSnapshot("running", epochs=2, batches=10, time=100.0)
+    assert not live.needs_redraw(drawn, live.LiveSnapshot("running", 2, 10, 200.0))  # Nothing new.
+    assert live.needs_redraw(drawn, live.LiveSnapshot("ended", 2, 10, 100.1))  # The end: at once.
+    assert live.needs_redraw(live.LiveSnapshot("queued", 0, 0, 100.0), live.LiveSnapshot("running", 0, 0, 100.1))
+    assert not live.needs_redraw(drawn, live.LiveSnapshot("running", 3, 12, 101.0))  # An epoch, too soon.
+    assert live.needs_redraw(drawn, live.LiveSnapshot("running", 3, 12, 100.0 + live.EPOCH_REDRAW_SECONDS))
+    assert not live.needs_redraw(drawn, live.LiveSnapshot("running", 2, 14, 110.0))  # Batches only: rarely.
+    assert live.needs_redraw(drawn, live.LiveSnapshot("running", 2, 14, 100.0 + live.BATCH_REDRAW_SECONDS))
+
+
+def test_follower_counts_epochs_and_batches_and_sees_a_rewritten_pid_file(tmp_path):
+    from transfer_core.fileio import atomic_write_json
+    from transfer_core.processes import process_start_time
+
+    atomic_write_json(tmp_path / "worker.pid", {"pid": os.getpid(), "start_time": process_start_time(os.getpid())})
+    follower = live.EventFollower(tmp_path)
+    with EventLog(tmp_path / "events.jsonl") as log:
+        log.write({"type": "run_started"})
+        for batch in (1, 2, 3):
+            log.write({"type": "batch_end", "epoch": 1, "batch": batch, "batches": 3})
+        log.write({"type": "epoch_end", "epoch": 1})
+    follower.poll()
+    snapshot = follower.snapshot(now=5.0)
+    assert snapshot == live.LiveSnapshot("running", epochs=1, batches=3, time=5.0)
+    # The pid file is cached between polls, but a rewrite (here: a worker that is gone) is seen.
+    time.sleep(0.01)
+    atomic_write_json(tmp_path / "worker.pid", {"pid": 2**22 + 13, "start_time": 0})
+    assert follower.status() == "ended"
+
+
+def test_follower_run_info_matches_load_run_while_active_and_after_the_end(tmp_path):
+    from transfer_core.fileio import atomic_write_json
+    from transfer_core.processes import process_start_time
+    from transfer_core.runs import RunStore, load_run
+
+    spec = DatasetSpec(root=str(tmp_path), class_names=("a", "b"))
+    run_dir = RunStore(tmp_path / "runs").create(RunConfig(dataset=spec))
+    atomic_write_json(run_dir / "worker.pid", {"pid": os.getpid(), "start_time": process_start_time(os.getpid())})
+    follower = live.EventFollower(run_dir)
+    with EventLog(run_dir / "events.jsonl") as log:
+        log.write({"type": "queued", "position": 0})
+        follower.poll()
+        assert follower.run_info() == load_run(run_dir)
+        log.write({"type": "run_started", "epochs_total": 5})
+        log.write({"type": "batch_end", "epoch": 2, "batch": 1, "batches": 4})
+        follower.poll()
+        info = follower.run_info()
+        assert info == load_run(run_dir)
+        assert live.status_line(info) == "running: epoch 2 of 10"  # Epochs from the config.
+        log.write({"type": "finished"})
+    atomic_write_json(run_dir / "report.json", RunReport(val_accuracy=0.5).to_dict())
+    follower.poll()
+    assert follower.run_info() == load_run(run_dir)
+    assert follower.run_info().status == "finished"
+
+
+def test_progress_fed_in_pieces_equals_the_summary_of_all_events():
+    events = _events() + [
+        {"type": "stage", "time": 1010.0, "stage": "head", "description": "head", "epochs": 4},
+        *[{"type": "batch_end", "time": 1010.0 + step, "epoch": 1 + (step - 1) // 5, "batch": 1 + (step - 1) % 5,
+           "batches": 5, "step": step, "loss": 1.0 / step} for step in range(1, 8)],
+        {"type": "epoch_end", "time": 1016.0, "epoch": 1, "val_accuracy": 0.75},
+    ]
+    tracker = live.ProgressTracker()
+    for start in range(0, len(events), 3):
+        tracker.feed(events[start:start + 3])
+    assert tracker.summary(now=1020.0) == live.summarise_progress(events, now=1020.0)
+    assert tracker.summary(now=1020.0).text == live.summarise_progress(events, now=1020.0).text
