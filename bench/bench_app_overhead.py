@@ -30,7 +30,7 @@ from pathlib import Path
 from _common import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, ingest, median, write_result
 
 sys.path.insert(0, str(REPO / "tests"))
-from streamlit_server import browser_missing_reason, chromium_page, streamlit_server  # noqa: E402
+from helpers.browser import browser_missing_reason, chromium_page, streamlit_server  # noqa: E402
 
 
 def _config(spec, args):

@@ -39,7 +39,7 @@ from _common import DEFAULT_WEIGHTS, REPO, write_result
 
 sys.path.insert(0, str(REPO / "tests"))
 import psutil  # noqa: E402
-from streamlit_server import (  # noqa: E402
+from helpers.browser import (  # noqa: E402
     browser_missing_reason,
     chromium,
     free_port,

@@ -37,7 +37,7 @@ from _common import REPO, write_result
 
 sys.path.insert(0, str(REPO / "tests"))
 import psutil  # noqa: E402
-from streamlit_server import CHROMIUM_ARGS, browser_missing_reason, chromium, streamlit_server  # noqa: E402
+from helpers.browser import CHROMIUM_ARGS, browser_missing_reason, chromium, streamlit_server  # noqa: E402
 
 STALE_FRAGMENT = "does not exist anymore"
 # Headless contexts count as hidden tabs, whose timers Chromium throttles (polls seconds apart); a person

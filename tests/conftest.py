@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers.datasets import tiny_dataset_in
+
+from transfer_core.config import DatasetSpec
 
 # Tests never download anything: weights come from the offline folder or not at all.
 os.environ.setdefault("TRANSFER_OFFLINE", "1")
@@ -64,3 +67,12 @@ def shared_images_dir() -> Path:
     if not path.exists():
         pytest.skip(f"{path} is missing.")
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> DatasetSpec:
+    """The demo shapes at 12 images per class, 32x32, once per module.
+
+    A module that needs other sizes overrides it with ``tiny_dataset_in(tmp_path_factory, images_per_class=...)``.
+    """
+    return tiny_dataset_in(tmp_path_factory)

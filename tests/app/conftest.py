@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.app_env import point_app_at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
@@ -16,13 +17,7 @@ def home(tmp_path, monkeypatch) -> Path:
     """A fresh TRANSFER_HOME; the shared offline weights when they exist."""
     from ui import state
 
-    monkeypatch.setenv("TRANSFER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TRANSFER_OFFLINE", "1")
-    monkeypatch.delenv("TRANSFER_ALLOWED_DATA_DIRS", raising=False)
-    if SHARED_WEIGHTS.exists():
-        monkeypatch.setenv("TRANSFER_WEIGHTS_DIR", str(SHARED_WEIGHTS))
-    else:
-        monkeypatch.delenv("TRANSFER_WEIGHTS_DIR", raising=False)
+    point_app_at(tmp_path / "home", monkeypatch, weights_dir=SHARED_WEIGHTS if SHARED_WEIGHTS.exists() else None)
     state.settings.cache_clear()
     yield tmp_path / "home"
     state.settings.cache_clear()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.models import TINY_MODEL
 
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, TrainConfig
 from transfer_core.fileio import atomic_write_json
@@ -16,7 +17,6 @@ from transfer_core.runs import EventLog, RunStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
-TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
 
 
 @pytest.fixture
@@ -455,7 +455,7 @@ def test_a_finished_run_says_what_it_reused_and_shows_sub_second_times(at):
 
 def test_results_show_test_accuracy_beside_validation_when_the_data_set_has_a_test_split(at):
     """A real tiny run on a demo set with a held-out test split: its test accuracy is the number to quote."""
-    from run_factory import make_finished_run
+    from helpers.runs import make_finished_run
 
     from transfer_core.data import load_dataset, resplit
     from ui import state

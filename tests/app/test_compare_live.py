@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from transfer_core.config import ModelSpec, RunConfig, TrainConfig
+from helpers.models import TINY_MODEL
+
+from transfer_core.config import RunConfig, TrainConfig
 from transfer_core.fileio import atomic_write_json
 from transfer_core.processes import process_start_time
 from transfer_core.runs import EventLog
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
 
 
 def _comparison(home, statuses: list[str]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _finished_workspace import app_environment, finished_workspace, open_page
+from helpers.workspaces import app_environment, finished_workspace, open_page
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from _finished_workspace import APP, app_environment, finished_workspace
-from run_factory import make_finished_run, tiny_config
+from helpers.runs import make_finished_run, tiny_config
+from helpers.workspaces import APP, app_environment, finished_workspace
 
 from transfer_core import classroom, demo_photos
 from transfer_core.config import Settings

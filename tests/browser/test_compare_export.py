@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit_server import (
+from helpers.browser import (
     SHARED_WEIGHTS,
     chromium_page,
     go,
@@ -48,7 +48,7 @@ json.dump({"top1": probabilities.argmax(axis=1).tolist(), "probabilities": proba
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """TRANSFER_HOME with a workspace, the demo data set and a feature-extraction and a fine-tuning run."""
-    from run_factory import make_finished_run, tiny_config
+    from helpers.runs import make_finished_run, tiny_config
 
     from transfer_core import compare
     from transfer_core.config import ModelSpec, Settings

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from streamlit_server import (
+from helpers.browser import (
     chromium_page,
     default_weights_dir,
     go,

@@ -12,8 +12,7 @@ import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from run_factory import make_finished_run, tiny_config
-from streamlit_server import (
+from helpers.browser import (
     chromium_page,
     default_weights_dir,
     go,
@@ -22,7 +21,8 @@ from streamlit_server import (
     settle,
     shot,
 )
-from streamlit_server import streamlit_server as running_server
+from helpers.browser import streamlit_server as running_server
+from helpers.runs import make_finished_run, tiny_config
 
 from transfer_core.config import Settings
 from transfer_core.data import load_dataset

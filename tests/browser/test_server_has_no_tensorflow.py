@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit_server import (
+from helpers.browser import (
     SHARED_WEIGHTS,
     chromium_page,
     go,
@@ -46,7 +46,7 @@ def _rss_mb(pid: int) -> float:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """TRANSFER_HOME with a workspace, the demo data set and a feature-extraction and a fine-tuning run."""
-    from run_factory import make_finished_run, tiny_config
+    from helpers.runs import make_finished_run, tiny_config
 
     from transfer_core import compare
     from transfer_core.config import ModelSpec, Settings

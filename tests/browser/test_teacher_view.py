@@ -8,8 +8,7 @@ opens the class view's address directly gets Home. Screenshots go to ``test-outp
 from __future__ import annotations
 
 import pytest
-from run_factory import make_finished_run, tiny_config
-from streamlit_server import (
+from helpers.browser import (
     chromium_page,
     default_weights_dir,
     no_exception,
@@ -18,6 +17,7 @@ from streamlit_server import (
     shot,
     streamlit_server,
 )
+from helpers.runs import make_finished_run, tiny_config
 
 from transfer_core import classroom
 from transfer_core.config import Settings

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 import pytest
-from streamlit_server import chromium_page, require_browser, settle, streamlit_server
+from helpers.browser import chromium_page, require_browser, settle, streamlit_server
 
 from transfer_core.config import ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.data import make_demo_dataset

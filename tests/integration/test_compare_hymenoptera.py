@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from run_factory import make_finished_run
+from helpers.runs import make_finished_run
 
 from transfer_core import compare, export
 from transfer_core.config import FreezePlan, ModelSpec, Settings, TrainConfig

@@ -12,7 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from rel_helpers import changes_outside, file_cases, good_files, noise_png, snapshot, zip_bytes
+from helpers.bad_files import changes_outside, file_cases, good_files, snapshot, zip_bytes
+from helpers.images import noise_png
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")

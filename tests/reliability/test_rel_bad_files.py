@@ -15,18 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
-from rel_helpers import (
+from helpers.bad_files import (
     FileCase,
     changes_outside,
-    encode,
     file_cases,
     good_files,
-    noise_image,
-    noise_png,
     sha256,
     snapshot,
     zip_bytes,
 )
+from helpers.images import encode, noise_image, noise_png
 
 from transfer_core.config import Settings
 from transfer_core.data import (
@@ -117,7 +115,7 @@ def test_decompression_bomb_is_refused_from_its_header_without_decoding(tmp_path
     """49 M pixels in 150 kB: refused before a single pixel is decoded (fast, little memory)."""
     import resource
 
-    from rel_helpers import real_png_bomb
+    from helpers.bad_files import real_png_bomb
 
     from transfer_core.data import ImageRejected, load_image
 

@@ -3,7 +3,7 @@ results, and a loss that becomes NaN, each checked at the core (real worker proc
 page (AppTest). The fast tests use hand-written run directories; the slow ones start real workers.
 
 Already covered elsewhere and referenced from RELIABILITY.md:
-tests/unit/test_jobs.py::test_killed_worker_shows_as_interrupted_and_the_next_run_starts,
+tests/process/test_jobs.py::test_killed_worker_shows_as_interrupted_and_the_next_run_starts,
 tests/unit/test_runs.py::test_failed_atomic_write_leaves_the_old_file,
 tests/unit/test_runs.py::test_finished_event_without_report_is_not_shown_as_finished,
 tests/unit/test_training.py::test_nan_loss_fails_with_a_reason_and_a_fix.
@@ -20,15 +20,16 @@ import time
 from pathlib import Path
 
 import pytest
-from run_factory import wait_for
+from helpers.datasets import tiny_dataset_in
+from helpers.models import TINY_MODEL
+from helpers.runs import wait_for
 
-from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.config import FreezePlan, RunConfig, Settings, TrainConfig
 from transfer_core.fileio import atomic_write_json
 from transfer_core.runs import EventLog, RunStore, load_run, read_pid, write_pid
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
-TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
 
 
 def _config(spec, **train) -> RunConfig:
@@ -60,9 +61,8 @@ def click_start(at) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
-    from transfer_core.data import make_demo_dataset
-
-    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=10, image_size=32)
+    """The tiny data set at 10 images per class, the size these tests were written with."""
+    return tiny_dataset_in(tmp_path_factory, images_per_class=10)
 
 
 @pytest.fixture
@@ -283,7 +283,7 @@ def test_a_run_survives_the_server_process_dying(tmp_path, tiny_dataset) -> None
         "print(run_dir, flush=True)\n"
         "time.sleep(600)\n"
     )
-    # The child imports this module, which imports tests/run_factory.py.
+    # The child imports this module, which imports tests/helpers/runs.py.
     test_dirs = [str(Path(__file__).parent), str(Path(__file__).parent.parent)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *test_dirs])}
     server = subprocess.Popen(

@@ -15,7 +15,7 @@ import time
 import urllib.parse
 
 import pytest
-from streamlit_server import (
+from helpers.browser import (
     SCREENSHOTS,
     chromium,
     default_weights_dir,
@@ -135,7 +135,7 @@ def test_five_sessions_share_one_slot_all_finish_and_see_only_their_own(server, 
 
 
 def test_a_real_browser_upload_of_bad_files_lists_them_with_reasons(server, browser, tmp_path):
-    from rel_helpers import file_cases, good_files
+    from helpers.bad_files import file_cases, good_files
 
     url, _ = server
     cases = [case for case in file_cases(include_bomb=False)]

@@ -16,9 +16,10 @@ import warnings
 import zipfile
 from pathlib import Path
 
+from helpers.bad_files import changes_outside, snapshot, zip_bytes
+from helpers.images import noise_png
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from rel_helpers import changes_outside, noise_png, snapshot, zip_bytes
 
 from transfer_core.config import Settings
 from transfer_core.data import DataError, ingest_folder, ingest_zip, read_manifest
@@ -153,7 +154,7 @@ def test_random_folder_trees_with_links_out_load_or_report_and_stay_inside(files
         assert changes_outside(before, snapshot(work), ("out/ds", "out")) == []
         if result is not None:
             # A symlink is never followed: the outside picture is never part of the data set.
-            from rel_helpers import sha256
+            from helpers.bad_files import sha256
 
             assert sha256(_PNGS[0]) not in set(read_manifest(result.spec)["sha256"]) or any(
                 data == _PNGS[0] and kind == "file" for _, _, data, kind in files

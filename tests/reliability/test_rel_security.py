@@ -12,7 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from rel_helpers import changes_outside, good_files, noise_png, snapshot
+from helpers.bad_files import changes_outside, good_files, snapshot
+from helpers.images import noise_png
 
 from transfer_core.config import Settings
 from transfer_core.data import ingest_uploads, read_manifest

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
-from rel_helpers import good_files
+from helpers.bad_files import good_files
 
 from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.training import preflight

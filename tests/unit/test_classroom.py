@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from run_factory import make_finished_run, tiny_config
+from helpers.runs import make_finished_run, tiny_config
 
 from transfer_core import classroom
 from transfer_core.charts import accuracy_vs_parameters_figure

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from run_factory import TINY_MODEL, make_finished_run, tiny_config
+from helpers.datasets import tiny_dataset_in
+from helpers.runs import TINY_MODEL, make_finished_run, tiny_config
 
 from transfer_core import compare
 from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, Settings, TrainConfig
@@ -16,9 +17,8 @@ from transfer_core.runs import RunStore
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> DatasetSpec:
-    from transfer_core.data import make_demo_dataset
-
-    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=10, image_size=32)
+    """The tiny data set at 10 images per class, the size these tests were written with."""
+    return tiny_dataset_in(tmp_path_factory, images_per_class=10)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ import json
 
 import pandas as pd
 import pytest
-from run_factory import TINY_MODEL, make_finished_run, tiny_config
+from helpers.datasets import tiny_dataset_in, tiny_demo_dataset
+from helpers.models import TINY_MODEL
+from helpers.runs import make_finished_run, tiny_config
 
 from transfer_core import compare
 from transfer_core.compare.estimate import (
@@ -28,17 +30,16 @@ TRAIN = TrainConfig(epochs=3, fine_tune_epochs=2, batch_size=8)
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> DatasetSpec:
-    from transfer_core.data import make_demo_dataset
-
-    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=10, image_size=32)
+    """The tiny data set at 10 images per class, the size these tests were written with."""
+    return tiny_dataset_in(tmp_path_factory, images_per_class=10)
 
 
 @pytest.fixture(scope="module")
 def tested_dataset(tmp_path_factory) -> DatasetSpec:
     """A demo set with a held-out test split."""
-    from transfer_core.data import make_demo_dataset, read_manifest, resplit
+    from transfer_core.data import read_manifest, resplit
 
-    spec = make_demo_dataset(tmp_path_factory.mktemp("tested") / "data", images_per_class=10, image_size=32)
+    spec = tiny_demo_dataset(tmp_path_factory.mktemp("tested") / "data", images_per_class=10)
     spec = resplit(spec, seed=0, val_fraction=0.25, test_fraction=0.25)
     assert (read_manifest(spec)["split"] == "test").sum() > 0
     return spec

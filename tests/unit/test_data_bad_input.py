@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.bad_files import png_chunk, zip_bytes
+from helpers.images import encode
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -35,12 +37,6 @@ from transfer_core.data import (
 SETTINGS = Settings(max_files=500)
 
 
-def encode(image: Image.Image, format: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
-
-
 def noise_png(index: int, size: int = 8) -> bytes:
     rng = np.random.default_rng(index)
     return encode(Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)))
@@ -57,15 +53,6 @@ def good_uploads() -> list[tuple[str, bytes, str]]:
 
 def good_tree() -> dict[str, bytes]:
     return {name: data for name, data, _ in good_uploads()}
-
-
-def zip_bytes(files: dict[str, bytes] | list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    items = files.items() if isinstance(files, dict) else files
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in items:
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def ingest_with(tmp_path: Path, name: str, data: bytes, settings: Settings = SETTINGS) -> IngestResult:
@@ -166,22 +153,18 @@ def test_image_over_the_pixel_limit(tmp_path: Path) -> None:
     assert "too large: 20x20 = 400 pixels, over the limit of 300" in reason_for(result, "big.png")
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
 def test_decompression_bomb_header_is_rejected_before_decoding(tmp_path: Path) -> None:
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
     bomb = (
         b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
-        + _png_chunk(b"IEND", b"")
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + png_chunk(b"IEND", b"")
     )
     assert "too large" in reason_for(ingest_with(tmp_path, "bomb.png", bomb), "bomb.png")
     # Also when the claimed size is under Pillow's own bomb limit but over ours.
     header = struct.pack(">IIBBBBB", 5000, 5000, 8, 2, 0, 0, 0)
-    small_bomb = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IEND", b"")
+    small_bomb = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IEND", b"")
     with pytest.raises(ImageRejected, match="too large: 5000x5000"):
         load_image(small_bomb, "b.png", max_pixels=1_000_000)
 

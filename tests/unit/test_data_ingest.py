@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 import random
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.bad_files import zip_bytes
 from PIL import Image
 
 from transfer_core.config import DatasetSpec, Settings
@@ -70,14 +70,6 @@ def class_tree(counts: dict[str, int], prefix: str = "", offset: int = 0) -> dic
             files[f"{prefix}{label}/img_{index:03d}.png"] = png_bytes(index)
             index += 1
     return files
-
-
-def zip_bytes(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def split_by_sha(spec: DatasetSpec) -> dict[str, str]:

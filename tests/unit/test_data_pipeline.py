@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.images import encode
 from PIL import Image
 
 from transfer_core.config import Settings
@@ -26,12 +26,6 @@ from transfer_core.data import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def encode(image: Image.Image, format: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

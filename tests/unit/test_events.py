@@ -14,14 +14,14 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.models import TINY_MODEL
 
 from transfer_core import events as event_schema
-from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.events import EVENT_SCHEMAS, EVENT_TYPES, fields_of, validate_event
 from transfer_core.runs import EventLog, RunStore, read_events
 
 PACKAGE = Path(__file__).resolve().parents[2] / "transfer_core"
-TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
 
 
 # ----- (b) static: what the code can emit ---------------------------------------------------------
@@ -98,13 +98,6 @@ def test_an_event_log_that_checks_refuses_an_undeclared_event(tmp_path):
 
 
 # ----- (a) dynamic: what real runs write ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> DatasetSpec:
-    from transfer_core.data import make_demo_dataset
-
-    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=12, image_size=32)
 
 
 def _config(spec, model=TINY_MODEL, **train_kwargs) -> RunConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from run_factory import make_finished_run, tiny_config
+from helpers.runs import make_finished_run, tiny_config
 
 from transfer_core import embeddings, explain, model_view
 from transfer_core.config import ModelSpec, Settings

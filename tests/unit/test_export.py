@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from run_factory import make_finished_run, tiny_config
+from helpers.models import TINY_MODEL as TINY
+from helpers.runs import make_finished_run, tiny_config
 
 from transfer_core import export
 from transfer_core.config import FreezePlan, ModelSpec, Settings
@@ -23,7 +24,6 @@ from transfer_core.data import load_split_arrays
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
-TINY = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
 
 
 def _script_env() -> dict[str, str]:

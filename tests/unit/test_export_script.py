@@ -16,23 +16,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from run_factory import tiny_config
+from helpers.models import TINY_MODEL as TINY
+from helpers.runs import tiny_config
 
 from transfer_core import augment, export
-from transfer_core.config import AUGMENTATIONS, ModelSpec
-from transfer_core.data import make_demo_dataset, read_manifest
+from transfer_core.config import AUGMENTATIONS
+from transfer_core.data import read_manifest
 from transfer_core.data.split import hash_split, split_sizes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TINY = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
 SPLIT_SETTINGS = [(0, 0.2, 0.0), (1, 0.3, 0.0), (7, 0.2, 0.1), (42, 0.25, 0.25), (123, 0.5, 0.2), (5, 0.1, 0.05)]
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(tiny_dataset):
     """A real data set (the demo generator, ingested like an upload) and its manifest."""
-    spec = make_demo_dataset(tmp_path_factory.mktemp("script") / "data", images_per_class=12, image_size=32)
-    return spec, read_manifest(spec)
+    return tiny_dataset, read_manifest(tiny_dataset)
 
 
 def _load_generated(script: str, folder: Path, name: str = "generated"):

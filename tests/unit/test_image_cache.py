@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.images import encode
 from PIL import Image
 
 from transfer_core.config import Settings
@@ -24,12 +25,6 @@ from transfer_core.data import (
 from transfer_core.data.image_cache import SUFFIX, ensure_image_cache
 
 SIZE = 24
-
-
-def encode(image: Image.Image, format: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,10 @@ import numpy as np
 import pytest
 
 from transfer_core import models
-from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.config import ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.training import train
 
 PRETRAINED = ModelSpec(backbone="mobilenet_v2_0.35", input_size=96, weights="imagenet")
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> DatasetSpec:
-    from transfer_core.data import make_demo_dataset
-
-    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=12, image_size=32)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from run_factory import make_finished_run, tiny_config
+from helpers.runs import make_finished_run, tiny_config
 
 from transfer_core import project_file
 from transfer_core.config import ModelSpec, Settings

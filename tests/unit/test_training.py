@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.models import TINY_MODEL
 
-from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.training import train
-
-TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> DatasetSpec:
-    from transfer_core.data import make_demo_dataset
-
-    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=12, image_size=32)
 
 
 @pytest.fixture

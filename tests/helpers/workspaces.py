@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from run_factory import make_finished_run, tiny_config
 
+from helpers.app_env import point_app_at
+from helpers.runs import make_finished_run, tiny_config
 from transfer_core import compare, inference
 from transfer_core.config import DatasetSpec, ModelSpec, Settings
 from transfer_core.workspace import Workspace
@@ -59,13 +60,7 @@ def app_environment(finished: FinishedWorkspace) -> Iterator[FinishedWorkspace]:
     from ui import state
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRANSFER_HOME", str(finished.home))
-        patch.setenv("TRANSFER_OFFLINE", "1")
-        patch.delenv("TRANSFER_ALLOWED_DATA_DIRS", raising=False)
-        if PRETRAINED_FILE.is_file():
-            patch.setenv("TRANSFER_WEIGHTS_DIR", str(SHARED_WEIGHTS))
-        else:
-            patch.delenv("TRANSFER_WEIGHTS_DIR", raising=False)
+        point_app_at(finished.home, patch, weights_dir=SHARED_WEIGHTS if PRETRAINED_FILE.is_file() else None)
         state.settings.cache_clear()
         try:
             yield finished

@@ -8,22 +8,14 @@ import os
 import subprocess
 
 import pytest
-from run_factory import wait_for
+from helpers.models import TINY_MODEL_DEFAULT_DROPOUT as TINY_MODEL
+from helpers.runs import wait_for
 
 from transfer_core import jobs
 from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.runs import load_run, read_pid
 
 pytestmark = pytest.mark.slow  # Standbys and workers are real processes that import TensorFlow.
-
-TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random")
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> DatasetSpec:
-    from transfer_core.data import make_demo_dataset
-
-    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=12, image_size=32)
 
 
 @pytest.fixture
@@ -39,8 +31,6 @@ def _config(spec) -> RunConfig:
 
 def _standbys(settings: Settings, state: str) -> list[int]:
     return [pid for _, pid in jobs.standby_entries(jobs.standby_dir(settings), jobs.standby_key(settings), state)]
-
-
 
 
 def test_a_ready_standby_trains_the_next_run_and_its_successor_starts_after_the_run(tiny_dataset, settings,

@@ -9,11 +9,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.runs import wait_for
 from PIL import Image
 
 from transfer_core import blockmap, inference
@@ -39,12 +39,7 @@ def _png(colour: tuple[int, int, int], size: int = 40) -> bytes:
 
 
 def _wait(condition, timeout: float = 60.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_for(condition, timeout, interval=0.05)
 
 
 def test_a_block_map_is_computed_once_by_the_worker_then_read_from_its_file(settings):

@@ -2,7 +2,7 @@
 
 Used by the browser tests, the many-users reliability test and ``bench/bench_app_overhead.py``. Nothing here
 needs pytest (only :func:`require_browser` imports it) and Playwright is imported only when a browser starts,
-so the bench can use it with ``sys.path.insert(0, "<repo>/tests")``.
+so the bench can use it with ``sys.path.insert(0, "<repo>/tests")`` and ``from helpers.browser import ...``.
 
     with streamlit_server(home, weights_dir=default_weights_dir()) as server, chromium_page() as page:
         page.goto(server.url)
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("TRANSFER_CHROMIUM", "/usr/bin/chromium"))
 SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
 SCREENSHOTS = REPO_ROOT / "test-output" / "screenshots"

@@ -1,6 +1,6 @@
 """Shared makers for the reliability tests: every kind of bad file, archives, and a folder snapshot.
 
-Importable from the tests in this folder (pytest puts a test file's folder on ``sys.path``).
+Was ``tests/reliability/rel_helpers.py``; see ``helpers/__init__.py`` for how tests import it.
 """
 
 from __future__ import annotations
@@ -16,20 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
-def encode(image: Image.Image, format: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
-
-
-def noise_image(seed: int, size: int = 16, mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).convert(mode)
-
-
-def noise_png(seed: int, size: int = 16) -> bytes:
-    return encode(noise_image(seed, size))
+from helpers.images import encode, noise_image, noise_png
 
 
 def sha256(data: bytes) -> str:

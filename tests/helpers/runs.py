@@ -1,6 +1,6 @@
 """Make finished runs for tests, in-process and fast, with the same files a worker writes.
 
-Importable from any test (pytest puts the folder of ``tests/conftest.py`` on ``sys.path``).
+Was ``tests/run_factory.py``; see ``helpers/__init__.py`` for how tests import it.
 """
 
 from __future__ import annotations
@@ -9,13 +9,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from helpers.models import TINY_MODEL
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.fileio import atomic_write_json
 from transfer_core.jobs import save_model
 from transfer_core.runs import EventLog, RunStore
 from transfer_core.training import TrainResult, train
-
-TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random", dropout_rate=0.0)
 
 
 def tiny_config(dataset, *, model: ModelSpec = TINY_MODEL, name: str = "", **train_kwargs) -> RunConfig:
@@ -42,11 +41,11 @@ def make_finished_run(runs_dir: Path, config: RunConfig, settings: Settings) -> 
     return run_dir, result
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
-    """Poll ``predicate`` every 0.1 s until it is true (True) or ``timeout`` seconds pass (False)."""
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, *, interval: float = 0.1) -> bool:
+    """Poll ``predicate`` every ``interval`` seconds until it is true (True) or ``timeout`` seconds pass (False)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
             return True
-        time.sleep(0.1)
+        time.sleep(interval)
     return False

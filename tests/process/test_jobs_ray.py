@@ -11,21 +11,13 @@ import subprocess
 import sys
 
 import pytest
-from ray_cluster import ray_address  # noqa: F401 - a fixture
-from run_factory import wait_for
+from helpers.models import TINY_MODEL_DEFAULT_DROPOUT as TINY_MODEL
+from helpers.ray_cluster import ray_address  # noqa: F401 - a fixture
+from helpers.runs import wait_for
 
-from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.config import RunConfig, Settings, TrainConfig
 from transfer_core.jobs import queue_position, request_stop, start_run, stop_and_wait
 from transfer_core.runs import load_run, read_events
-
-TINY_MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=32, weights="random")
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> DatasetSpec:
-    from transfer_core.data import make_demo_dataset
-
-    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", images_per_class=12, image_size=32)
 
 
 def _config(spec, epochs: int) -> RunConfig:
