@@ -5,7 +5,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from transfer_core import compare, compare_charts, inference, jobs, live, presets, zoo
+from transfer_core import compare, compare_charts, inference, jobs, live, presets, run_text, zoo
 from transfer_core.config import RunConfig, TrainConfig
 from transfer_core.views import dataset_name
 from transfer_core.workspace import QuotaExceededError
@@ -163,7 +163,7 @@ def _live_panel(run_ids: list[str]) -> None:
     lines = []
     for number, info in enumerate(infos, start=1):
         lines.append(f"{number}. {STATUS_ICONS.get(info.status, '')} **{labels[info.run_id]}**: "
-                     f"{live.status_line(info)}")
+                     f"{run_text.status_line(info)}")
     st.markdown("  \n".join(lines))
     fraction = done / len(infos)
     if current is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from transfer_core import charts, jobs, live
+from transfer_core import charts, jobs, live, run_text
 from transfer_core.config import RunConfig
 from transfer_core.report import EMPTY_REPORT
 from transfer_core.runs import RunInfo, batch_frame
@@ -95,7 +95,7 @@ def _live_status(run_id: str) -> None:
             position = jobs.queue_position(run_dir, state.settings())
             ahead = "next in line" if not position else f"{position} run(s) ahead"
             eta = jobs.queue_eta(run_dir, state.settings())
-            ahead += f", {live.eta_text(eta)}" if eta is not None else ""
+            ahead += f", {run_text.eta_text(eta)}" if eta is not None else ""
             st.info(
                 f"Queued: waiting for a free training slot ({ahead}). The server trains "
                 f"{state.settings().max_concurrent_runs} run(s) at a time."
@@ -174,7 +174,7 @@ def _charts(epochs: pd.DataFrame, batches: pd.DataFrame, key: str, cache_key: st
 
 def _event_log(events: list[dict], key: str) -> None:
     with st.expander("Event log"):
-        st.code("\n".join(live.event_log(events)) or "no events yet", language=None)
+        st.code("\n".join(run_text.event_log(events)) or "no events yet", language=None)
 
 
 def result_panel(info: RunInfo) -> None:
@@ -206,7 +206,7 @@ def result_panel(info: RunInfo) -> None:
             help=f"epoch {report.best_epoch}; the kept model has the best validation loss",
         )
         next(cols).metric("Epochs", report.epochs)
-        next(cols).metric("Time", live.format_seconds(report.seconds))
+        next(cols).metric("Time", run_text.format_seconds(report.seconds))
         next(cols).metric("Trainable parameters", f"{report.trainable_params or 0:,}")
         if report.cache_hits:
             reused = " and the backbone an earlier run had built was reused" if report.reused_backbone else ""
@@ -280,7 +280,7 @@ def _percent(value) -> str:
 
 def runs_list(runs: list[RunInfo], active_id: str | None) -> None:
     """Earlier runs of this workspace, with a way to reopen or delete one."""
-    table = live.runs_table(runs)
+    table = run_text.runs_table(runs)
     # The table is drawn once per page run; an active run's status changes in the live view above.
     table["status"] = ["active" if info.is_active else info.status for info in runs]
     st.dataframe(

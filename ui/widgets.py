@@ -10,7 +10,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from transfer_core import jobs
-from transfer_core.live import status_line
+from transfer_core.run_text import status_line
 from transfer_core.views import dataset_summary
 from ui import state
 

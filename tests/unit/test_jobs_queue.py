@@ -95,10 +95,10 @@ def test_only_the_last_run_times_count(tmp_path):
 
 
 def test_the_status_line_shows_the_eta(tmp_path):
-    from transfer_core import live
+    from transfer_core import run_text
 
     settings = Settings(home=tmp_path / "home")
     info = load_run(_queued_run(tmp_path / "runs", settings))
-    assert live.status_line(info, 2, 130.0) == "queued (2 run(s) ahead), starts in about 2 min"
-    assert live.status_line(info, 0, 12.0) == "queued (next), starts in about 10 s"
-    assert live.status_line(info, 0) == "queued (next)"
+    assert run_text.status_line(info, 2, 130.0) == "queued (2 run(s) ahead), starts in about 2 min"
+    assert run_text.status_line(info, 0, 12.0) == "queued (next), starts in about 10 s"
+    assert run_text.status_line(info, 0) == "queued (next)"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from transfer_core import live
+from transfer_core import live, run_text
 from transfer_core.config import DatasetSpec, RunConfig, TrainConfig
 from transfer_core.report import RunReport
 from transfer_core.runs import EventLog, RunInfo
@@ -127,7 +127,7 @@ def test_empty_events_give_a_starting_summary():
     [(None, "?"), (0.26, "0.3 s"), (4.44, "4.4 s"), (12.4, "12 s"), (75, "1 min 15 s"), (3700, "1 h 01 min")],
 )
 def test_format_seconds(seconds, text):
-    assert live.format_seconds(seconds) == text
+    assert run_text.format_seconds(seconds) == text
 
 
 def test_event_log_leaves_out_batches_and_keeps_the_last_progress():
@@ -135,7 +135,7 @@ def test_event_log_leaves_out_batches_and_keeps_the_last_progress():
         {"type": "batch_end", "time": 1005.0, "epoch": 1, "batch": 1, "batches": 2, "loss": 1.0},
         {"type": "failed", "time": 1006.0, "reason": "out of memory"},
     ]
-    lines = live.event_log(events)
+    lines = run_text.event_log(events)
     assert len(lines) == 4
     assert "run_started" in lines[0] and "40 training and 10 validation images" in lines[0]
     assert "failed" in lines[2] and "out of memory" in lines[2]
@@ -149,19 +149,19 @@ def _info(tmp_path, status: str, last_event=None, report=None, reason="") -> Run
 
 
 def test_status_lines(tmp_path):
-    assert live.status_line(_info(tmp_path, "queued"), 0) == "queued (next)"
-    assert live.status_line(_info(tmp_path, "queued"), 2) == "queued (2 run(s) ahead)"
+    assert run_text.status_line(_info(tmp_path, "queued"), 0) == "queued (next)"
+    assert run_text.status_line(_info(tmp_path, "queued"), 2) == "queued (2 run(s) ahead)"
     running = _info(tmp_path, "running", {"type": "batch_end", "epoch": 4})
-    assert live.status_line(running) == "running: epoch 4 of 5"
+    assert run_text.status_line(running) == "running: epoch 4 of 5"
     finished = _info(tmp_path, "finished", report=RunReport(val_accuracy=0.875))
-    assert live.status_line(finished) == "finished: val accuracy 87.5%"
+    assert run_text.status_line(finished) == "finished: val accuracy 87.5%"
     failed = _info(tmp_path, "failed", reason="weights missing")
-    assert live.status_line(failed) == "failed: weights missing"
-    assert live.status_line(_info(tmp_path, "interrupted", reason="killed")) == "interrupted: killed"
+    assert run_text.status_line(failed) == "failed: weights missing"
+    assert run_text.status_line(_info(tmp_path, "interrupted", reason="killed")) == "interrupted: killed"
 
 
 def test_runs_table_has_one_row_per_run(tmp_path):
-    table = live.runs_table([_info(tmp_path, "finished", report=RunReport(val_accuracy=0.5, epochs=5))])
+    table = run_text.runs_table([_info(tmp_path, "finished", report=RunReport(val_accuracy=0.5, epochs=5))])
     assert list(table["status"]) == ["finished"]
     assert table.loc[0, "strategy"] == "fine_tuning" and table.loc[0, "val accuracy"] == 0.5
 
@@ -262,7 +262,7 @@ def test_follower_run_info_matches_load_run_while_active_and_after_the_end(tmp_p
         follower.poll()
         info = follower.run_info()
         assert info == load_run(run_dir)
-        assert live.status_line(info) == "running: epoch 2 of 10"  # Epochs from the config.
+        assert run_text.status_line(info) == "running: epoch 2 of 10"  # Epochs from the config.
         log.write({"type": "finished"})
     atomic_write_json(run_dir / "report.json", RunReport(val_accuracy=0.5).to_dict())
     follower.poll()
