@@ -44,8 +44,9 @@ def _wait(condition, timeout: float = 60.0) -> bool:
 
 def test_a_block_map_is_computed_once_by_the_worker_then_read_from_its_file(settings):
     progress = []
+    tensorflow_before = "tensorflow" in sys.modules  # Earlier tests in the same session may have loaded it.
     blocks = inference.block_map(settings, "mobilenet_v2_0.35", 32, on_progress=progress.append)
-    assert "tensorflow" not in sys.modules  # This process only read the answer.
+    assert ("tensorflow" in sys.modules) == tensorflow_before  # This process only read the answer.
     path = blockmap.block_map_path(settings.home, "mobilenet_v2_0.35", 32)
     assert path.is_file() and blocks.block_names[0] == "stem" and blocks.feature_dim == 1280
     assert progress and all(isinstance(p, inference.Progress) for p in progress)
