@@ -63,7 +63,7 @@ def _text(page) -> str:
         return ""
 
 
-def test_five_sessions_share_one_slot_all_finish_and_see_only_their_own(server, browser):
+def test_eight_sessions_share_one_slot_all_finish_and_see_only_their_own(server, browser):
     url, home = server
     contexts = [browser.new_context(viewport={"width": 1300, "height": 950}) for _ in range(SESSIONS)]
     pages = [context.new_page() for context in contexts]
