@@ -72,9 +72,13 @@ def sidebar_status(poll: bool = True) -> None:
         st.caption("none")
         return
     if poll and info.is_active:
-        st.fragment(_run_status, run_every=2.0)(polling=True)
+        # Every watching session's sidebar polls too: slowly, since the page itself shows live progress.
+        st.fragment(_run_status, run_every=SIDEBAR_POLL_SECONDS)(polling=True)
     else:
         _run_status(polling=False)
+
+
+SIDEBAR_POLL_SECONDS = 10.0
 
 
 def _run_status(polling: bool) -> None:
