@@ -205,7 +205,10 @@ def test_generated_script_runs_and_rebuilds_the_same_model(finished, tmp_path, s
     if strategy != config.train.strategy:
         import dataclasses
 
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, strategy=strategy, epochs=1))
+        # A RunConfig refuses from scratch with pretrained weights: that run gets random ones.
+        model = dataclasses.replace(config.model, weights="random") if strategy == "from_scratch" else config.model
+        config = dataclasses.replace(config, model=model,
+                                     train=dataclasses.replace(config.train, strategy=strategy, epochs=1))
     stdout, output = _run_script(export.generate_script(config), config.dataset.root, tmp_path, "--weights", "random")
     manifest = read_manifest(config.dataset)
     counts = manifest["split"].value_counts()
