@@ -4,48 +4,42 @@ Importing this package is cheap (no TensorFlow); modules that need TensorFlow
 import it inside their functions. Never imports streamlit.
 """
 
-# Modules by job (none imports TensorFlow until a function that needs it runs).
-from transfer_core import (
-    charts,
-    classroom,
-    compare,
-    data,
-    evaluate,
-    events,
-    explain,
-    export,
-    fileio,
-    freezing,
-    inference,
-    jobs,
-    lr_finder,
-    models,
-    processes,
-    project_file,
-    run_text,
-    runs,
-    safe_load,
-    training,
-    workspace,
-    zoo,
-)
-from transfer_core.config import (
-    AUGMENTATIONS,
-    FREEZE_MODES,
-    OPTIMIZERS,
-    STRATEGIES,
-    DatasetSpec,
-    FreezePlan,
-    ModelSpec,
-    RunConfig,
-    Settings,
-    TrainConfig,
-)
-from transfer_core.evaluate import evaluate_predictions
-from transfer_core.jobs import enforce_stop, follow, queue_position, request_stop, start_run, stop_and_wait
-from transfer_core.report import RunReport
-from transfer_core.runs import RunInfo, RunStore, batch_frame, epoch_frame, load_run, read_events
-from transfer_core.workspace import Workspace
+import importlib
+from typing import Any
+
+# Submodules and re-exported names are imported on first use (PEP 562): a worker process or the
+# CLI that needs only the job runner does not pay for pandas' and plotly's imports up front
+# (8 queued workers starting at once on 2 cores; BENCHMARKS.md, "A classroom on one server").
+_SUBMODULES = frozenset({
+    "charts", "classroom", "compare", "data", "evaluate", "events", "explain", "export", "fileio",
+    "freezing", "inference", "jobs", "lr_finder", "models", "processes", "project_file", "run_text",
+    "runs", "safe_load", "training", "workspace", "zoo",
+})
+_NAMES = {
+    **dict.fromkeys(("AUGMENTATIONS", "FREEZE_MODES", "OPTIMIZERS", "STRATEGIES", "DatasetSpec", "FreezePlan",
+                     "ModelSpec", "RunConfig", "Settings", "TrainConfig"), "config"),
+    "evaluate_predictions": "evaluate",
+    **dict.fromkeys(("enforce_stop", "follow", "queue_position", "request_stop", "start_run", "stop_and_wait"),
+                    "jobs"),
+    "RunReport": "report",
+    **dict.fromkeys(("RunInfo", "RunStore", "batch_frame", "epoch_frame", "load_run", "read_events"), "runs"),
+    "Workspace": "workspace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "charts",

@@ -40,12 +40,15 @@ ONE_PASS_STAGES = ("decode", "features", "prefix")
 
 # How often a page watching a run polls it: a queued run changes rarely (its place in the
 # queue), a running one shows its batches; an ended run is not polled at all.
-RUNNING_POLL_SECONDS = 1.0
+RUNNING_POLL_SECONDS = 2.0  # Every poll is a server rerun per watching student (BENCHMARKS.md, "Watching").
 QUEUED_POLL_SECONDS = 5.0
 # The heavy parts of a live page (charts, event log) are drawn again at most this often:
-# after an epoch ended, or, within a long epoch, for the per-batch curve.
+# after an epoch ended, or, within a long epoch, for the per-batch curve. The Train page draws
+# them in a fragment of their own that reruns every CURVES_POLL_SECONDS while the run trains
+# (rebuilding a figure only when its data changed), so a new epoch costs no full page rerun.
 EPOCH_REDRAW_SECONDS = 3.0
 BATCH_REDRAW_SECONDS = 30.0
+CURVES_POLL_SECONDS = 5.0
 
 
 def poll_seconds(status: str) -> float | None:

@@ -26,15 +26,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from transfer_core.config import RunConfig
 from transfer_core.events import TERMINAL_EVENTS, validate_event
 from transfer_core.fileio import atomic_write_json, json_default
 from transfer_core.processes import process_alive, process_start_time
 from transfer_core.report import RunReport
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Set (tests/conftest.py does) to make every EventLog refuse an event transfer_core.events does not declare.
 CHECK_EVENTS_ENV = "TRANSFER_CHECK_EVENTS"
@@ -138,6 +139,8 @@ class RunInfo:
 
     def metrics(self) -> pd.DataFrame:
         """Per-epoch metrics: from metrics.csv when finished, else from the events."""
+        import pandas as pd  # Here, not at the top: a queued worker imports this module and waits.
+
         csv_path = self.path / "metrics.csv"
         if csv_path.exists():
             return pd.read_csv(csv_path)
@@ -163,12 +166,16 @@ EPOCH_COLUMNS = [
 
 def epoch_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per ``epoch_end`` event, with the columns of ``metrics.csv``."""
+    import pandas as pd
+
     rows = [{c: e.get(c) for c in EPOCH_COLUMNS} for e in events if e.get("type") == "epoch_end"]
     return pd.DataFrame(rows, columns=EPOCH_COLUMNS)
 
 
 def batch_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per ``batch_end`` event: step (global), epoch, stage, loss, accuracy."""
+    import pandas as pd
+
     rows = [e for e in events if e.get("type") == "batch_end"]
     frame = pd.DataFrame(rows, columns=["step", "epoch", "stage", "batch", "loss", "accuracy"])
     return frame

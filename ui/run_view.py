@@ -1,19 +1,24 @@
 """How a run looks on the Train page: live progress while it trains, results when it ends.
 
-Watching a run is meant to be cheap for the server. The full page run draws the
-heavy parts (charts, event log); a small fragment polls the run (every
-:data:`transfer_core.live.RUNNING_POLL_SECONDS` while it trains, every
-:data:`transfer_core.live.QUEUED_POLL_SECONDS` while it waits) and draws only the
-status line, the Stop button and the progress bar. It asks for a full rerun only
-when the heavy parts are worth drawing again (:func:`transfer_core.live.needs_redraw`:
-a new epoch, a status change) or the run ended; the page then draws the results
-and no fragment, so nothing polls an ended run. Events are read incrementally
-(:class:`transfer_core.live.EventFollower`, kept per run in session state). No TensorFlow here.
+Watching a run is meant to be cheap for the server (BENCHMARKS.md, "Watching a run"). Two
+fragments do the live part, so no full page rerun happens while a run trains:
+
+- the status fragment polls the run (every :data:`transfer_core.live.RUNNING_POLL_SECONDS`
+  while it trains, every :data:`transfer_core.live.QUEUED_POLL_SECONDS` while it waits) and
+  draws only the status line, the Stop button and the progress bar;
+- the curves fragment (while it trains, every :data:`transfer_core.live.CURVES_POLL_SECONDS`)
+  draws the charts and the event log, rebuilding a figure only when its data changed.
+
+A full rerun is asked for only when the status changes (queued -> running, or the end); the
+page then draws the results and no fragment, so nothing polls an ended run. Events are read
+incrementally (:class:`transfer_core.live.EventFollower`, kept per run in session state).
+No TensorFlow here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +31,8 @@ from transfer_core.runs import RunInfo, batch_frame
 from ui import state
 from ui.widgets import STATUS_ICONS
 
+# Points of the live per-batch curve: a redraw's cost grows with them; the result shows them all.
+LIVE_BATCH_POINTS = 500
 TEST_ACCURACY_HELP = (
     "Test accuracy — the number to quote: these images were never used to choose anything (validation "
     "accuracy picked the best epoch and settings, so it flatters a little)."
@@ -56,17 +63,24 @@ def _live_view(run_id: str) -> None:
         # It ended between the load above and this poll: the fragment's first poll sees the
         # change and asks for the full rerun that shows the results.
         drawn = dataclasses.replace(drawn, status="running")
-    # The fragment compares what it polls with what this run drew (see needs_redraw).
+    # The status fragment compares the status it polls with the one this run drew.
     st.session_state.setdefault("live_drawn", {})[run_id] = drawn
     status = drawn.status
     _run_header(run_id, status, follower.config)
     st.fragment(_live_status, run_every=live.poll_seconds(status))(run_id)
-    epochs = follower.epochs()
-    if len(epochs):
-        _charts(epochs, follower.batches(), key="live", cache_key=run_id)
+    # A queued run has no curves yet: its page polls slowly and draws them once it runs.
+    st.fragment(_live_curves, run_every=live.CURVES_POLL_SECONDS if status == "running" else None)(run_id)
+
+
+def _live_curves(run_id: str) -> None:
+    """The charts and the event log of an active run, from the events read so far."""
+    follower = state.follower(run_id)
+    follower.poll()
+    if follower.epochs_seen:
+        _live_charts(follower, run_id)
     else:
         st.caption("The loss and accuracy curves appear when the first epoch ends.")
-    _event_log(follower.events, key="live")
+    _event_log(follower.events, cache_key=run_id)
 
 
 def _live_status(run_id: str) -> None:
@@ -81,9 +95,9 @@ def _live_status(run_id: str) -> None:
     jobs.enforce_stop(run_dir)
     current = follower.snapshot()
     drawn = st.session_state.get("live_drawn", {}).get(run_id)
-    if drawn is None or live.needs_redraw(drawn, current):
-        # A full rerun: it draws the new curves, or the results once the run ended (and then
-        # no fragment, so the browser schedules no further poll of this run).
+    if drawn is None or drawn.status != current.status:
+        # A full rerun: it starts the curves once a queued run trains, or draws the results once
+        # the run ended (and then no fragment, so the browser schedules no further poll of this run).
         st.rerun()
     status = current.status
     progress = follower.progress()
@@ -138,10 +152,8 @@ def _run_header(run_id: str, status: str, config: RunConfig | None) -> None:
     )
 
 
-def _cached_figure(cache_key: str | None, name: str, signature, build):
-    """A figure rebuilt only when ``signature`` changes (a full rerun for a new epoch keeps the others)."""
-    if cache_key is None:
-        return build()
+def _cached(cache_key: str, name: str, signature, build):
+    """A figure (or frame, or text) of the live view, rebuilt only when ``signature`` changes."""
     cache = st.session_state.setdefault("figure_cache", {})
     entry = cache.get((cache_key, name))
     if entry is None or entry[0] != signature:
@@ -150,31 +162,43 @@ def _cached_figure(cache_key: str | None, name: str, signature, build):
     return entry[1]
 
 
-def _charts(epochs: pd.DataFrame, batches: pd.DataFrame, key: str, cache_key: str | None = None) -> None:
+def _charts(epochs: pd.DataFrame, batches: pd.DataFrame, key: str) -> None:
+    """The loss, accuracy and per-batch loss charts of an ended run."""
+    batch_figure = charts.batch_loss_figure(batches) if len(batches) else None
+    _place_charts(charts.epoch_metric_figure(epochs, "loss"), charts.epoch_metric_figure(epochs, "accuracy"),
+                  batch_figure, key)
+
+
+def _live_charts(follower: live.EventFollower, run_id: str) -> None:
+    """The same charts for an active run: a figure (and its frame) is built only when its data changed."""
+    epoch_signature = follower.epochs_seen
+    # The per-batch curve changes every batch; within an epoch it is rebuilt only now and then.
+    batch_signature = (epoch_signature, int(time.time() // live.BATCH_REDRAW_SECONDS))
+    epochs = _cached(run_id, "epochs", epoch_signature, follower.epochs)
+    batches = _cached(run_id, "batch_figure", batch_signature,
+                      lambda: charts.batch_loss_figure(follower.batches(), max_points=LIVE_BATCH_POINTS)
+                      if follower.batches_seen else None)
+    _place_charts(_cached(run_id, "loss", epoch_signature, lambda: charts.epoch_metric_figure(epochs, "loss")),
+                  _cached(run_id, "accuracy", epoch_signature,
+                          lambda: charts.epoch_metric_figure(epochs, "accuracy")),
+                  batches, "live")
+
+
+def _place_charts(loss, accuracy, batches, key: str) -> None:
     loss_col, accuracy_col = st.columns(2)
-    epoch_signature = len(epochs)
-    loss_col.plotly_chart(
-        _cached_figure(
-            cache_key, "loss", epoch_signature, lambda: charts.epoch_metric_figure(epochs, "loss")
-        ),
-        key=f"train_{key}_loss",
-    )
-    accuracy_col.plotly_chart(
-        _cached_figure(
-            cache_key, "accuracy", epoch_signature, lambda: charts.epoch_metric_figure(epochs, "accuracy")
-        ),
-        key=f"train_{key}_accuracy",
-    )
-    if len(batches):
-        st.plotly_chart(
-            _cached_figure(cache_key, "batches", len(batches), lambda: charts.batch_loss_figure(batches)),
-            key=f"train_{key}_batches",
-        )
+    loss_col.plotly_chart(loss, key=f"train_{key}_loss")
+    accuracy_col.plotly_chart(accuracy, key=f"train_{key}_accuracy")
+    if batches is not None:
+        st.plotly_chart(batches, key=f"train_{key}_batches")
 
 
-def _event_log(events: list[dict], key: str) -> None:
+def _event_log(events: list[dict], cache_key: str | None = None) -> None:
+    def text() -> str:
+        return "\n".join(run_text.event_log(events))
+
+    shown = text() if cache_key is None else _cached(cache_key, "event_log", len(events), text)
     with st.expander("Event log"):
-        st.code("\n".join(run_text.event_log(events)) or "no events yet", language=None)
+        st.code(shown or "no events yet", language=None)
 
 
 def result_panel(info: RunInfo) -> None:
@@ -253,7 +277,7 @@ def result_panel(info: RunInfo) -> None:
                 "(validation picked the best epoch)."
             )
         _mistakes(info, evaluation)
-    _event_log(events, key="result")
+    _event_log(events)
 
 
 def _mistakes(info: RunInfo, evaluation: dict) -> None:

@@ -257,7 +257,7 @@ def test_a_running_run_is_polled_fast_and_an_ended_one_not_at_all(at, poll_inter
     run_dir = _fake_run(at, alive=True, events=_progress_events(1))
     at.session_state["run_id"] = run_dir.name
     at.run()
-    assert poll_intervals == [live.RUNNING_POLL_SECONDS]
+    assert poll_intervals == [live.RUNNING_POLL_SECONDS, live.CURVES_POLL_SECONDS]  # Status; curves.
     atomic_write_json(run_dir / "report.json", _report())
     with EventLog(run_dir / "events.jsonl") as log:
         log.write({"type": "finished", "reason": "", "val_accuracy": 0.9})
@@ -267,19 +267,21 @@ def test_a_running_run_is_polled_fast_and_an_ended_one_not_at_all(at, poll_inter
     assert poll_intervals == []  # No fragment, so the browser schedules no poll.
 
 
-def test_the_polling_fragment_draws_status_and_progress_but_no_charts_or_log(at):
-    """Only the cheap elements are redrawn every poll; charts and the log belong to the page run."""
+def test_the_polling_fragments_split_the_cheap_status_from_the_curves(at):
+    """The status fragment (polled every second) draws no charts or log; the curves fragment does.
+
+    So a new epoch costs the server a rerun of the curves fragment, not of the whole page.
+    """
     from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
 
     run_dir = _fake_run(at, alive=True, events=_progress_events(2))
     at.session_state["run_id"] = run_dir.name
-    in_fragment: set[str] = set()
-    outside: set[str] = set()
+    by_fragment: dict[str, set[str]] = {}
 
     def record(msg) -> None:
         if msg.HasField("delta") and msg.delta.HasField("new_element"):
             kind = msg.delta.new_element.WhichOneof("type")
-            (in_fragment if msg.delta.fragment_id else outside).add(kind)
+            by_fragment.setdefault(msg.delta.fragment_id, set()).add(kind)
 
     ForwardMsgQueue.on_before_enqueue_msg(record)
     try:
@@ -287,9 +289,13 @@ def test_the_polling_fragment_draws_status_and_progress_but_no_charts_or_log(at)
     finally:
         ForwardMsgQueue.on_before_enqueue_msg(None)
     assert not at.exception, at.exception
-    assert {"progress", "button"} <= in_fragment
-    assert "plotly_chart" not in in_fragment and "code" not in in_fragment
-    assert {"plotly_chart", "code"} <= outside
+    page = by_fragment.pop("", set())
+    assert "plotly_chart" not in page and "code" not in page
+    status = [kinds for kinds in by_fragment.values() if "progress" in kinds]
+    curves = [kinds for kinds in by_fragment.values() if "plotly_chart" in kinds]
+    assert len(status) == 1 and len(curves) == 1 and len(by_fragment) == 2
+    assert "button" in status[0] and "plotly_chart" not in status[0] and "code" not in status[0]
+    assert "code" in curves[0] and "progress" not in curves[0]
 
 
 def test_when_the_run_ends_the_page_shows_results(at):
