@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -82,6 +83,14 @@ def test_a_standby_retires_when_the_server_that_owns_it_is_gone(settings, monkey
     owner.wait()
     assert wait_for(lambda: _standbys(settings, "ready") == [], 30)
     assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30)  # Exited (and reaped).
+
+
+def test_a_standby_retires_when_its_home_is_deleted(settings):
+    jobs.ensure_standby(settings)
+    assert wait_for(lambda: len(_standbys(settings, "ready")) == 1)
+    [pid] = _standbys(settings, "ready")
+    shutil.rmtree(settings.home)  # A test's or a benchmark's temporary home; its server may live on.
+    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30)
 
 
 def test_without_the_setting_no_standby_is_started(tiny_dataset, tmp_path):

@@ -58,6 +58,8 @@ def standby_main(directory: Path, key: str, idle_seconds: float = STANDBY_IDLE_S
     idle_until = time.time() + idle_seconds
     claimed_at = None
     while not job.exists():
+        if not directory.exists():
+            return 0  # The server's home was deleted (tests, benchmarks): nobody will hand us a run.
         if claimed_at is None and claimed.exists():
             claimed_at = time.time()
         if claimed_at is not None and time.time() - claimed_at > 30:
@@ -68,7 +70,8 @@ def standby_main(directory: Path, key: str, idle_seconds: float = STANDBY_IDLE_S
                 os.unlink(ready)  # Retire, unless a server claims us at this very moment.
                 return 0
             except FileNotFoundError:
-                pass
+                if not (claimed.exists() or job.exists()):
+                    return 0  # Neither ready nor claimed: the folder went away under us.
         time.sleep(_STANDBY_POLL_SECONDS)
     run_dir = Path(job.read_text().strip())
     job.unlink(missing_ok=True)
