@@ -38,6 +38,7 @@ state.workspace()  # Create (or reopen from ?ws=) this session's workspace befor
 draw_sidebar = sidebar_status_slot()
 draw_sidebar(False)
 state.on_choices_changed(draw_sidebar)
+state.set_live_view(None)  # The page sets it again if it shows a run live.
 try:
     page.run()
 finally:

@@ -65,6 +65,7 @@ def _live_view(run_id: str) -> None:
         drawn = dataclasses.replace(drawn, status="running")
     # The status fragment compares the status it polls with the one this run drew.
     st.session_state.setdefault("live_drawn", {})[run_id] = drawn
+    state.set_live_view(run_id)
     status = drawn.status
     _run_header(run_id, status, follower.config)
     st.fragment(_live_status, run_every=live.poll_seconds(status))(run_id)

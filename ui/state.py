@@ -200,6 +200,22 @@ def follower(run_id: str) -> EventFollower:
     return followers[run_id]
 
 
+def set_live_view(run_id: str | None) -> None:
+    """Record that this script run's page shows ``run_id`` live (None: no live view yet).
+
+    The page's own status fragment then notices the run's changes, so the sidebar need not poll
+    it too (one rerun fewer every few seconds per watching student).
+    """
+    if run_id is None:
+        st.session_state.pop("live_view_run", None)
+    else:
+        st.session_state["live_view_run"] = run_id
+
+
+def live_view_run() -> str | None:
+    return st.session_state.get("live_view_run")
+
+
 def set_notice(text: str, kind: str = "info") -> None:
     """A message the next page shows once."""
     st.session_state["notice"] = (kind, text)

@@ -44,7 +44,8 @@ def sidebar_status(poll: bool = True) -> None:
     """Active data set, chosen backbone and the current run's state, in the current container.
 
     Args:
-        poll: Refresh the run's state every 2 s while it is active.
+        poll: Refresh the run's state every :data:`SIDEBAR_POLL_SECONDS` while it is active
+            (unless the page shows that run live).
     """
     st.markdown("**Data set**")
     spec = state.active_dataset()
@@ -71,8 +72,8 @@ def sidebar_status(poll: bool = True) -> None:
     if info is None:
         st.caption("none")
         return
-    if poll and info.is_active:
-        # Every watching session's sidebar polls too: slowly, since the page itself shows live progress.
+    if poll and info.is_active and state.live_view_run() != info.run_id:
+        # On other pages the sidebar polls the run, slowly; the Train page's live view polls it itself.
         st.fragment(_run_status, run_every=SIDEBAR_POLL_SECONDS)(polling=True)
     else:
         _run_status(polling=False)

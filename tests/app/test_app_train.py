@@ -489,3 +489,30 @@ def test_results_without_a_test_split_show_no_test_accuracy(at):
     at.run()
     assert not at.exception, at.exception
     assert "Test accuracy" not in {m.label for m in at.metric}
+
+
+def _sidebar_with_live_view(live_run: str | None) -> None:
+    """An AppTest script: this session's sidebar status, with ``live_run`` shown live on the page."""
+    from ui import state, widgets
+
+    state.set_live_view(live_run)
+    widgets.sidebar_status(poll=True)
+
+
+def test_the_sidebar_polls_a_run_only_where_the_page_does_not_show_it_live(at, poll_intervals):
+    from streamlit.testing.v1 import AppTest
+
+    from ui import widgets
+
+    run_dir = _fake_run(at, alive=True, events=_progress_events(1))
+    for live_run, expected in ((run_dir.name, []), (None, [widgets.SIDEBAR_POLL_SECONDS])):
+        sidebar = AppTest.from_function(_sidebar_with_live_view, args=(live_run,), default_timeout=60)
+        for name in ("workspace", "dataset_root", "model_spec"):
+            sidebar.session_state[name] = at.session_state[name]
+        sidebar.session_state["run_id"] = run_dir.name
+        poll_intervals.clear()
+        sidebar.run()
+        assert not sidebar.exception, sidebar.exception
+        assert any(run_dir.name in c.value for c in sidebar.caption)
+        # Where the page shows the run live, its own fragments follow it; elsewhere the sidebar polls.
+        assert poll_intervals == expected
