@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.browser import (
-    SHARED_WEIGHTS,
     chromium_page,
     go,
     no_exception,
@@ -27,10 +26,10 @@ from helpers.browser import (
     shot,
     streamlit_server,
 )
+from helpers.workspaces import finished_workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-PRETRAINED_FILE = SHARED_WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 
 # Loads a .keras file in a fresh interpreter (no transfer_core import) and writes its top-1 classes.
 _PREDICT_IN_FRESH_PROCESS = """
@@ -48,34 +47,16 @@ json.dump({"top1": probabilities.argmax(axis=1).tolist(), "probabilities": proba
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """TRANSFER_HOME with a workspace, the demo data set and a feature-extraction and a fine-tuning run."""
-    from helpers.runs import make_finished_run, tiny_config
-
-    from transfer_core import compare
-    from transfer_core.config import ModelSpec, Settings
-    from transfer_core.data import make_demo_dataset
-    from transfer_core.workspace import Workspace
-
-    home = tmp_path_factory.mktemp("browser-home")
-    pretrained = PRETRAINED_FILE.is_file()
-    settings = Settings(home=home, weights_dir=SHARED_WEIGHTS if pretrained else None)
-    workspace = Workspace.open(settings)
-    dataset = make_demo_dataset(workspace.new_dataset_dir("demo"), images_per_class=16, image_size=96)
-    model = ModelSpec(input_size=96, weights="imagenet" if pretrained else "random")
-    run_dirs = []
-    for strategy in ("feature_extraction", "fine_tuning"):
-        config = tiny_config(dataset, model=model, strategy=strategy, epochs=4, fine_tune_epochs=2, batch_size=16,
-                             name=f"compare browser: {compare.STRATEGY_LABELS[strategy]}")
-        run_dirs.append(make_finished_run(workspace.runs_dir, config, settings)[0])
-    return {"home": home, "workspace": workspace, "dataset": dataset, "run_dirs": run_dirs,
-            "pretrained": pretrained}
+    return finished_workspace(tmp_path_factory, home_name="browser-home", images_per_class=16, image_size=96, epochs=4,
+                              fine_tune_epochs=2, batch_size=16, dropout_rate=0.2, name="compare browser")
 
 
 @pytest.fixture(scope="module")
 def server(prepared):
     """Transfer Lab on the prepared TRANSFER_HOME; yields its URL."""
     require_browser()
-    weights_dir = SHARED_WEIGHTS if prepared["pretrained"] else None
-    with streamlit_server(prepared["home"], weights_dir=weights_dir) as running:
+    weights_dir = prepared.weights_dir
+    with streamlit_server(prepared.home, weights_dir=weights_dir) as running:
         yield running.url
 
 
@@ -106,7 +87,7 @@ def _go(page, title: str) -> None:
 
 def _open_compare(page, server: str, prepared) -> None:
     """Open the prepared workspace, make its demo set (made through the core) the active one, go to Compare."""
-    page.goto(f"{server}/?ws={prepared['workspace'].workspace_id}")
+    page.goto(f"{server}/?ws={prepared.workspace.workspace_id}")
     page.get_by_role("heading", name="Transfer Lab").wait_for()
     _settle(page)
     _go(page, "Data")
@@ -141,7 +122,7 @@ def test_compare_explore_and_export_in_a_browser(server, page, prepared, tmp_pat
     # Explore: predict an uploaded image, then the mistakes tab, embeddings and what the model sees.
     _go(page, "Explore")
     no_exception(page)
-    image = next((Path(prepared["dataset"].root) / "images").rglob("*.png"))
+    image = next((Path(prepared.dataset.root) / "images").rglob("*.png"))
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(image))
     page.get_by_text("Grad-CAM for '").first.wait_for(timeout=120_000)
     _settled_shot(page, "13-explore-predict")
@@ -169,9 +150,9 @@ def test_compare_explore_and_export_in_a_browser(server, page, prepared, tmp_pat
     download.save_as(downloaded)
 
     # The Export page picked the newest run (fine-tuning) by default; compare with that run's model.
-    run_dir = prepared["run_dirs"][-1]
+    run_dir = prepared.run_dirs[-1]
     assert downloaded.read_bytes() == (run_dir / "model.keras").read_bytes()
-    images, _ = load_split_arrays(prepared["dataset"], "val", 96)
+    images, _ = load_split_arrays(prepared.dataset, "val", 96)
     np.save(tmp_path / "images.npy", images)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     completed = subprocess.run(
@@ -251,8 +232,8 @@ def test_a_comparison_started_in_the_browser_shows_live_progress(server, page, p
     _settle(page)
     no_exception(page)
     page.get_by_text("What the numbers say").wait_for()
-    old = {path.name for path in prepared["run_dirs"]}
-    new = [run_id for run_id in prepared["workspace"].store.ids() if run_id not in old]
+    old = {path.name for path in prepared.run_dirs}
+    new = [run_id for run_id in prepared.workspace.store.ids() if run_id not in old]
     assert len(new) == 2
     picked = page.locator('[data-testid="stMultiSelectTagsContainer"]').first.inner_text()
     # The new comparison's two runs are picked automatically, in place of the earlier ones.

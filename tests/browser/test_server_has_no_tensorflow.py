@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from helpers.browser import (
-    SHARED_WEIGHTS,
     chromium_page,
     go,
     no_exception,
@@ -23,10 +22,10 @@ from helpers.browser import (
     shot,
     streamlit_server,
 )
+from helpers.workspaces import finished_workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-PRETRAINED_FILE = SHARED_WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 MAX_SERVER_RSS_MB = 300
 TENSORFLOW_LIBRARIES = ("libtensorflow", "_pywrap_tensorflow")
 
@@ -46,39 +45,22 @@ def _rss_mb(pid: int) -> float:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """TRANSFER_HOME with a workspace, the demo data set and a feature-extraction and a fine-tuning run."""
-    from helpers.runs import make_finished_run, tiny_config
-
-    from transfer_core import compare
-    from transfer_core.config import ModelSpec, Settings
-    from transfer_core.data import make_demo_dataset
-    from transfer_core.workspace import Workspace
-
-    home = tmp_path_factory.mktemp("no-tf-home")
-    pretrained = PRETRAINED_FILE.is_file()
-    settings = Settings(home=home, weights_dir=SHARED_WEIGHTS if pretrained else None)
-    workspace = Workspace.open(settings)
-    dataset = make_demo_dataset(workspace.new_dataset_dir("demo"), images_per_class=12, image_size=96)
-    model = ModelSpec(input_size=96, weights="imagenet" if pretrained else "random")
-    run_ids = []
-    for strategy in ("feature_extraction", "fine_tuning"):
-        config = tiny_config(dataset, model=model, strategy=strategy, epochs=2, fine_tune_epochs=1, batch_size=16,
-                             name=f"no-tf: {compare.STRATEGY_LABELS[strategy]}")
-        run_ids.append(make_finished_run(workspace.runs_dir, config, settings)[0].name)
-    return {"home": home, "workspace": workspace, "dataset": dataset, "run_ids": run_ids, "pretrained": pretrained}
+    return finished_workspace(tmp_path_factory, home_name="no-tf-home", images_per_class=12, image_size=96, epochs=2,
+                              fine_tune_epochs=1, batch_size=16, dropout_rate=0.2, name="no-tf")
 
 
 def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
     require_browser()
-    weights_dir = SHARED_WEIGHTS if prepared["pretrained"] else None
-    with streamlit_server(prepared["home"], weights_dir=weights_dir) as server, \
+    weights_dir = prepared.weights_dir
+    with streamlit_server(prepared.home, weights_dir=weights_dir) as server, \
             chromium_page(accept_downloads=True) as page:
         def wait(text: str, timeout: int = 240_000) -> None:
             page.get_by_text(text).first.wait_for(timeout=timeout)
             settle(page, 240_000)
             no_exception(page)
 
-        workspace_id = prepared["workspace"].workspace_id
-        page.goto(f"{server.url}/?ws={workspace_id}&run={prepared['run_ids'][-1]}")
+        workspace_id = prepared.workspace.workspace_id
+        page.goto(f"{server.url}/?ws={workspace_id}&run={prepared.run_ids[-1]}")
         page.get_by_role("heading", name="Transfer Lab").wait_for()
         settle(page)
 
@@ -124,7 +106,7 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
 
         # Explore: a new image with Grad-CAM, a confusion-matrix cell, embeddings, what the model sees.
         go(page, "Explore", timeout=240_000)
-        image = next((Path(prepared["dataset"].root) / "images").rglob("*.png"))
+        image = next((Path(prepared.dataset.root) / "images").rglob("*.png"))
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(image))
         wait("Grad-CAM for '")
         page.get_by_role("tab", name="Mistakes").click()

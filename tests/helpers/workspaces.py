@@ -33,22 +33,38 @@ class FinishedWorkspace:
     model: ModelSpec
     run_ids: list[str]  # feature extraction, fine-tuning
 
+    @property
+    def run_dirs(self) -> list[Path]:
+        return [self.workspace.store.path_of(run_id) for run_id in self.run_ids]
 
-def finished_workspace(tmp_path_factory) -> FinishedWorkspace:
+    @property
+    def pretrained(self) -> bool:
+        return self.model.weights == "imagenet"
+
+    @property
+    def weights_dir(self) -> Path | None:
+        """The offline weights folder the app needs for this workspace's runs (None for random weights)."""
+        return SHARED_WEIGHTS if self.pretrained else None
+
+
+def finished_workspace(tmp_path_factory, *, home_name: str = "home", images_per_class: int = 10,
+                       image_size: int = 64, epochs: int = 3, fine_tune_epochs: int = 1, batch_size: int = 8,
+                       dropout_rate: float = 0.0, name: str = "compare t1") -> FinishedWorkspace:
     """TRANSFER_HOME with one workspace, a 4-class demo set and two finished runs of one comparison group."""
     from transfer_core.data import make_demo_dataset
 
-    home = tmp_path_factory.mktemp("home")
+    home = tmp_path_factory.mktemp(home_name)
     pretrained = PRETRAINED_FILE.is_file()
     settings = Settings(home=home, weights_dir=SHARED_WEIGHTS if pretrained else None)
     workspace = Workspace.open(settings)
-    dataset = make_demo_dataset(workspace.new_dataset_dir("demo"), images_per_class=10, image_size=64)
+    dataset = make_demo_dataset(workspace.new_dataset_dir("demo"), images_per_class=images_per_class,
+                                image_size=image_size)
     # Real weights when present (meaningful predictions and Grad-CAM), else random ones: the pages work either way.
-    model = ModelSpec(input_size=64, weights="imagenet" if pretrained else "random", dropout_rate=0.0)
+    model = ModelSpec(input_size=image_size, weights="imagenet" if pretrained else "random", dropout_rate=dropout_rate)
     run_ids = []
     for strategy in ("feature_extraction", "fine_tuning"):
-        config = tiny_config(dataset, model=model, strategy=strategy, epochs=3, fine_tune_epochs=1,
-                             name=f"compare t1: {compare.STRATEGY_LABELS[strategy]}")
+        config = tiny_config(dataset, model=model, strategy=strategy, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
+                             batch_size=batch_size, name=f"{name}: {compare.STRATEGY_LABELS[strategy]}")
         run_dir, _ = make_finished_run(workspace.runs_dir, config, settings)
         run_ids.append(run_dir.name)
     return FinishedWorkspace(home, workspace, dataset, model, run_ids)
