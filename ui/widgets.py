@@ -87,9 +87,13 @@ def _run_status(polling: bool) -> None:
     if info is None:
         st.caption("none")
         return
+    st.caption(f"{STATUS_ICONS.get(info.status, '')} {info.run_id}")
+    if info.is_active and state.live_view_run() == info.run_id:
+        # Not polled here (the page is), so a detailed line would go stale while the page moves on.
+        st.caption(f"{info.status}: progress on this page")
+        return
     position = jobs.queue_position(info.path, state.settings()) if info.status == "queued" else None
     eta = jobs.queue_eta(info.path, state.settings()) if position is not None else None
-    st.caption(f"{STATUS_ICONS.get(info.status, '')} {info.run_id}")
     st.caption(status_line(info, position, eta))
     if polling and not info.is_active:
         # The run just ended: one full rerun redraws the page and stops this fragment's polling.

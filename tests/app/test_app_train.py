@@ -516,3 +516,6 @@ def test_the_sidebar_polls_a_run_only_where_the_page_does_not_show_it_live(at, p
         assert any(run_dir.name in c.value for c in sidebar.caption)
         # Where the page shows the run live, its own fragments follow it; elsewhere the sidebar polls.
         assert poll_intervals == expected
+        # Unpolled, the sidebar's line must not go stale: it points to the page instead.
+        live_line = any(c.value == "running: progress on this page" for c in sidebar.caption)
+        assert live_line == (live_run is not None)
