@@ -73,9 +73,10 @@ def test_demo_path_trains_live_and_shows_result(server, browser_page):
     shot(page, "04-model")
 
     go(page, "Train")
-    # Enough fine-tuning epochs that the live view is seen mid-run (epochs on cached inputs are fast).
+    # Enough fine-tuning epochs that the live curves (redrawn every live.CURVES_POLL_SECONDS) are seen
+    # to grow mid-run: epochs on the cached prefix take a fraction of a second.
     fine_tune_epochs = page.get_by_role("spinbutton", name="Fine-tuning epochs")
-    fine_tune_epochs.fill("15")
+    fine_tune_epochs.fill("60")
     fine_tune_epochs.press("Tab")
     page.get_by_role("button", name="Start training").click()
     page.get_by_role("button", name="Stop").wait_for()
