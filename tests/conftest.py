@@ -76,3 +76,25 @@ def tiny_dataset(tmp_path_factory) -> DatasetSpec:
     A module that needs other sizes overrides it with ``tiny_dataset_in(tmp_path_factory, images_per_class=...)``.
     """
     return tiny_dataset_in(tmp_path_factory)
+
+
+@pytest.hookimpl(tryfirst=True)  # Before pytest-xdist reads the groups (``--dist loadgroup``, see pyproject).
+def pytest_collection_modifyitems(config, items) -> None:
+    """Which tests share a pytest-xdist worker: the suite runs on two (``-n 2``).
+
+    - A module's tests stay together, so its module-scoped fixtures (real training runs) are built once.
+    - Every test that starts a Ray head runs in one worker: two local Ray clusters on one machine can
+      pick the same ports.
+    - The browser tests run one at a time: each drives a Streamlit server, Chromium and training
+      workers, and two of them at once would only wait on each other's CPU.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        if "ray_address" in getattr(item, "fixturenames", ()):
+            group = "ray"
+        elif item.get_closest_marker("browser") is not None:
+            group = "browser"
+        else:
+            group = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))

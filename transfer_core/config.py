@@ -349,6 +349,9 @@ class Settings(_DictMixin):
         ray_num_gpus: GPUs one run reserves on the Ray cluster. ``TRANSFER_RAY_NUM_GPUS``.
         max_queued_per_session: Requests one session may have waiting (not yet training) at once;
             a comparison counts as one. ``TRANSFER_MAX_QUEUED_PER_SESSION``.
+        worker_nice: The nice value (0-19) training workers run at, so that on a shared machine the
+            web server and the browsers get the cores first and pages stay quick while runs train; on
+            an idle machine it costs nothing. 0 keeps the server's priority. ``TRANSFER_WORKER_NICE``.
         teacher_token: Opens the class view to whoever visits ``?teacher=<token>``; empty means no
             class view. ``TRANSFER_TEACHER_TOKEN``.
         demo_dir: A folder with the ants-and-bees photos (``train/`` and ``val/``) for the real-photo
@@ -373,6 +376,7 @@ class Settings(_DictMixin):
     ray_num_cpus: float = 1.0
     ray_num_gpus: float = 0.0
     max_queued_per_session: int = 3
+    worker_nice: int = 10
     # The class view and the real-photo demo.
     teacher_token: str = field(default="", repr=False)
     demo_dir: Path | None = None
@@ -394,6 +398,8 @@ class Settings(_DictMixin):
         for name in ("ray_num_cpus", "ray_num_gpus"):
             if getattr(self, name) < 0:
                 _fail(f"{name} must be >= 0.", **{name: getattr(self, name)})
+        if not 0 <= self.worker_nice <= 19:
+            _fail("worker_nice must be between 0 and 19.", worker_nice=self.worker_nice)
 
     @property
     def runs_dir(self) -> Path:
@@ -431,6 +437,7 @@ class Settings(_DictMixin):
             ray_num_cpus=_env_float("TRANSFER_RAY_NUM_CPUS", 1.0),
             ray_num_gpus=_env_float("TRANSFER_RAY_NUM_GPUS", 0.0),
             max_queued_per_session=_env_int("TRANSFER_MAX_QUEUED_PER_SESSION", 3),
+            worker_nice=_env_int("TRANSFER_WORKER_NICE", 10),
             teacher_token=os.environ.get("TRANSFER_TEACHER_TOKEN", "").strip(),
             demo_dir=_env_path("TRANSFER_DEMO_DIR", None),
             offline=os.environ.get("TRANSFER_OFFLINE", "").strip().lower() in ("1", "true", "yes"),

@@ -46,3 +46,18 @@ def process_start_time(pid: int) -> float | None:
         return boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
+
+
+def lower_priority(niceness: int) -> None:
+    """Raise this process's nice value to at least ``niceness``; never lowers it (that needs root).
+
+    Call it before TensorFlow starts its thread pools: on Linux the nice value belongs to each
+    thread, and threads started later inherit it.
+    """
+    if niceness <= 0 or not hasattr(os, "getpriority"):
+        return
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
+            os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except OSError:
+        pass  # A platform or sandbox that refuses: the run trains at the server's priority.

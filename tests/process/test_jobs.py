@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers.models import TINY_MODEL_DEFAULT_DROPOUT as TINY_MODEL
@@ -41,6 +45,24 @@ def _kill_worker(run_dir, settings: Settings) -> None:
         os.kill(pid, signal.SIGKILL)  # The task's Ray worker process (it leads no process group).
     else:
         os.killpg(pid, signal.SIGKILL)
+
+
+def _thread_nice_values(pid: int) -> set[int]:
+    values = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # A thread that ended meanwhile.
+            values.add(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+    return values
+
+
+def test_lower_priority_raises_the_nice_value_and_never_lowers_it():
+    script = "import os; from transfer_core.processes import lower_priority; lower_priority(7); " \
+             "print(os.getpriority(os.PRIO_PROCESS, 0))"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    raised = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    kept = subprocess.run(["nice", "-n", "12", sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True)
+    assert (raised.stdout.strip(), kept.stdout.strip()) == ("7", "12")
 
 
 def _config(spec, **kwargs) -> RunConfig:
@@ -84,6 +106,10 @@ def test_stop_ends_a_live_run_quickly(tiny_dataset, any_settings, tmp_path):
     assert wait_for(
         lambda: any(e["type"] == "epoch_end" for e in read_events(run_dir / "events.jsonl")[0]), 120
     )
+    if any_settings.executor == "local":
+        # Every thread of the worker, TensorFlow's pools included, trains below the server's priority.
+        pid, _ = read_pid(run_dir)
+        assert _thread_nice_values(pid) == {any_settings.worker_nice}
     asked = time.time()
     status = stop_and_wait(run_dir, timeout=30)
     assert status == "stopped"

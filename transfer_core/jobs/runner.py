@@ -20,6 +20,7 @@ from transfer_core.config import RunConfig, Settings
 from transfer_core.fileio import atomic_path, atomic_write_json
 from transfer_core.jobs.queue import acquire_slot, queue_entry, record_run_time
 from transfer_core.jobs.standby import start_successor_standby
+from transfer_core.processes import lower_priority
 from transfer_core.runs import EventLog, load_run, write_pid
 
 
@@ -46,6 +47,7 @@ def run_worker(run_dir: Path, settings: Settings, *, record_pid: bool = True) ->
     With ``settings.executor == "ray"`` the Ray cluster's resources are the training slots:
     the run leaves the queue as soon as its task starts.
     """
+    lower_priority(settings.worker_nice)  # The server and its pages go first on a shared machine.
     if record_pid:
         write_pid(run_dir)
     stop_file = run_dir / "stop"

@@ -11,7 +11,7 @@ from transfer_core.config import Settings
 from transfer_core.jobs.runner import redirect_output, worker_main
 from transfer_core.jobs.spawn import STANDBY_OWNER_ENV
 from transfer_core.jobs.standby import STANDBY_IDLE_SECONDS, STANDBY_PREBUILD_ENV
-from transfer_core.processes import process_alive
+from transfer_core.processes import lower_priority, process_alive
 
 _STANDBY_POLL_SECONDS = 0.05
 
@@ -32,6 +32,7 @@ def _prebuild_backbone(hint: str) -> None:
 
 def standby_main(directory: Path, key: str, idle_seconds: float = STANDBY_IDLE_SECONDS) -> int:
     """Entry point of a standby worker: import TensorFlow, wait for a run, then be its worker."""
+    lower_priority(Settings.from_env().worker_nice)  # Before TensorFlow's threads, which inherit it.
     import keras  # noqa: F401 - the imports are the point: they take seconds.
     import tensorflow as tf
 
