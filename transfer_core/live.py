@@ -40,7 +40,7 @@ ONE_PASS_STAGES = ("decode", "features", "prefix")
 
 # How often a page watching a run polls it: a queued run changes rarely (its place in the
 # queue), a running one shows its batches; an ended run is not polled at all.
-RUNNING_POLL_SECONDS = 2.0  # Every poll is a server rerun per watching student (BENCHMARKS.md, "Watching").
+RUNNING_POLL_SECONDS = 3.0  # Every poll is a server rerun per watching student (BENCHMARKS.md, "Watching").
 QUEUED_POLL_SECONDS = 5.0
 # The heavy parts of a live page (charts, event log) are drawn again at most this often:
 # after an epoch ended, or, within a long epoch, for the per-batch curve. The Train page draws

@@ -17,19 +17,37 @@ def process_alive(pid: int, start_time: float | None) -> bool:
         return False
     except PermissionError:
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    if start_time is not None and stat.exists():
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[0] == "Z":  # A zombie has finished.
-                return False
-            ticks = os.sysconf("SC_CLK_TCK")
-            boot = boot_time()
-            started = boot + int(fields[19]) / ticks
-            return abs(started - start_time) < 5.0
-        except (OSError, IndexError, ValueError):
-            return True
-    return True
+    if start_time is None:
+        return True
+    try:
+        fields = stat_fields(Path(f"/proc/{pid}/stat"))
+        if fields[0] == "Z":  # A zombie has finished.
+            return False
+        return abs(_started(fields) - start_time) < 5.0
+    except (OSError, IndexError, ValueError):
+        return True  # No /proc (not Linux), or it ended meanwhile: os.kill said it ran.
+
+
+def process_start_time(pid: int) -> float | None:
+    """Start time of ``pid`` in seconds since the epoch (Linux), else None."""
+    try:
+        return _started(stat_fields(Path(f"/proc/{pid}/stat")))
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def stat_fields(stat_path: Path) -> list[str]:
+    """The fields of a ``/proc/<pid>/stat`` (or ``/proc/<pid>/task/<tid>/stat``) file after the command.
+
+    Index 0 is the state (field 3 in proc(5)), 16 the nice value, 19 the start time in clock ticks.
+    The command comes first, in parentheses, and may itself hold spaces and ")", hence the split at
+    the last ")".
+    """
+    return stat_path.read_text().rsplit(")", 1)[1].split()
+
+
+def _started(fields: list[str]) -> float:
+    return boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def boot_time() -> float:
@@ -37,15 +55,6 @@ def boot_time() -> float:
         if line.startswith("btime"):
             return float(line.split()[1])
     return 0.0
-
-
-def process_start_time(pid: int) -> float | None:
-    """Start time of ``pid`` in seconds since the epoch (Linux), else None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def lower_priority(niceness: int) -> None:

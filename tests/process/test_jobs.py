@@ -19,6 +19,7 @@ from helpers.runs import wait_for
 
 from transfer_core.config import RunConfig, Settings, TrainConfig
 from transfer_core.jobs import follow, queue_position, request_stop, start_run, stop_and_wait
+from transfer_core.processes import stat_fields
 from transfer_core.runs import RunStore, load_run, read_events, read_pid
 
 pytestmark = pytest.mark.slow  # Each test starts worker processes that import TensorFlow.
@@ -51,7 +52,7 @@ def _thread_nice_values(pid: int) -> set[int]:
     values = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(FileNotFoundError):  # A thread that ended meanwhile.
-            values.add(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+            values.add(int(stat_fields(task / "stat")[16]))
     return values
 
 
