@@ -175,6 +175,18 @@ def _run_times(run_dir: Path, clicked: float) -> dict:
     }
 
 
+def _keep_evidence(page, home: Path, index: int, args) -> None:
+    """A session whose Start made no run: keep its screenshot, its text and the server's log."""
+    folder = Path(args.out).with_suffix(".failure") if args.out else REPO / "bench" / "results" / "classroom.failure"
+    folder.mkdir(parents=True, exist_ok=True)
+    with suppress(Exception):
+        page.screenshot(path=str(folder / f"session-{index}.png"), full_page=True)
+        (folder / f"session-{index}.txt").write_text(page.inner_text("body"))
+    with suppress(OSError):
+        shutil.copy(home / "streamlit.log", folder / "streamlit.log")
+    print(f"Session {index} made no run; evidence in {folder}", file=sys.stderr, flush=True)
+
+
 def _active(run_dirs: list[Path]) -> bool:
     from transfer_core.runs import load_run
 
@@ -199,9 +211,13 @@ def one_class(browser, url: str, home: Path, sessions: int, args) -> dict:
         for page in pages:
             page.get_by_role("button", name="Start training", exact=True).click()
             clicked.append(time.time())
-        for page in pages:
-            page.wait_for_function("() => new URLSearchParams(location.search).get('run')",
-                                   timeout=HOME_READY_TIMEOUT_MS)
+        for index, page in enumerate(pages):
+            try:
+                page.wait_for_function("() => new URLSearchParams(location.search).get('run')",
+                                       timeout=HOME_READY_TIMEOUT_MS)
+            except Exception:
+                _keep_evidence(page, home, index, args)
+                raise
             run_dirs.append(home / "workspaces" / _query(page.url, "ws") / "runs" / _query(page.url, "run"))
         probes = []
         next_probe = time.time() + 2.0

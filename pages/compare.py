@@ -125,7 +125,8 @@ else:
             run_dirs = compare.start_comparison(dataset, model, plan, train, strategies, ws.runs_dir,
                                                 settings=settings, include_bn_pitfall=bool(use_bn),
                                                 same_time_budget=budgeted)
-        except (ValueError, zoo.WeightsUnavailableError, QuotaExceededError, jobs.QueueFull) as error:
+        except (ValueError, zoo.WeightsUnavailableError, QuotaExceededError, jobs.QueueFull,
+                jobs.StartFailed) as error:
             st.error(str(error))
         else:
             st.session_state["compare_group"] = [path.name for path in run_dirs]

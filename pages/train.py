@@ -144,7 +144,8 @@ if dataset is not None:
             ws.check_quota(settings)  # A run writes a model and features: refuse when the session is full.
             # Checks the data set, backbone and weights before any work starts.
             run_dir = jobs.start_run(config, runs_dir=ws.runs_dir, settings=settings)
-        except (ValueError, WeightsUnavailableError, QuotaExceededError, jobs.QueueFull) as error:
+        except (ValueError, WeightsUnavailableError, QuotaExceededError, jobs.QueueFull,
+                jobs.StartFailed) as error:
             st.error(f"Cannot start: {error}")
         else:
             state.set_active_run(run_dir.name)

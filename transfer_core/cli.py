@@ -440,10 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from transfer_core.jobs import StartFailed
     from transfer_core.zoo import WeightsUnavailableError
 
     try:
         return args.func(args)
-    except (ValueError, WeightsUnavailableError) as error:
+    except (ValueError, WeightsUnavailableError, StartFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -7,8 +7,12 @@ both executors in test_jobs.py.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers.models import TINY_MODEL_DEFAULT_DROPOUT as TINY_MODEL
@@ -18,6 +22,8 @@ from helpers.runs import wait_for
 from transfer_core.config import RunConfig, Settings, TrainConfig
 from transfer_core.jobs import queue_position, request_stop, start_run, stop_and_wait
 from transfer_core.runs import load_run, read_events
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(spec, epochs: int) -> RunConfig:
@@ -69,3 +75,80 @@ def test_the_executor_setting_is_validated_and_read_from_the_environment(monkeyp
         dataclasses.replace(settings, executor="slurm")
     with pytest.raises(ValueError, match="ray_num_cpus"):
         dataclasses.replace(settings, ray_num_cpus=-1)
+
+
+STARTS_AT_ONCE = r"""
+import json, sys, threading
+from pathlib import Path
+from transfer_core.config import RunConfig, Settings
+from transfer_core.jobs import follow, start_run
+
+config, settings = (RunConfig.from_dict(json.loads(sys.argv[1])), Settings.from_dict(json.loads(sys.argv[2])))
+runs, errors = [None] * 4, []
+barrier = threading.Barrier(4)
+
+def start(i):
+    barrier.wait()  # The first Start joins the cluster; the others arrive while it does.
+    try:
+        runs[i] = start_run(config, runs_dir=Path(sys.argv[3]) / f"session-{i}", settings=settings)
+    except Exception as error:
+        errors.append(f"{type(error).__name__}: {error}")
+
+threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+# This process owns the tasks (Ray ends an owner's tasks with it): wait for them before leaving.
+print(json.dumps({"errors": errors, "status": [follow(r, timeout=300) for r in runs if r is not None]}))
+"""
+
+
+@pytest.mark.slow
+def test_four_sessions_starting_at_once_all_get_their_run(tiny_dataset, ray_address, tmp_path):  # noqa: F811
+    # The app server is one Ray driver for every browser session, each in its own script thread.
+    # Four Starts at the same moment once made three sessions fail with "ray.init twice".
+    settings = Settings(home=tmp_path / "home", executor="ray", ray_address=ray_address, ray_num_cpus=1)
+    completed = subprocess.run(
+        [sys.executable, "-c", STARTS_AT_ONCE, json.dumps(_config(tiny_dataset, 1).to_dict()),
+         json.dumps(settings.to_dict()), str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=400, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0"})
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result == {"errors": [], "status": ["finished"] * 4}
+
+
+NO_CLUSTER = r"""
+import json, sys
+from pathlib import Path
+from transfer_core.config import RunConfig, Settings
+from transfer_core.jobs import StartFailed, start_run
+from transfer_core.runs import RunStore
+
+config, settings = (RunConfig.from_dict(json.loads(sys.argv[1])), Settings.from_dict(json.loads(sys.argv[2])))
+try:
+    start_run(config, runs_dir=Path(sys.argv[3]), settings=settings)
+except StartFailed as error:
+    (run,) = RunStore(Path(sys.argv[3])).list_runs()
+    print(json.dumps({"error": str(error), "status": run.status, "reason": run.reason}))
+"""
+
+
+def test_a_run_the_executor_cannot_start_ends_failed_with_the_reason(tiny_dataset, tmp_path):
+    # Nothing listens at this address: the Start fails within seconds (ray.init alone would wait
+    # for ever) and the run it created ends as failed with the reason, instead of waiting for ever.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(home=tmp_path / "home", executor="ray", ray_address=f"127.0.0.1:{port}")
+    completed = subprocess.run(
+        [sys.executable, "-c", NO_CLUSTER, json.dumps(_config(tiny_dataset, 1).to_dict()),
+         json.dumps(settings.to_dict()), str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0"})
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert f"no Ray cluster answers at RAY_ADDRESS=127.0.0.1:{port}" in result["error"]
+    assert result["status"] == "failed"
+    assert "could not start it" in result["reason"] and "no Ray cluster answers" in result["reason"]

@@ -38,13 +38,14 @@ from transfer_core.jobs.standby import (
     standby_entries,
 )
 from transfer_core.jobs.standby_worker import standby_main
-from transfer_core.jobs.start import follow, start_run
+from transfer_core.jobs.start import StartFailed, follow, start_run
 from transfer_core.jobs.stop import enforce_stop, request_stop, stop_and_wait
 
 __all__ = [
     "STANDBY_IDLE_SECONDS",
     "STANDBY_OWNER_ENV",
     "QueueFull",
+    "StartFailed",
     "check_session_queue",
     "claim_standby",
     "enforce_stop",

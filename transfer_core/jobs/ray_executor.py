@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ RAY_TASK_FILE = "ray_task.json"  # In a run directory: the run is (or was) a Ray
 # Resolved run directory -> (ObjectRef, queue entry or None) of the tasks this process submitted.
 _tasks: dict[str, tuple[Any, Path | None]] = {}
 _tasks_lock = threading.Lock()
+# Each browser session's script runs in its own thread of the server: two Starts at once must not
+# both call ray.init ("Perhaps you called ray.init twice by accident?").
+_connect_lock = threading.Lock()
 
 
 def is_ray_run(run_dir: Path) -> bool:
@@ -49,9 +53,26 @@ def _connect(settings: Settings):
         raise RuntimeError(
             "TRANSFER_EXECUTOR=ray needs Ray: pip install -r requirements-ray.txt"
         ) from None
-    if not ray.is_initialized():
-        ray.init(address=settings.ray_address or "auto", log_to_driver=False, configure_logging=False)
+    with _connect_lock:
+        if not ray.is_initialized():
+            _check_reachable(settings.ray_address)
+            ray.init(address=settings.ray_address or "auto", log_to_driver=False, configure_logging=False)
     return ray
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast when nothing listens at a ``host:port`` address: ``ray.init`` would wait for it
+    without end (a Start click that never returns). ``auto`` and ``ray://`` addresses are left to Ray."""
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as error:
+        raise ConnectionError(
+            f"no Ray cluster answers at RAY_ADDRESS={address} ({error}); start one with "
+            "`ray start --head` (README, \"Ray cluster (optional)\") or unset TRANSFER_EXECUTOR"
+        ) from None
 
 
 def _task(run_dir: str, settings: dict[str, Any], owner_node: str) -> int:

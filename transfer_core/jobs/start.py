@@ -10,8 +10,13 @@ from transfer_core.fileio import atomic_write_text
 from transfer_core.jobs.local import start_local_worker
 from transfer_core.jobs.queue import check_session_queue
 from transfer_core.jobs.ray_executor import submit_run
+from transfer_core.jobs.runner import finish_run
 from transfer_core.jobs.stop import POLL_SECONDS, enforce_stop
-from transfer_core.runs import TERMINAL_EVENTS, RunStore, load_run, read_events, worker_alive
+from transfer_core.runs import TERMINAL_EVENTS, EventLog, RunStore, load_run, read_events, worker_alive
+
+
+class StartFailed(RuntimeError):
+    """The executor could not start a run's worker (no Ray cluster, no process); the run is marked failed."""
 
 
 def start_run(
@@ -35,6 +40,8 @@ def start_run(
         ValueError, WeightsUnavailableError: from :func:`transfer_core.training.preflight`.
         QueueFull: the session already has ``Settings.max_queued_per_session`` requests waiting
             (checked for runs without ``after``; a chained run belongs to its first run's request).
+        StartFailed: the executor could not start the worker; the new run ends as ``failed``
+            with the reason, so it does not wait forever.
     """
     from transfer_core.training import preflight
 
@@ -44,10 +51,16 @@ def start_run(
     run_dir = RunStore(runs_dir).create(config)
     if after is not None:
         atomic_write_text(run_dir / "after", str(Path(after).resolve()))
-    if settings.executor == "ray":
-        submit_run(run_dir, settings, queued=after is None)
-    else:
-        start_local_worker(run_dir, settings, queued=after is None)
+    try:
+        if settings.executor == "ray":
+            submit_run(run_dir, settings, queued=after is None)
+        else:
+            start_local_worker(run_dir, settings, queued=after is None)
+    except Exception as error:  # noqa: BLE001 - any failure to start: Ray unreachable, no process, a full disk.
+        reason = f"the {settings.executor} executor could not start it: {type(error).__name__}: {error}"
+        with EventLog(run_dir / "events.jsonl") as log:
+            finish_run(run_dir, log, "failed", reason, {})
+        raise StartFailed(f"Run {run_dir.name}: {reason}") from error
     return run_dir
 
 
