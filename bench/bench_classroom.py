@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -251,12 +252,17 @@ def one_class(browser, url: str, home: Path, sessions: int, args) -> dict:
             context.close()
 
 
+RAY_AUTH_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
 @contextmanager
 def ray_head(tmp: Path):
     """A Ray head on loopback, dashboard off, stopped on exit; yields its address."""
     port = free_port()
     ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Token authentication, as README's cluster recipe: Ray 2.60 turns it on for a head when a token
+    # file exists, and a driver that does not use the same mode and token cannot join.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **RAY_AUTH_ENV}
     subprocess.run([ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
                     "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp / 'ray'}"],
                    check=True, env=env, stdout=subprocess.DEVNULL)
@@ -289,7 +295,7 @@ def main() -> None:
                 env = {"TRANSFER_MAX_CONCURRENT_RUNS": str(args.concurrent_runs), "TRANSFER_EXECUTOR": args.executor,
                        "TRANSFER_MAX_QUEUED_PER_SESSION": "3"}
                 if ray_address:
-                    env["RAY_ADDRESS"] = ray_address
+                    env.update({"RAY_ADDRESS": ray_address, **RAY_AUTH_ENV})
                 weights = DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() else None
                 with streamlit_server(home, weights_dir=weights, env=env,
                                       drop_env=["TRANSFER_ALLOWED_DATA_DIRS"]) as server, chromium() as browser:

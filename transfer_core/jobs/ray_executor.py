@@ -56,7 +56,17 @@ def _connect(settings: Settings):
     with _connect_lock:
         if not ray.is_initialized():
             _check_reachable(settings.ray_address)
-            ray.init(address=settings.ray_address or "auto", log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(address=settings.ray_address or "auto", log_to_driver=False, configure_logging=False)
+            except ConnectionError as error:
+                # Ray only says "Failed to connect"; the reason is in the chained error's text.
+                if "InvalidAuthToken" not in f"{error} {error.__cause__}":
+                    raise
+                raise ConnectionError(
+                    f"the Ray cluster at {settings.ray_address or 'auto'} uses token authentication and this "
+                    "process has no valid token: start the app server with the cluster's RAY_AUTH_MODE=token and "
+                    "its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token; README, \"Ray cluster (optional)\")"
+                ) from None
     return ray
 
 
