@@ -222,7 +222,7 @@ def main() -> None:
             for sessions in args.sessions:
                 case = one_case(browser, server, sessions, state, args, exclude)
                 case["server_cpu_per_session"] = round(
-                    max(case["server_cpu_median"] - idle["server_cpu_median"], 0.0) / sessions, 4)
+                    max(case["server_cpu_mean"] - idle["server_cpu_mean"], 0.0) / sessions, 4)  # Means: see BENCHMARKS.md.
                 results["cases"].append(case)
                 print(f"{state} N={sessions}: {case}", flush=True)
         results["stale_fragment_lines_total"] = server.log_path.read_text(errors="replace").count(STALE_FRAGMENT)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from transfer_core import classroom
+from transfer_core import classroom, jobs
 from transfer_core.charts import accuracy_vs_parameters_figure, epoch_metric_figure
 from ui import state
 
@@ -16,6 +16,8 @@ st.caption(
     "nickname on the Home page; they cannot see this page or each other's runs."
 )
 st.button("Refresh", key="teacher_refresh", icon=":material/refresh:")
+with st.expander("Training queue: how many runs at once"):
+    st.markdown(classroom.capacity_text(jobs.queue_capacity(state.settings()), state.settings()))
 
 runs = classroom.class_runs(state.settings())
 if not runs:

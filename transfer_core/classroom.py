@@ -22,6 +22,7 @@ import pandas as pd
 
 from transfer_core.config import FreezePlan, RunConfig, Settings
 from transfer_core.fileio import atomic_write_text
+from transfer_core.jobs.queue import QueueCapacity
 from transfer_core.presets import describe_plan
 from transfer_core.runs import RunStore, load_run
 from transfer_core.views import dataset_name
@@ -202,3 +203,42 @@ def run_curves(run: ClassRun) -> pd.DataFrame:
         return load_run(run.path).metrics()
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return pd.DataFrame()
+
+
+# Measured on a 2-core machine (BENCHMARKS.md, "A classroom on one server"): a training worker's
+# peak resident memory was 0.76-1.47 GB, and one run keeps every core busy while it trains.
+WORKER_MEMORY_TEXT = "about 1-1.5 GB"
+
+
+def capacity_text(capacity: QueueCapacity, settings: Settings, students: int = 30) -> str:
+    """The teacher's view of the training queue: what the concurrent-runs setting costs, from measured runs."""
+    if capacity.median_run_seconds is None:
+        measured = "No run has finished on this server yet: the estimate for a class appears after the first."
+    else:
+        measured = (f"The last {capacity.runs_measured} run(s) took a median of "
+                    f"{_duration(capacity.median_run_seconds)} each, Start to finished.")
+    waiting = f"{capacity.waiting} run(s) are waiting now."
+    if settings.executor == "ray":
+        return (
+            f"Runs go to the Ray cluster at `{settings.ray_address or 'auto'}`: each reserves "
+            f"{settings.ray_num_cpus:g} CPU(s) and {settings.ray_num_gpus:g} GPU(s) "
+            "(`TRANSFER_RAY_NUM_CPUS`, `TRANSFER_RAY_NUM_GPUS`), and the cluster trains as many at once as "
+            f"its machines have free. {waiting} {measured} Each lab machine that joins with "
+            "`ray start --address=...` adds its own slots."
+        )
+    whole_class = capacity.class_seconds(students)
+    estimate = (f" If {students} students press Start together, the last run finishes after about "
+                f"{_duration(whole_class)} at this setting." if whole_class is not None else "")
+    return (
+        f"This server trains **{capacity.slots} run(s) at a time** (`TRANSFER_MAX_CONCURRENT_RUNS`) on "
+        f"{capacity.cores} CPU cores; the rest wait in one queue, first come, first served. {waiting} "
+        f"{measured}{estimate}\n\n"
+        "A training run keeps every core busy: a second run at the same time shares the same cores (each "
+        f"takes about twice as long, so the class finishes no sooner) and needs {WORKER_MEMORY_TEXT} more "
+        "memory. Raise the limit only to about the number of cores / 2 on a bigger machine, or add "
+        "machines with the Ray executor (README, \"Ray cluster (optional)\")."
+    )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

@@ -101,6 +101,10 @@ def test_teacher_sees_every_sessions_runs_and_one_runs_curves(class_env):
     assert "workspace_id" not in table.columns
     assert "test_accuracy" not in table.columns  # No data set here has a test split.
     assert any("3 finished runs** from 2 sessions" in m.value for m in at.markdown)
+    # The queue setting, explained with what this server measured (or saying nothing is measured yet).
+    [queue_text] = [m.value for m in at.markdown if "run(s) at a time" in m.value]
+    assert "**1 run(s) at a time** (`TRANSFER_MAX_CONCURRENT_RUNS`)" in queue_text
+    assert "took a median of" in queue_text or "No run has finished on this server yet" in queue_text
     selector = at.selectbox(key="teacher_run")
     assert len(selector.options) == 3
     selector.select_index(2).run()

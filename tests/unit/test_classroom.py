@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
 from helpers.runs import make_finished_run, tiny_config
 
-from transfer_core import classroom
+from transfer_core import classroom, jobs
 from transfer_core.charts import accuracy_vs_parameters_figure
 from transfer_core.config import Settings
 from transfer_core.runs import RunStore
@@ -116,3 +117,21 @@ def test_teacher_token_comes_from_the_environment_and_is_not_in_repr(monkeypatch
     assert settings.teacher_token == "s3cret"
     assert settings.demo_dir == Path("/srv/photos")
     assert "s3cret" not in repr(settings)
+
+
+def test_the_queue_text_gives_the_class_time_from_measured_runs(tmp_path):
+    settings = Settings(home=tmp_path / "home", max_concurrent_runs=2)
+    empty = jobs.queue_capacity(settings)
+    assert (empty.runs_measured, empty.median_run_seconds, empty.class_seconds(30)) == (0, None, None)
+    assert "No run has finished on this server yet" in classroom.capacity_text(empty, settings)
+    for seconds in (8.0, 10.0, 30.0):
+        jobs.record_run_time(settings, "fine_tuning", seconds)
+    capacity = jobs.queue_capacity(settings)
+    assert (capacity.slots, capacity.runs_measured, capacity.median_run_seconds) == (2, 3, 10.0)
+    assert capacity.class_seconds(30) == 150.0  # 15 rounds of two runs, 10 s each.
+    text = classroom.capacity_text(capacity, settings)
+    assert "**2 run(s) at a time**" in text
+    assert "The last 3 run(s) took a median of 10 s each" in text
+    assert "If 30 students press Start together, the last run finishes after about 2.5 min" in text
+    ray = dataclasses.replace(settings, executor="ray", ray_address="10.0.0.5:6379", ray_num_cpus=2)
+    assert "Ray cluster at `10.0.0.5:6379`: each reserves 2 CPU(s)" in classroom.capacity_text(capacity, ray)

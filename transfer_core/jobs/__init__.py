@@ -18,9 +18,11 @@ Modules, one job each:
 """
 
 from transfer_core.jobs.queue import (
+    QueueCapacity,
     QueueFull,
     check_session_queue,
     live_queue,
+    queue_capacity,
     queue_eta,
     queue_position,
     recent_run_times,
@@ -44,6 +46,7 @@ from transfer_core.jobs.stop import enforce_stop, request_stop, stop_and_wait
 __all__ = [
     "STANDBY_IDLE_SECONDS",
     "STANDBY_OWNER_ENV",
+    "QueueCapacity",
     "QueueFull",
     "StartFailed",
     "check_session_queue",
@@ -54,6 +57,7 @@ __all__ = [
     "follow",
     "live_queue",
     "prebuild_hint",
+    "queue_capacity",
     "queue_eta",
     "queue_position",
     "recent_run_times",

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -212,3 +214,32 @@ def queue_eta(run_dir: Path, settings: Settings) -> float | None:
 
     ahead = sum(duration(_strategy_of(entry)) for entry in entries[:position])
     return overall / 2 + ahead / settings.max_concurrent_runs
+
+
+@dataclass(frozen=True)
+class QueueCapacity:
+    """What the teacher's class view says about the queue: slots, waiting runs, measured run times."""
+
+    slots: int  # Runs that train at once (local executor); the Ray cluster decides its own.
+    cores: int
+    waiting: int
+    runs_measured: int
+    median_run_seconds: float | None  # None until a run has finished on this server.
+
+    def class_seconds(self, students: int) -> float | None:
+        """Seconds until the last of ``students`` runs, started together, finishes (local executor)."""
+        if self.median_run_seconds is None:
+            return None
+        return math.ceil(students / max(self.slots, 1)) * self.median_run_seconds
+
+
+def queue_capacity(settings: Settings) -> QueueCapacity:
+    """The queue now and the median of the server's last :data:`RUN_TIMES_KEPT` run times."""
+    times = [t["seconds"] for t in recent_run_times(settings)]
+    return QueueCapacity(
+        slots=settings.max_concurrent_runs,
+        cores=os.cpu_count() or 1,
+        waiting=len(live_queue(settings)),
+        runs_measured=len(times),
+        median_run_seconds=statistics.median(times) if times else None,
+    )
