@@ -77,7 +77,7 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
         return
     host, _, port = address.rpartition(":")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()  # "[::1]:6379" too.
     except (OSError, ValueError) as error:
         raise ConnectionError(
             f"no Ray cluster answers at RAY_ADDRESS={address} ({error}); start one with "
