@@ -24,6 +24,7 @@ from transfer_core.config import FreezePlan, RunConfig, Settings
 from transfer_core.fileio import atomic_write_text
 from transfer_core.jobs.queue import QueueCapacity
 from transfer_core.presets import describe_plan
+from transfer_core.run_text import format_seconds
 from transfer_core.runs import RunStore, load_run
 from transfer_core.views import dataset_name
 
@@ -216,7 +217,7 @@ def capacity_text(capacity: QueueCapacity, settings: Settings, students: int = 3
         measured = "No run has finished on this server yet: the estimate for a class appears after the first."
     else:
         measured = (f"The last {capacity.runs_measured} run(s) took a median of "
-                    f"{_duration(capacity.median_run_seconds)} each, Start to finished.")
+                    f"{format_seconds(capacity.median_run_seconds)} each, Start to finished.")
     waiting = f"{capacity.waiting} run(s) are waiting now."
     if settings.executor == "ray":
         return (
@@ -228,7 +229,7 @@ def capacity_text(capacity: QueueCapacity, settings: Settings, students: int = 3
         )
     whole_class = capacity.class_seconds(students)
     estimate = (f" If {students} students press Start together, the last run finishes after about "
-                f"{_duration(whole_class)} at this setting." if whole_class is not None else "")
+                f"{format_seconds(whole_class)} at this setting." if whole_class is not None else "")
     return (
         f"This server trains **{capacity.slots} run(s) at a time** (`TRANSFER_MAX_CONCURRENT_RUNS`) on "
         f"{capacity.cores} CPU cores; the rest wait in one queue, first come, first served. {waiting} "
@@ -238,7 +239,3 @@ def capacity_text(capacity: QueueCapacity, settings: Settings, students: int = 3
         "memory. Raise the limit only to about the number of cores / 2 on a bigger machine, or add "
         "machines with the Ray executor (README, \"Ray cluster (optional)\")."
     )
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

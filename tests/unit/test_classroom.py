@@ -132,6 +132,6 @@ def test_the_queue_text_gives_the_class_time_from_measured_runs(tmp_path):
     text = classroom.capacity_text(capacity, settings)
     assert "**2 run(s) at a time**" in text
     assert "The last 3 run(s) took a median of 10 s each" in text
-    assert "If 30 students press Start together, the last run finishes after about 2.5 min" in text
+    assert "If 30 students press Start together, the last run finishes after about 2 min 30 s" in text
     ray = dataclasses.replace(settings, executor="ray", ray_address="10.0.0.5:6379", ray_num_cpus=2)
     assert "Ray cluster at `10.0.0.5:6379`: each reserves 2 CPU(s)" in classroom.capacity_text(capacity, ray)
