@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.classroom import teacher_token_matches
+from transfer_core.sessions.classroom import teacher_token_matches
 from ui import state
 from ui.widgets import sidebar_status_slot
 

@@ -121,7 +121,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from transfer_core.config import Settings
-    from transfer_core.workspace import Workspace
+    from transfer_core.sessions.workspace import Workspace
 
     modes = [m for m in args.modes.split(",") if m]
     if "browser" in modes and browser_missing_reason():

@@ -1,7 +1,7 @@
 """The built-in demo shows transfer learning's point: fine-tuning > feature extraction >> from scratch.
 
 Runs the comparison the app's "Try the demo" path offers (the demo data set, backbone, freeze plan
-and training settings of ``transfer_core.presets``; feature extraction, fine-tuning and from scratch
+and training settings of ``transfer_core.sessions.presets``; feature extraction, fine-tuning and from scratch
 through ``transfer_core.compare.comparison_configs``) for several seeds: seed i generates the data
 set, its split and the training seed. Prints and writes each run's validation accuracy and seconds,
 and the medians over seeds.
@@ -25,9 +25,9 @@ STRATEGIES = ("feature_extraction", "fine_tuning", "from_scratch")
 def _comparison(seed: int, work: Path, settings, args) -> dict[str, dict]:
     import dataclasses
 
-    from transfer_core import presets
     from transfer_core.compare import comparison_configs
     from transfer_core.data import make_demo_dataset
+    from transfer_core.sessions import presets
     from transfer_core.training import train
 
     started = time.perf_counter()
@@ -56,7 +56,7 @@ def _comparison(seed: int, work: Path, settings, args) -> dict[str, dict]:
 
 
 def main() -> int:
-    from transfer_core import presets
+    from transfer_core.sessions import presets
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights-dir", default=str(DEFAULT_WEIGHTS))

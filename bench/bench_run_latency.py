@@ -24,9 +24,9 @@ from _common import DEFAULT_DATA, DEFAULT_WEIGHTS, ingest, median, write_result
 
 
 def _configs(work: Path, data: Path, settings):
-    from transfer_core import presets
     from transfer_core.config import ModelSpec, RunConfig, TrainConfig
     from transfer_core.data import make_demo_dataset
+    from transfer_core.sessions import presets
 
     hymenoptera = ingest(data, work / "ingest")
     fe = RunConfig(dataset=hymenoptera, model=ModelSpec(backbone="mobilenet_v2_0.35", input_size=224),

@@ -33,7 +33,7 @@ def main() -> int:
 
     from transfer_core.config import FreezePlan, ModelSpec
     from transfer_core.data import make_demo_dataset
-    from transfer_core.workspace import Workspace
+    from transfer_core.sessions.workspace import Workspace
     from ui import state
 
     state.settings.cache_clear()

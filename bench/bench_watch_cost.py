@@ -154,7 +154,7 @@ def measure(server_pid: int, exclude: set[int], seconds: float) -> dict:
 
 def one_case(browser, server, sessions: int, state: str, args, exclude: set[int]) -> dict:
     from transfer_core.config import Settings
-    from transfer_core.workspace import Workspace
+    from transfer_core.sessions.workspace import Workspace
 
     settings = Settings.from_env()
     runs = [FakeRun(Workspace.open(settings), state, args.batch_seconds, args.epoch_seconds)

@@ -5,10 +5,12 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from transfer_core import compare, compare_charts, inference, jobs, live, presets, run_text, zoo
+from transfer_core import compare, inference, jobs, live, zoo
 from transfer_core.config import RunConfig, TrainConfig
-from transfer_core.views import dataset_name
-from transfer_core.workspace import QuotaExceededError
+from transfer_core.display import compare_charts, run_text
+from transfer_core.display.views import dataset_name
+from transfer_core.sessions import presets
+from transfer_core.sessions.workspace import QuotaExceededError
 from ui import state, widgets
 from ui.widgets import STATUS_ICONS
 from ui.worker_progress import worker_progress

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core import charts, data, inference, project_file, views
-from transfer_core.augment import AUGMENTATION_HELP
+from transfer_core import data, inference
+from transfer_core.data.augment import AUGMENTATION_HELP
+from transfer_core.display import run_charts, views
+from transfer_core.sessions import project_file
 from ui import state, widgets
 
 st.title("Data")
@@ -304,7 +306,7 @@ report = data.health_report(spec)
 
 counts_col, facts_col = st.columns([3, 2])
 with counts_col:
-    st.plotly_chart(charts.class_counts_figure(report.counts), key="data_counts_chart")
+    st.plotly_chart(run_charts.class_counts_figure(report.counts), key="data_counts_chart")
 with facts_col:
     ratio = report.imbalance_ratio
     first, second = st.columns(2)

@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from transfer_core import compare, compare_charts, explain, inference
+from transfer_core import compare, inference
 from transfer_core.data import ImageRejected
-from transfer_core.embeddings import TSNE_MAX_IMAGES
-from transfer_core.evaluate import confusion_matrix
+from transfer_core.display import compare_charts
+from transfer_core.explore import explain
+from transfer_core.explore.embeddings import TSNE_MAX_IMAGES
+from transfer_core.metrics import confusion_matrix
 from ui import state, widgets
 from ui.worker_progress import worker_progress
 
@@ -49,7 +51,7 @@ def _user_model_section() -> None:
     """Predict with a .keras file the person uploads (loaded only in Keras' safe mode)."""
     import hashlib
 
-    from transfer_core.safe_load import UnsafeModelError
+    from transfer_core.explore.safe_load import UnsafeModelError
 
     with st.expander("Or try a .keras model file of your own"):
         st.caption("Only Keras 3 `.keras` files made of built-in layers are accepted, loaded in Keras' safe "

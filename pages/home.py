@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from transfer_core.classroom import MAX_NICKNAME_LENGTH, read_nickname, save_nickname
 from transfer_core.data import DataError
-from transfer_core.demo_photos import PhotoDemoError, make_photo_demo
+from transfer_core.data.photo_demo import PhotoDemoError, make_photo_demo
+from transfer_core.sessions.classroom import MAX_NICKNAME_LENGTH, read_nickname, save_nickname
 from ui import state, widgets
 
 st.title("Transfer Lab")

@@ -2,8 +2,11 @@
 
 import streamlit as st
 
-from transfer_core import blockmap, charts, inference, presets, views, zoo
+from transfer_core import inference, zoo
 from transfer_core.config import ModelSpec
+from transfer_core.display import run_charts, views
+from transfer_core.freezing import blockmap
+from transfer_core.sessions import presets
 from ui import state, widgets
 from ui.worker_progress import worker_progress
 
@@ -166,7 +169,7 @@ st.caption(
     "Frozen counts include BatchNorm statistics, which never train."
 )
 plan_frame = blockmap.plan_table(blocks, plan)
-st.plotly_chart(charts.block_map_figure(plan_frame), key="model_block_chart")
+st.plotly_chart(run_charts.block_map_figure(plan_frame), key="model_block_chart")
 with st.expander("Block map as a table"):
     st.dataframe(plan_frame, hide_index=True, width="stretch", key="model_block_table")
 

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from transfer_core import classroom, jobs
-from transfer_core.charts import accuracy_vs_parameters_figure, epoch_metric_figure
+from transfer_core import jobs
+from transfer_core.display.run_charts import accuracy_vs_parameters_figure, epoch_metric_figure
+from transfer_core.sessions import classroom
 from ui import state
 
 # app.py lists this page only for a session that showed the teacher token; never render it otherwise.

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from transfer_core import jobs, presets
+from transfer_core import jobs
 from transfer_core.config import AUGMENTATIONS, OPTIMIZERS, STRATEGIES, TrainConfig
-from transfer_core.views import dataset_name
-from transfer_core.workspace import QuotaExceededError
+from transfer_core.display.views import dataset_name
+from transfer_core.sessions import presets
+from transfer_core.sessions.workspace import QuotaExceededError
 from transfer_core.zoo import WeightsUnavailableError
 from ui import run_view, state, widgets
 

@@ -11,19 +11,18 @@ from typing import Any
 # CLI that needs only the job runner does not pay for pandas' and plotly's imports up front
 # (8 queued workers starting at once on 2 cores; BENCHMARKS.md, "A classroom on one server").
 _SUBMODULES = frozenset({
-    "charts", "classroom", "compare", "data", "evaluate", "events", "explain", "export", "fileio",
-    "freezing", "inference", "jobs", "lr_finder", "models", "processes", "project_file", "run_text",
-    "runs", "safe_load", "training", "workspace", "zoo",
+    "compare", "config", "data", "display", "events", "explore", "export", "fileio", "freezing", "inference",
+    "jobs", "live", "metrics", "models", "processes", "report", "runs", "sessions", "training", "zoo",
 })
 _NAMES = {
     **dict.fromkeys(("AUGMENTATIONS", "FREEZE_MODES", "OPTIMIZERS", "STRATEGIES", "DatasetSpec", "FreezePlan",
                      "ModelSpec", "RunConfig", "Settings", "TrainConfig"), "config"),
-    "evaluate_predictions": "evaluate",
+    "evaluate_predictions": "metrics",
     **dict.fromkeys(("enforce_stop", "follow", "queue_position", "request_stop", "start_run", "stop_and_wait"),
                     "jobs"),
     "RunReport": "report",
     **dict.fromkeys(("RunInfo", "RunStore", "batch_frame", "epoch_frame", "load_run", "read_events"), "runs"),
-    "Workspace": "workspace",
+    "Workspace": "sessions.workspace",
 }
 
 

@@ -20,11 +20,11 @@ from typing import Any
 import pandas as pd
 
 from transfer_core.config import RunConfig
-from transfer_core.processes import process_alive
-from transfer_core.run_text import (
+from transfer_core.display.run_text import (
     STAGE_LABELS,
     format_seconds,
 )
+from transfer_core.processes import process_alive
 from transfer_core.runs import (
     TERMINAL_EVENTS,
     RunInfo,

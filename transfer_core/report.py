@@ -50,7 +50,7 @@ class RunReport:
     cache_hits: tuple[str, ...] | None = None  # "pool", "prefix:<layer>" per split read from the cache.
     reused_backbone: bool | None = None
     peak_rss_mb: float | None = None
-    # {"val": evaluate_predictions(...), "test": ...}; see transfer_core.evaluate.
+    # {"val": evaluate_predictions(...), "test": ...}; see transfer_core.metrics.
     evaluation: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:

@@ -24,8 +24,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from transfer_core import charts, jobs, live, run_text
+from transfer_core import jobs, live
 from transfer_core.config import RunConfig
+from transfer_core.display import run_charts, run_text
 from transfer_core.report import EMPTY_REPORT
 from transfer_core.runs import RunInfo, batch_frame
 from ui import state
@@ -165,8 +166,8 @@ def _cached(cache_key: str, name: str, signature, build):
 
 def _charts(epochs: pd.DataFrame, batches: pd.DataFrame, key: str) -> None:
     """The loss, accuracy and per-batch loss charts of an ended run."""
-    batch_figure = charts.batch_loss_figure(batches) if len(batches) else None
-    _place_charts(charts.epoch_metric_figure(epochs, "loss"), charts.epoch_metric_figure(epochs, "accuracy"),
+    batch_figure = run_charts.batch_loss_figure(batches) if len(batches) else None
+    _place_charts(run_charts.epoch_metric_figure(epochs, "loss"), run_charts.epoch_metric_figure(epochs, "accuracy"),
                   batch_figure, key)
 
 
@@ -177,11 +178,11 @@ def _live_charts(follower: live.EventFollower, run_id: str) -> None:
     batch_signature = (epoch_signature, int(time.time() // live.BATCH_REDRAW_SECONDS))
     epochs = _cached(run_id, "epochs", epoch_signature, follower.epochs)
     batches = _cached(run_id, "batch_figure", batch_signature,
-                      lambda: charts.batch_loss_figure(follower.batches(), max_points=LIVE_BATCH_POINTS)
+                      lambda: run_charts.batch_loss_figure(follower.batches(), max_points=LIVE_BATCH_POINTS)
                       if follower.batches_seen else None)
-    _place_charts(_cached(run_id, "loss", epoch_signature, lambda: charts.epoch_metric_figure(epochs, "loss")),
+    _place_charts(_cached(run_id, "loss", epoch_signature, lambda: run_charts.epoch_metric_figure(epochs, "loss")),
                   _cached(run_id, "accuracy", epoch_signature,
-                          lambda: charts.epoch_metric_figure(epochs, "accuracy")),
+                          lambda: run_charts.epoch_metric_figure(epochs, "accuracy")),
                   batches, "live")
 
 
@@ -248,7 +249,7 @@ def result_panel(info: RunInfo) -> None:
         with matrix_col:
             normalize = st.toggle("Show shares per true class", key=f"train_cm_normalize_{info.run_id}")
             st.plotly_chart(
-                charts.confusion_matrix_figure(
+                run_charts.confusion_matrix_figure(
                     evaluation["confusion_matrix"], evaluation["class_names"], normalize
                 ),
                 key="train_result_confusion",

@@ -1,7 +1,7 @@
 """Session state of the app, in one place, so pages stay thin and agree on keys.
 
 Keys in ``st.session_state``:
-- ``workspace``: the session's :class:`transfer_core.workspace.Workspace`
+- ``workspace``: the session's :class:`transfer_core.sessions.workspace.Workspace`
   (its id is also kept in the URL as ``?ws=...`` so a reload keeps the data).
 - ``run_id``: also kept in the URL as ``?run=...``, so a reload reopens the run.
 - ``dataset_root``: folder of the active data set (str) or absent.
@@ -30,7 +30,7 @@ import streamlit as st
 from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, Settings, TrainConfig
 from transfer_core.live import EventFollower
 from transfer_core.runs import RunInfo
-from transfer_core.workspace import SessionChoices, Workspace
+from transfer_core.sessions.workspace import SessionChoices, Workspace
 
 
 @lru_cache(maxsize=1)

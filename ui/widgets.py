@@ -10,8 +10,8 @@ from collections.abc import Callable
 import streamlit as st
 
 from transfer_core import jobs
-from transfer_core.run_text import status_line
-from transfer_core.views import dataset_summary
+from transfer_core.display.run_text import status_line
+from transfer_core.display.views import dataset_summary
 from ui import state
 
 STATUS_ICONS = {
@@ -127,7 +127,7 @@ def start_demo() -> str:
     Returns:
         A sentence saying which backbone was chosen and why.
     """
-    from transfer_core import presets
+    from transfer_core.sessions import presets
 
     create_demo_dataset(presets.DEMO_IMAGES_PER_CLASS, presets.DEMO_IMAGE_SIZE, kind=presets.DEMO_KIND)
     return apply_demo_settings()
@@ -139,7 +139,7 @@ def apply_demo_settings() -> str:
     Returns:
         A sentence saying which backbone was chosen and why.
     """
-    from transfer_core import presets
+    from transfer_core.sessions import presets
 
     choice = presets.choose_demo_backbone(state.settings())
     state.set_model_spec(presets.demo_model_spec(choice))

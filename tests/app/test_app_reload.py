@@ -11,7 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from transfer_core.config import Settings
-from transfer_core.workspace import CHOICES_FILE, SessionChoices, Workspace
+from transfer_core.sessions.workspace import CHOICES_FILE, SessionChoices, Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
@@ -159,7 +159,7 @@ def test_zip_data_set_is_named_after_the_file(app):
 
 def test_project_saved_elsewhere_opens_on_the_data_page(app, tmp_path):
     from transfer_core.data import make_demo_dataset
-    from transfer_core.project_file import export_project
+    from transfer_core.sessions.project_file import export_project
 
     source = Workspace.open(Settings(home=tmp_path / "other-server"))
     made = make_demo_dataset(source.new_dataset_dir("birds"), images_per_class=10, image_size=32)

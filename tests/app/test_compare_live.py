@@ -20,7 +20,7 @@ def _comparison(home, statuses: list[str]):
     from streamlit.testing.v1 import AppTest
 
     from transfer_core.data import make_demo_dataset
-    from transfer_core.workspace import Workspace
+    from transfer_core.sessions.workspace import Workspace
     from ui import state
 
     workspace = Workspace.open(state.settings())

@@ -9,10 +9,10 @@ import pytest
 from helpers.runs import make_finished_run, tiny_config
 from helpers.workspaces import APP, app_environment, finished_workspace
 
-from transfer_core import classroom, demo_photos
 from transfer_core.config import Settings
-from transfer_core.data import load_dataset, read_manifest
-from transfer_core.workspace import Workspace
+from transfer_core.data import load_dataset, photo_demo, read_manifest
+from transfer_core.sessions import classroom
+from transfer_core.sessions.workspace import Workspace
 
 TOKEN = "class-7b-secret"
 
@@ -54,7 +54,7 @@ def test_real_photo_demo_offline_says_how_to_provide_the_photos(home, monkeypatc
     monkeypatch.delenv("TRANSFER_DEMO_DIR", raising=False)
     with socket.socket() as sock:  # A port nobody listens on: the download is refused, as offline.
         sock.bind(("127.0.0.1", 0))
-        monkeypatch.setattr(demo_photos, "PHOTO_DEMO_URL", f"http://127.0.0.1:{sock.getsockname()[1]}/x.zip")
+        monkeypatch.setattr(photo_demo, "PHOTO_DEMO_URL", f"http://127.0.0.1:{sock.getsockname()[1]}/x.zip")
     at = _app()
     at.button(key="home_try_photos").click().run()
     assert not at.exception, at.exception

@@ -102,7 +102,7 @@ def _open_compare(page, server: str, prepared) -> None:
 
 def test_compare_explore_and_export_in_a_browser(server, page, prepared, tmp_path):
     from transfer_core.data import load_split_arrays
-    from transfer_core.explain import load_model, predict
+    from transfer_core.explore.explain import load_model, predict
 
     _open_compare(page, server, prepared)
     # The two runs of the comparison group, their curves, table and reading.

@@ -26,7 +26,7 @@ from helpers.runs import make_finished_run, tiny_config
 
 from transfer_core.config import Settings
 from transfer_core.data import load_dataset
-from transfer_core.workspace import Workspace
+from transfer_core.sessions.workspace import Workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

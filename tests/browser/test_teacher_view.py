@@ -19,9 +19,9 @@ from helpers.browser import (
 )
 from helpers.runs import make_finished_run, tiny_config
 
-from transfer_core import classroom
 from transfer_core.config import Settings
-from transfer_core.workspace import Workspace
+from transfer_core.sessions import classroom
+from transfer_core.sessions.workspace import Workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from transfer_core.fileio import atomic_write_json
 from transfer_core.processes import process_start_time
 from transfer_core.report import RunReport
 from transfer_core.runs import EventLog
-from transfer_core.workspace import Workspace
+from transfer_core.sessions.workspace import Workspace
 
 pytestmark = [pytest.mark.browser]
 

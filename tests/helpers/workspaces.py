@@ -17,7 +17,7 @@ from helpers.app_env import point_app_at
 from helpers.runs import make_finished_run, tiny_config
 from transfer_core import compare, inference
 from transfer_core.config import DatasetSpec, ModelSpec, Settings
-from transfer_core.workspace import Workspace
+from transfer_core.sessions.workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")

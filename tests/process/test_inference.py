@@ -16,8 +16,9 @@ import pytest
 from helpers.runs import wait_for
 from PIL import Image
 
-from transfer_core import blockmap, inference
+from transfer_core import inference
 from transfer_core.config import Settings
+from transfer_core.freezing import blockmap
 from transfer_core.inference import protocol
 from transfer_core.processes import process_alive
 

@@ -1,5 +1,5 @@
 """Issue 6, security through the app: a .keras model uploaded on the Explore page is loaded only through
-``transfer_core.safe_load`` (safe mode, no Lambda, nothing outside Keras). A malicious file is refused with
+``transfer_core.explore.safe_load`` (safe mode, no Lambda, nothing outside Keras). A malicious file is refused with
 a clear message and its code never runs; a plain classifier predicts."""
 
 from __future__ import annotations

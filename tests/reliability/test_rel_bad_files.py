@@ -278,7 +278,7 @@ def test_odd_class_folder_names_from_archives_and_folders(tmp_path, route) -> No
 def test_disk_full_during_ingest_leaves_no_half_data_set(tmp_path, monkeypatch, failing_write) -> None:
     from transfer_core.data import manifest as manifest_module
     from transfer_core.data.ingest import store as ingest_module
-    from transfer_core.workspace import Workspace
+    from transfer_core.sessions.workspace import Workspace
 
     calls = {"n": 0}
     real_bytes = ingest_module.write_bytes_atomic

@@ -71,7 +71,7 @@ def page(tmp_path, monkeypatch, tiny_dataset):
     from streamlit.testing.v1 import AppTest
 
     from transfer_core.data import make_demo_dataset
-    from transfer_core.workspace import Workspace
+    from transfer_core.sessions.workspace import Workspace
     from ui import state
 
     monkeypatch.setenv("TRANSFER_HOME", str(tmp_path / "home"))
@@ -222,7 +222,7 @@ def test_server_restart_mid_run_keeps_finished_runs_and_marks_the_killed_one(pag
     server process (a fresh AppTest session, a fresh RunStore) lists the finished runs intact and the
     third as interrupted."""
     from transfer_core import jobs
-    from transfer_core.safe_load import load_keras_model
+    from transfer_core.explore.safe_load import load_keras_model
 
     workspace, spec, open_page = page
     settings = Settings.from_env()

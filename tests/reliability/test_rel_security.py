@@ -17,8 +17,8 @@ from helpers.images import noise_png
 
 from transfer_core.config import Settings
 from transfer_core.data import ingest_uploads, read_manifest
-from transfer_core.views import resolve_server_folder
-from transfer_core.workspace import Workspace
+from transfer_core.display.views import resolve_server_folder
+from transfer_core.sessions.workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,7 +196,7 @@ def test_the_lambda_payload_really_runs_without_safe_mode(tmp_path) -> None:
 
 
 def test_a_keras_file_with_a_lambda_layer_is_refused_and_no_code_runs(tmp_path) -> None:
-    from transfer_core.safe_load import UnsafeModelError, load_keras_model
+    from transfer_core.explore.safe_load import UnsafeModelError, load_keras_model
 
     marker = tmp_path / "marker.txt"
     path = _lambda_model_file(tmp_path / "evil.keras", marker)
@@ -211,7 +211,7 @@ def test_a_config_naming_an_outside_module_is_refused_before_keras_sees_it(
     tmp_path, plain_model_file
 ) -> None:
     """The shape of the safe-mode bypasses (CVE-2025-1550): a config that names e.g. ``os.system``."""
-    from transfer_core.safe_load import UnsafeModelError, load_keras_model
+    from transfer_core.explore.safe_load import UnsafeModelError, load_keras_model
 
     def inject(config):
         layer = config["config"]["layers"][1]
@@ -249,14 +249,14 @@ def test_a_config_naming_an_outside_module_is_refused_before_keras_sees_it(
     ],
 )
 def test_other_model_files_are_refused_with_a_clear_message(name, data, message) -> None:
-    from transfer_core.safe_load import UnsafeModelError, load_keras_model
+    from transfer_core.explore.safe_load import UnsafeModelError, load_keras_model
 
     with pytest.raises(UnsafeModelError, match=re.escape(message)):
         load_keras_model(data, name=name)
 
 
 def test_a_keras_file_without_config_and_an_oversized_one_are_refused(tmp_path) -> None:
-    from transfer_core.safe_load import UnsafeModelError, load_keras_model
+    from transfer_core.explore.safe_load import UnsafeModelError, load_keras_model
 
     empty = tmp_path / "empty.keras"
     with zipfile.ZipFile(empty, "w") as archive:
@@ -274,9 +274,9 @@ def test_a_plain_keras_model_and_a_real_transfer_lab_model_load_in_safe_mode(
     import numpy as np
 
     from transfer_core.config import ModelSpec
+    from transfer_core.explore.safe_load import load_keras_model
     from transfer_core.jobs import save_model
     from transfer_core.models import build_classifier
-    from transfer_core.safe_load import load_keras_model
 
     assert load_keras_model(plain_model_file).predict(np.zeros((1, 4)), verbose=0).shape == (1, 2)
     for backbone in (
@@ -359,7 +359,7 @@ def test_nonsense_limits_are_refused_at_start(monkeypatch, name, value) -> None:
 def test_image_input_size_accepts_classifiers_and_refuses_other_models(plain_model_file) -> None:
     import keras
 
-    from transfer_core.safe_load import UnsafeModelError, image_input_size, load_keras_model
+    from transfer_core.explore.safe_load import UnsafeModelError, image_input_size, load_keras_model
 
     with pytest.raises(UnsafeModelError, match="does not take square RGB images"):
         image_input_size(load_keras_model(plain_model_file))

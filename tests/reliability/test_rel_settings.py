@@ -167,7 +167,7 @@ def train_page(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     from transfer_core.data import make_demo_dataset
-    from transfer_core.workspace import Workspace
+    from transfer_core.sessions.workspace import Workspace
     from ui import state
 
     monkeypatch.setenv("TRANSFER_HOME", str(tmp_path / "home"))

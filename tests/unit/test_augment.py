@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transfer_core.augment import augmentation_preview, build_augmenter
+from transfer_core.data.augment import augmentation_preview, build_augmenter
 
 
 @pytest.fixture

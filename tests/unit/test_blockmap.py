@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from transfer_core import blockmap, freezing
+from transfer_core import freezing
 from transfer_core.config import FreezePlan, ModelSpec
+from transfer_core.freezing import blockmap
 
 
 @pytest.fixture(scope="module")

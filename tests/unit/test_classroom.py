@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from helpers.runs import make_finished_run, tiny_config
 
-from transfer_core import classroom, jobs
-from transfer_core.charts import accuracy_vs_parameters_figure
+from transfer_core import jobs
 from transfer_core.config import Settings
+from transfer_core.display.run_charts import accuracy_vs_parameters_figure
 from transfer_core.runs import RunStore
-from transfer_core.workspace import Workspace
+from transfer_core.sessions import classroom
+from transfer_core.sessions.workspace import Workspace
 
 
 @pytest.fixture(scope="module")

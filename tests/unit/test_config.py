@@ -59,7 +59,7 @@ def test_from_scratch_with_pretrained_weights_is_refused_not_rewritten():
 
 
 def test_build_run_config_gives_from_scratch_random_weights():
-    from transfer_core import presets
+    from transfer_core.sessions import presets
 
     config = presets.build_run_config(_spec(), ModelSpec(), FreezePlan(), TrainConfig(strategy="from_scratch"))
     assert config.model.weights == "random"

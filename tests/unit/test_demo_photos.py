@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from transfer_core import demo_photos
 from transfer_core.config import Settings
-from transfer_core.data import has_own_split, read_manifest
+from transfer_core.data import has_own_split, photo_demo, read_manifest
 
 
 def _png(seed: int) -> bytes:
@@ -62,29 +61,29 @@ def _closed_port_url() -> str:
 def test_sha256_of_a_real_file_and_its_verification(tmp_path):
     path = _archive(tmp_path / "a.zip")
     expected = hashlib.sha256(path.read_bytes()).hexdigest()
-    assert demo_photos.sha256_of(path) == expected
-    demo_photos.verify_sha256(path, expected.upper())
-    with pytest.raises(demo_photos.PhotoDemoError, match="not the expected archive"):
-        demo_photos.verify_sha256(path, "0" * 64)
+    assert photo_demo.sha256_of(path) == expected
+    photo_demo.verify_sha256(path, expected.upper())
+    with pytest.raises(photo_demo.PhotoDemoError, match="not the expected archive"):
+        photo_demo.verify_sha256(path, "0" * 64)
 
 
 def test_download_streams_with_progress_and_checks_the_digest(served, tmp_path):
     folder, base = served
     archive = _archive(folder / "hymenoptera_data.zip")
-    digest = demo_photos.sha256_of(archive)
+    digest = photo_demo.sha256_of(archive)
     calls: list[tuple[int, int | None]] = []
-    out = demo_photos.download(f"{base}/hymenoptera_data.zip", tmp_path / "dl" / "x.zip", expected_sha256=digest,
+    out = photo_demo.download(f"{base}/hymenoptera_data.zip", tmp_path / "dl" / "x.zip", expected_sha256=digest,
                                progress=lambda done, total: calls.append((done, total)))
     assert out.read_bytes() == archive.read_bytes()
     assert calls and calls[-1] == (archive.stat().st_size, archive.stat().st_size)
     # A wrong digest: nothing is left behind (not even a temporary file).
-    with pytest.raises(demo_photos.PhotoDemoError, match="SHA-256"):
-        demo_photos.download(f"{base}/hymenoptera_data.zip", tmp_path / "bad" / "x.zip", expected_sha256="ab" * 32)
+    with pytest.raises(photo_demo.PhotoDemoError, match="SHA-256"):
+        photo_demo.download(f"{base}/hymenoptera_data.zip", tmp_path / "bad" / "x.zip", expected_sha256="ab" * 32)
     assert list((tmp_path / "bad").iterdir()) == []
-    with pytest.raises(demo_photos.PhotoDemoError, match="more than"):
-        demo_photos.download(f"{base}/hymenoptera_data.zip", tmp_path / "big.zip", expected_sha256=None, max_bytes=100)
-    with pytest.raises(demo_photos.PhotoDemoError, match="HTTP 404"):
-        demo_photos.download(f"{base}/missing.zip", tmp_path / "missing.zip", expected_sha256=None)
+    with pytest.raises(photo_demo.PhotoDemoError, match="more than"):
+        photo_demo.download(f"{base}/hymenoptera_data.zip", tmp_path / "big.zip", expected_sha256=None, max_bytes=100)
+    with pytest.raises(photo_demo.PhotoDemoError, match="HTTP 404"):
+        photo_demo.download(f"{base}/missing.zip", tmp_path / "missing.zip", expected_sha256=None)
 
 
 def test_photo_demo_downloads_once_and_ingests_safely(served, tmp_path):
@@ -92,13 +91,13 @@ def test_photo_demo_downloads_once_and_ingests_safely(served, tmp_path):
     archive = _archive(folder / "hymenoptera_data.zip")
     settings = Settings(home=tmp_path / "home")
     url = f"{base}/hymenoptera_data.zip"
-    digest = demo_photos.sha256_of(archive)
-    content = demo_photos.content_sha256(demo_photos.zip_members(archive))
-    assert ("../evil.png" in dict(demo_photos.zip_members(archive))) and ("train/ants/0.png" in dict(
-        demo_photos.zip_members(archive)))  # Every entry counts, named inside the wrapper folder.
-    with pytest.raises(demo_photos.PhotoDemoError, match="expected ants-and-bees photos"):
-        demo_photos.make_photo_demo(tmp_path / "d0", settings, url=url, expected_sha256=digest)  # Not the real photos.
-    demo = demo_photos.make_photo_demo(tmp_path / "d1", settings, url=url, expected_sha256=digest,
+    digest = photo_demo.sha256_of(archive)
+    content = photo_demo.content_sha256(photo_demo.zip_members(archive))
+    assert ("../evil.png" in dict(photo_demo.zip_members(archive))) and ("train/ants/0.png" in dict(
+        photo_demo.zip_members(archive)))  # Every entry counts, named inside the wrapper folder.
+    with pytest.raises(photo_demo.PhotoDemoError, match="expected ants-and-bees photos"):
+        photo_demo.make_photo_demo(tmp_path / "d0", settings, url=url, expected_sha256=digest)  # Not the real photos.
+    demo = photo_demo.make_photo_demo(tmp_path / "d1", settings, url=url, expected_sha256=digest,
                                        expected_content_sha256=content)
     assert demo.verified and demo.source == url
     assert demo.spec.class_names == ("ants", "bees")
@@ -107,14 +106,14 @@ def test_photo_demo_downloads_once_and_ingests_safely(served, tmp_path):
     assert not (tmp_path / "evil.png").exists()
     # The archive is cached: a second data set is made from it with the server gone.
     archive.unlink()
-    again = demo_photos.make_photo_demo(tmp_path / "d2", settings, url=url, expected_sha256=digest,
+    again = photo_demo.make_photo_demo(tmp_path / "d2", settings, url=url, expected_sha256=digest,
                                         expected_content_sha256=content)
     assert again.spec.class_names == ("ants", "bees")
 
 
 def test_offline_gives_a_message_that_says_what_to_do(tmp_path):
-    with pytest.raises(demo_photos.PhotoDemoError) as raised:
-        demo_photos.make_photo_demo(tmp_path / "d", Settings(home=tmp_path / "home"), url=_closed_port_url())
+    with pytest.raises(photo_demo.PhotoDemoError) as raised:
+        photo_demo.make_photo_demo(tmp_path / "d", Settings(home=tmp_path / "home"), url=_closed_port_url())
     message = str(raised.value)
     assert "no internet" in message and "TRANSFER_DEMO_DIR" in message and "hymenoptera_data.zip" in message
     assert not (tmp_path / "home" / "cache" / "downloads" / "hymenoptera_data.zip").exists()
@@ -122,13 +121,13 @@ def test_offline_gives_a_message_that_says_what_to_do(tmp_path):
 
 def test_demo_dir_is_used_instead_of_downloading(hymenoptera_dir, tmp_path):
     settings = Settings(home=tmp_path / "home", demo_dir=hymenoptera_dir)
-    demo = demo_photos.make_photo_demo(tmp_path / "d", settings, url=_closed_port_url())
+    demo = photo_demo.make_photo_demo(tmp_path / "d", settings, url=_closed_port_url())
     assert demo.source == str(hymenoptera_dir)
     assert demo.spec.class_names == ("ants", "bees")
     counts = read_manifest(demo.spec)["split"].value_counts().to_dict()
     assert counts["train"] > 200 and counts["val"] > 100
-    with pytest.raises(demo_photos.PhotoDemoError, match="not a folder"):
-        demo_photos.make_photo_demo(tmp_path / "d2", Settings(home=tmp_path / "home", demo_dir=tmp_path / "nope"))
+    with pytest.raises(photo_demo.PhotoDemoError, match="not a folder"):
+        photo_demo.make_photo_demo(tmp_path / "d2", Settings(home=tmp_path / "home", demo_dir=tmp_path / "nope"))
 
 
 # ----- the content digest: what the archive must hold, known offline -----------------------------
@@ -149,30 +148,30 @@ def _zip_of_folder(folder: Path, path: Path, change: str | None = None) -> Path:
 
 
 def test_the_shared_photos_give_the_recorded_content_digest(hymenoptera_dir):
-    members = demo_photos.folder_members(hymenoptera_dir)
+    members = photo_demo.folder_members(hymenoptera_dir)
     assert len(members) > 390
-    assert demo_photos.content_sha256(members) == demo_photos.PHOTO_DEMO_CONTENT_SHA256
+    assert photo_demo.content_sha256(members) == photo_demo.PHOTO_DEMO_CONTENT_SHA256
 
 
 def test_content_digest_depends_on_every_name_and_byte():
     members = [("train/ants/a.jpg", "1" * 64), ("val/bees/b.jpg", "2" * 64)]
-    digest = demo_photos.content_sha256(members)
-    assert digest == demo_photos.content_sha256(list(reversed(members)))  # Order of listing does not matter.
-    assert digest != demo_photos.content_sha256([("train/ants/a.jpg", "1" * 64), ("val/bees/b.jpg", "3" * 64)])
-    assert digest != demo_photos.content_sha256([("train/ants/c.jpg", "1" * 64), ("val/bees/b.jpg", "2" * 64)])
-    assert digest != demo_photos.content_sha256(members[:1])
+    digest = photo_demo.content_sha256(members)
+    assert digest == photo_demo.content_sha256(list(reversed(members)))  # Order of listing does not matter.
+    assert digest != photo_demo.content_sha256([("train/ants/a.jpg", "1" * 64), ("val/bees/b.jpg", "3" * 64)])
+    assert digest != photo_demo.content_sha256([("train/ants/c.jpg", "1" * 64), ("val/bees/b.jpg", "2" * 64)])
+    assert digest != photo_demo.content_sha256(members[:1])
 
 
 def test_a_zip_of_the_shared_photos_verifies_and_one_changed_byte_is_refused(served, hymenoptera_dir, tmp_path):
     folder, base = served
     good = _zip_of_folder(hymenoptera_dir, tmp_path / "good.zip")
-    demo_photos.verify_content(good, demo_photos.PHOTO_DEMO_CONTENT_SHA256)
+    photo_demo.verify_content(good, photo_demo.PHOTO_DEMO_CONTENT_SHA256)
     changed = _zip_of_folder(hymenoptera_dir, folder / "hymenoptera_data.zip", change="val/bees/72100438_73de9f17af.jpg")
-    with pytest.raises(demo_photos.PhotoDemoError, match="does not hold the expected ants-and-bees photos"):
-        demo_photos.verify_content(changed, demo_photos.PHOTO_DEMO_CONTENT_SHA256)
+    with pytest.raises(photo_demo.PhotoDemoError, match="does not hold the expected ants-and-bees photos"):
+        photo_demo.verify_content(changed, photo_demo.PHOTO_DEMO_CONTENT_SHA256)
     # Through the real download path: refused before anything is ingested, and not kept in the cache.
     settings = Settings(home=tmp_path / "home")
-    with pytest.raises(demo_photos.PhotoDemoError, match="a file is missing, extra or changed"):
-        demo_photos.make_photo_demo(tmp_path / "d", settings, url=f"{base}/hymenoptera_data.zip")
+    with pytest.raises(photo_demo.PhotoDemoError, match="a file is missing, extra or changed"):
+        photo_demo.make_photo_demo(tmp_path / "d", settings, url=f"{base}/hymenoptera_data.zip")
     assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
     assert not (tmp_path / "home" / "cache" / "downloads" / "hymenoptera_data.zip").exists()

@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from transfer_core import presets
 from transfer_core.compare import comparison_configs
 from transfer_core.config import Settings
 from transfer_core.data import WHERE_CLASSES, make_demo_dataset, read_manifest
 from transfer_core.data.health import health_report
+from transfer_core.sessions import presets
 
 
 def _split_by_sha(spec) -> dict[str, str]:

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import precision_recall_fscore_support
 
-from transfer_core.evaluate import evaluate_predictions, top_losses
+from transfer_core.metrics import evaluate_predictions, top_losses
 
 
 def test_confusion_matrix_and_per_class_metrics_match_sklearn():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from helpers.runs import make_finished_run, tiny_config
 
-from transfer_core import embeddings, explain, model_view
 from transfer_core.config import ModelSpec, Settings
 from transfer_core.data import load_split_arrays
+from transfer_core.explore import embeddings, explain, model_view
 
 # 96 px gives MobileNetV2 a 3x3 last feature map, so a heat map can vary across the image.
 MODEL = ModelSpec(backbone="mobilenet_v2_0.35", input_size=96, weights="random", dropout_rate=0.0)

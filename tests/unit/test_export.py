@@ -84,7 +84,7 @@ def test_parity_check_passes_for_every_format(finished, bundle):
     assert rows.loc["tflite_quantized", "max_abs_diff"] <= export.QUANTIZED_MAX_DIFF
     if finished["pretrained"]:
         # A real model: outputs vary between images, and 8-bit weights change them measurably but a little.
-        from transfer_core.explain import load_model, predict
+        from transfer_core.explore.explain import load_model, predict
 
         images, _ = load_split_arrays(finished["spec"], "val", 64)
         assert predict(load_model(finished["run_dir"]), images).std(axis=0).max() > 0.01
@@ -235,7 +235,7 @@ def test_generated_script_runs_and_rebuilds_the_same_model(finished, tmp_path, s
 
 def test_predict_snippet_loads_the_export_and_agrees_with_the_model(finished, bundle, tmp_path):
     from transfer_core.data import read_manifest
-    from transfer_core.explain import load_model, predict
+    from transfer_core.explore.explain import load_model, predict
 
     shutil.copyfile(bundle.files["keras"], tmp_path / "model.keras")
     (tmp_path / "predict.py").write_text(export.predict_snippet(finished["config"]))

@@ -19,9 +19,9 @@ import pytest
 from helpers.models import TINY_MODEL as TINY
 from helpers.runs import tiny_config
 
-from transfer_core import augment, export
+from transfer_core import export
 from transfer_core.config import AUGMENTATIONS
-from transfer_core.data import read_manifest
+from transfer_core.data import augment, read_manifest
 from transfer_core.data.split import hash_split, split_sizes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -95,7 +95,7 @@ def test_only_the_last_run_times_count(tmp_path):
 
 
 def test_the_status_line_shows_the_eta(tmp_path):
-    from transfer_core import run_text
+    from transfer_core.display import run_text
 
     settings = Settings(home=tmp_path / "home")
     info = load_run(_queued_run(tmp_path / "runs", settings))

@@ -57,7 +57,7 @@ def test_a_second_feature_extraction_run_reuses_the_backbone_with_the_same_resul
 
 
 def test_models_on_a_shared_backbone_save_and_load_like_any_other(tiny_dataset, settings, tmp_path):
-    from transfer_core.explain import load_model
+    from transfer_core.explore.explain import load_model
     from transfer_core.jobs import save_model
 
     images = np.random.default_rng(1).uniform(0, 255, (4, 96, 96, 3)).astype("float32")

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from transfer_core import live, run_text
+from transfer_core import live
 from transfer_core.config import DatasetSpec, RunConfig, TrainConfig
+from transfer_core.display import run_text
 from transfer_core.report import RunReport
 from transfer_core.runs import EventLog, RunInfo
 

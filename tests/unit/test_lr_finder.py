@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from transfer_core.config import ModelSpec, RunConfig, Settings, TrainConfig
-from transfer_core.lr_finder import find_learning_rate, lr_range_test, suggest_learning_rate
+from transfer_core.training.lr_finder import find_learning_rate, lr_range_test, suggest_learning_rate
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights"
 

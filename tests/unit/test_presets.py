@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from transfer_core import presets
 from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, Settings
+from transfer_core.sessions import presets
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights"
 
@@ -98,7 +98,7 @@ def test_build_run_config_keeps_the_session_choices(tmp_path):
 
 
 def test_nearest_learning_rate_snaps_on_a_log_scale():
-    from transfer_core.presets import LEARNING_RATES, nearest_learning_rate
+    from transfer_core.sessions.presets import LEARNING_RATES, nearest_learning_rate
 
     assert nearest_learning_rate(2.5e-3) == 3e-3
     assert nearest_learning_rate(1.5e-4) == 1e-4

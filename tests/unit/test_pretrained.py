@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from transfer_core.config import Settings
-from transfer_core.pretrained import imagenet_predictions, predict_top_classes
+from transfer_core.explore.pretrained import imagenet_predictions, predict_top_classes
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from helpers.runs import make_finished_run, tiny_config
 
-from transfer_core import project_file
 from transfer_core.config import ModelSpec, Settings
 from transfer_core.data import load_dataset, make_demo_dataset, read_manifest
-from transfer_core.project_file import ProjectError, export_project, open_project
-from transfer_core.workspace import SessionChoices, Workspace
+from transfer_core.sessions import project_file
+from transfer_core.sessions.project_file import ProjectError, export_project, open_project
+from transfer_core.sessions.workspace import SessionChoices, Workspace
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from transfer_core.config import FreezePlan, ModelSpec, Settings, TrainConfig
 from transfer_core.data import dataset_name_from_file, make_demo_dataset, suggest_dataset_name
-from transfer_core.workspace import CHOICES_FILE, SessionChoices, Workspace
+from transfer_core.sessions.workspace import CHOICES_FILE, SessionChoices, Workspace
 
 
 @pytest.fixture

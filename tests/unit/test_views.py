@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from transfer_core import views
 from transfer_core.data import SkippedFile, make_demo_dataset
+from transfer_core.display import views
 
 
 @pytest.fixture(scope="module")

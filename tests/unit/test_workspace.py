@@ -3,7 +3,7 @@
 import pytest
 
 from transfer_core.config import Settings
-from transfer_core.workspace import QuotaExceededError, Workspace
+from transfer_core.sessions.workspace import QuotaExceededError, Workspace
 
 
 def test_new_workspaces_have_distinct_unguessable_ids(tmp_path):

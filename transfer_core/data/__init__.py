@@ -4,7 +4,6 @@ Importing this package does not import TensorFlow; only ``make_tf_dataset``,
 ``load_split_arrays`` and ``decode_for_model`` load it, when called.
 """
 
-from transfer_core.data.demo import DEMO_CLASSES, DEMO_KINDS, WHERE_CLASSES, make_demo_dataset
 from transfer_core.data.health import HealthReport, health_report
 from transfer_core.data.images import MAX_STORED_SIDE, ImageRejected, decode_for_model, load_image
 from transfer_core.data.ingest import (
@@ -28,6 +27,7 @@ from transfer_core.data.manifest import (
 )
 from transfer_core.data.pipeline import load_split_arrays, make_tf_dataset
 from transfer_core.data.split import resplit
+from transfer_core.data.synthetic_demo import DEMO_CLASSES, DEMO_KINDS, WHERE_CLASSES, make_demo_dataset
 
 __all__ = [
     "DEMO_CLASSES",

@@ -197,7 +197,7 @@ def parity_check(
     import keras
 
     from transfer_core.data import load_split_arrays
-    from transfer_core.explain import load_model, predict
+    from transfer_core.explore.explain import load_model, predict
     from transfer_core.runs import load_run
 
     run_dir = Path(run_dir)

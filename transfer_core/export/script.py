@@ -5,7 +5,7 @@ Each has one block between ``# <generated>`` and ``# </generated>`` that holds t
 run's values; :func:`generate_script` and :func:`predict_snippet` replace exactly
 that block with ``NAME = value`` lines, and nothing else in the template varies.
 
-The reproduce script augments with :func:`transfer_core.augment.build_augmenter`
+The reproduce script augments with :func:`transfer_core.data.augment.build_augmenter`
 and sizes its splits with :func:`transfer_core.data.split.split_sizes` themselves:
 their source replaces the template's ``# <shared: NAME>`` blocks, so the script
 cannot drift from them. The rest of its split rule (the hash order) is plain
@@ -85,11 +85,10 @@ def _fill_shared(template: str) -> str:
     Raises:
         RuntimeError: A block names something other than a function of the two below.
     """
-    from transfer_core import augment
-    from transfer_core.data import split
+    from transfer_core.data import augment, split
 
     functions = {
-        "transfer_core.augment.build_augmenter": augment.build_augmenter,
+        "transfer_core.data.augment.build_augmenter": augment.build_augmenter,
         "transfer_core.data.split.split_sizes": split.split_sizes,
     }
     named = [line[len(SHARED_START):].split(">", 1)[0] for line in template.splitlines() if line.startswith(SHARED_START)]

@@ -186,7 +186,7 @@ def export_run(
         FileNotFoundError: The run has no model.
         ValueError: An unknown format.
     """
-    from transfer_core.explain import load_model
+    from transfer_core.explore.explain import load_model
     from transfer_core.runs import load_run
 
     unknown = [f for f in formats if f not in EXPORT_FORMATS]

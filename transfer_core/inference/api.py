@@ -12,15 +12,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from transfer_core import blockmap, zoo
-from transfer_core.blockmap import BlockMap
+from transfer_core import zoo
 from transfer_core.config import RunConfig, Settings
-from transfer_core.embeddings import EmbeddingResult
+from transfer_core.explore.embeddings import EmbeddingResult
+from transfer_core.explore.model_view import ModelView
+from transfer_core.explore.pretrained import ImagenetPrediction
+from transfer_core.freezing import blockmap
+from transfer_core.freezing.blockmap import BlockMap
 from transfer_core.inference.client import Progress, call
 from transfer_core.inference.results import ImageExplanation, UserModelInfo
-from transfer_core.lr_finder import LRFinderResult
-from transfer_core.model_view import ModelView
-from transfer_core.pretrained import ImagenetPrediction
+from transfer_core.training.lr_finder import LRFinderResult
 
 OnProgress = Callable[[Progress], None] | None
 
@@ -89,7 +90,7 @@ def user_model_info(settings: Settings, digest: str, data: bytes, name: str) -> 
     """Check (safe mode) and load a person's ``.keras`` file.
 
     Raises:
-        transfer_core.safe_load.UnsafeModelError: The file is refused.
+        transfer_core.explore.safe_load.UnsafeModelError: The file is refused.
     """
     return call(settings, "user_model_info", digest, data, name, settings.max_upload_mb * 1024 * 1024)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transfer_core.explain import GradCam
+from transfer_core.explore.explain import GradCam
 
 
 @dataclass(frozen=True)

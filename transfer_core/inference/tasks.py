@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transfer_core.blockmap import BlockMap
 from transfer_core.config import RunConfig, Settings
-from transfer_core.embeddings import EmbeddingResult
+from transfer_core.explore.embeddings import EmbeddingResult
+from transfer_core.explore.model_view import ModelView
+from transfer_core.explore.pretrained import ImagenetPrediction
+from transfer_core.freezing.blockmap import BlockMap
 from transfer_core.inference.results import ImageExplanation, UserModelInfo
-from transfer_core.lr_finder import LRFinderResult
-from transfer_core.model_view import ModelView
-from transfer_core.pretrained import ImagenetPrediction
+from transfer_core.training.lr_finder import LRFinderResult
 
 ProgressFn = Callable[[float | None, str], None]
 
@@ -49,7 +49,7 @@ _imagenet_models = _Recent(1)
 
 
 def _run_model(model_path: str, modified: float) -> Any:
-    from transfer_core.explain import load_model
+    from transfer_core.explore.explain import load_model
 
     # Read-only: used for inference only, so one copy serves every session. `modified` reloads a replaced file.
     return _run_models.get((str(model_path), float(modified)), lambda: load_model(model_path))
@@ -57,7 +57,8 @@ def _run_model(model_path: str, modified: float) -> Any:
 
 def block_map(progress: ProgressFn, settings: Settings, key: str, input_size: int) -> BlockMap:
     """The block map of ``key`` at ``input_size``, read from or written to the on-disk cache."""
-    from transfer_core import blockmap, zoo
+    from transfer_core import zoo
+    from transfer_core.freezing import blockmap
 
     size = zoo.check_input_size(key, input_size)
     path = blockmap.block_map_path(settings.home, key, size)
@@ -75,7 +76,7 @@ def imagenet_preview(
 ) -> list[ImagenetPrediction]:
     """The ImageNet classifier ``key``'s top classes for image files (the "before transfer" view)."""
     from transfer_core import zoo
-    from transfer_core.pretrained import predict_top_classes
+    from transfer_core.explore.pretrained import predict_top_classes
 
     progress(None, "Loading the ImageNet classifier...")
     model = _imagenet_models.get((key, str(settings.weights_dir)),
@@ -95,8 +96,8 @@ def explain_images(
     max_pixels: int | None = None,
 ) -> list[ImageExplanation]:
     """Probabilities and Grad-CAM of new images (bytes), each decoded like a training image."""
-    from transfer_core import explain
     from transfer_core.data import ImageRejected, decode_for_model
+    from transfer_core.explore import explain
 
     model = _run_model(model_path, modified)
     size = int(model.inputs[0].shape[1])
@@ -115,7 +116,7 @@ def explain_images(
 
 def validation_predictions(progress: ProgressFn, run_path: str, model_path: str, modified: float) -> pd.DataFrame:
     """The run's model's prediction of every validation image (``explain.validation_predictions``' frame)."""
-    from transfer_core.explain import validation_predictions as predictions
+    from transfer_core.explore.explain import validation_predictions as predictions
     from transfer_core.runs import load_run
 
     progress(None, "Predicting the validation images...")
@@ -127,8 +128,8 @@ def cell_grad_cams(
     progress: ProgressFn, model_path: str, modified: float, items: Sequence[tuple[str, int]]
 ) -> list[tuple[np.ndarray, float]]:
     """Grad-CAM overlays of image files, each for a given class: ``[(overlay, probability), ...]``."""
-    from transfer_core import explain
     from transfer_core.data import decode_for_model
+    from transfer_core.explore import explain
 
     model = _run_model(model_path, modified)
     size = int(model.inputs[0].shape[1])
@@ -144,7 +145,7 @@ def embeddings(
     progress: ProgressFn, settings: Settings, model_path: str, modified: float, config: RunConfig
 ) -> EmbeddingResult:
     """Validation images' pooled features before and after training, projected to 2-D."""
-    from transfer_core.embeddings import embeddings as compute
+    from transfer_core.explore.embeddings import embeddings as compute
 
     progress(None, "Computing features before and after, and projecting them...")
     return compute(_run_model(model_path, modified), config, settings=settings)
@@ -152,13 +153,13 @@ def embeddings(
 
 def model_view(progress: ProgressFn, source: bytes | str, backbone: str, input_size: int) -> ModelView:
     """What the preprocessing of ``backbone`` does to one image (bytes or a file path)."""
-    from transfer_core.model_view import model_view as view
+    from transfer_core.explore.model_view import model_view as view
 
     return view(source, backbone, input_size)
 
 
 def _user_model(digest: str, data: bytes, name: str, max_bytes: int) -> Any:
-    from transfer_core.safe_load import load_keras_model
+    from transfer_core.explore.safe_load import load_keras_model
 
     # Keyed by content; safe_load refuses files that carry code.
     return _user_models.get(digest, lambda: load_keras_model(bytes(data), name=name, max_bytes=max_bytes))
@@ -166,7 +167,7 @@ def _user_model(digest: str, data: bytes, name: str, max_bytes: int) -> Any:
 
 def user_model_info(progress: ProgressFn, digest: str, data: bytes, name: str, max_bytes: int) -> UserModelInfo:
     """Check and load a person's ``.keras`` file; its input side and number of classes."""
-    from transfer_core.safe_load import image_input_size
+    from transfer_core.explore.safe_load import image_input_size
 
     progress(None, "Checking and loading the model file...")
     return UserModelInfo(*image_input_size(_user_model(digest, data, name, max_bytes)))
@@ -182,8 +183,8 @@ def user_model_predict(
         transfer_core.data.ImageRejected: The image cannot be used.
     """
     from transfer_core.data import decode_for_model
-    from transfer_core.explain import predict
-    from transfer_core.safe_load import image_input_size
+    from transfer_core.explore.explain import predict
+    from transfer_core.explore.safe_load import image_input_size
 
     model = _user_model(digest, data, name, max_bytes)
     side, _ = image_input_size(model)
@@ -212,7 +213,7 @@ def reproduction_script(progress: ProgressFn, config: RunConfig, run_id: str, va
 
 def lr_find(progress: ProgressFn, settings: Settings, config: RunConfig) -> LRFinderResult:
     """The learning-rate range test of ``config`` (its features computed once, or read from the cache)."""
-    from transfer_core.lr_finder import find_learning_rate
+    from transfer_core.training.lr_finder import find_learning_rate
 
     progress(0.0, "Computing the backbone's features of the training images (or reading them from the cache)...")
 
@@ -226,7 +227,8 @@ def augmentation_preview(
     progress: ProgressFn, image_path: str, augmentation: list[str], n: int, seed: int, size: int
 ) -> list[np.ndarray]:
     """One training image decoded like training does, then ``n`` augmented copies: ``[original, *copies]``."""
-    from transfer_core import augment, data
+    from transfer_core import data
+    from transfer_core.data import augment
 
     pixels = data.decode_for_model(image_path, size)
     return [pixels.clip(0, 255).astype("uint8"), *augment.augmentation_preview(pixels, augmentation, n=n, seed=seed)]

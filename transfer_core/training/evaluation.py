@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transfer_core.evaluate import evaluate_predictions
+from transfer_core.metrics import evaluate_predictions
 from transfer_core.report import RunReport
 from transfer_core.training.budget import planned_epochs
 from transfer_core.training.context import RunContext

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from transfer_core.augment import build_augmenter
+from transfer_core.data.augment import build_augmenter
 from transfer_core.training.context import RunContext, SplitData
 from transfer_core.training.errors import RunFailed
 

@@ -153,9 +153,9 @@ def make_dataset(paths, labels, shuffle):
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-# <shared: transfer_core.augment.build_augmenter>: Transfer Lab writes its own function's source here.
+# <shared: transfer_core.data.augment.build_augmenter>: Transfer Lab writes its own function's source here.
 def build_augmenter(augmentation: Sequence[str], seed: int = 0):
-    raise NotImplementedError("Placeholder: a generated script holds transfer_core.augment.build_augmenter here.")
+    raise NotImplementedError("Placeholder: a generated script holds transfer_core.data.augment.build_augmenter here.")
 # </shared>
 
 

@@ -1,7 +1,7 @@
 """Look inside a trained classifier: predictions and Grad-CAM.
 
-Embeddings live in :mod:`transfer_core.embeddings`, the preprocessing view in
-:mod:`transfer_core.model_view`.
+Embeddings live in :mod:`transfer_core.explore.embeddings`, the preprocessing view in
+:mod:`transfer_core.explore.model_view`.
 
 Every function works on the classifier :func:`transfer_core.models.build_classifier`
 makes, or on the same model loaded back from a run's ``model.keras``::

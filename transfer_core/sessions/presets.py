@@ -35,7 +35,7 @@ DEMO_BACKBONE = "mobilenet_v2_0.35"
 DEMO_INPUT_SIZE = 96
 DEMO_IMAGES_PER_CLASS = 30
 DEMO_IMAGE_SIZE = 96
-# Which generated demo "Try the demo" makes (transfer_core.data.demo.DEMO_KINDS): "which shape, on
+# Which generated demo "Try the demo" makes (transfer_core.data.synthetic_demo.DEMO_KINDS): "which shape, on
 # which side" is half solved by ImageNet features (the shape; averaging over the picture loses the
 # side), so fine-tuning visibly beats feature extraction (bench/bench_demo.py, BENCHMARKS.md).
 DEMO_KIND = "where"

@@ -1,7 +1,7 @@
 """Plotly figures for the Compare, Explore and Export pages: frame in, figure out.
 
 Pure functions (no Streamlit, no TensorFlow), in the style of
-:mod:`transfer_core.charts`: every figure has a title, labelled axes and a
+:mod:`transfer_core.display.run_charts`: every figure has a title, labelled axes and a
 fixed height, and an empty frame draws an empty chart instead of failing.
 """
 

@@ -21,16 +21,16 @@ from pathlib import Path
 import pandas as pd
 
 from transfer_core.config import FreezePlan, RunConfig, Settings
+from transfer_core.display.run_text import format_seconds
+from transfer_core.display.views import dataset_name
 from transfer_core.fileio import atomic_write_text
 from transfer_core.jobs.queue import QueueCapacity
-from transfer_core.presets import describe_plan
-from transfer_core.run_text import format_seconds
 from transfer_core.runs import RunStore, load_run
-from transfer_core.views import dataset_name
+from transfer_core.sessions.presets import describe_plan
 
 NICKNAME_FILE = "nickname.txt"
 MAX_NICKNAME_LENGTH = 40
-# Workspace folders are 32 hex digits (transfer_core.workspace); anything else under workspaces/ is not one.
+# Workspace folders are 32 hex digits (transfer_core.sessions.workspace); anything else under workspaces/ is not one.
 _WORKSPACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 CLASS_COLUMNS = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from transfer_core.config import Settings
-from transfer_core.explain import as_batch
+from transfer_core.explore.explain import as_batch
 
 __all__ = ["ModelView", "model_view"]
 

@@ -43,7 +43,7 @@ from transfer_core.data.zip_safety import (
 )
 from transfer_core.fileio import atomic_write_json
 from transfer_core.runs import load_run
-from transfer_core.workspace import QuotaExceededError, SessionChoices, Workspace
+from transfer_core.sessions.workspace import QuotaExceededError, SessionChoices, Workspace
 
 PROJECT_FORMAT = "transfer-lab-project"
 PROJECT_VERSION = 1

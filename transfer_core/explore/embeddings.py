@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from transfer_core.config import RunConfig, Settings
-from transfer_core.explain import as_batch
+from transfer_core.explore.explain import as_batch
 
 if TYPE_CHECKING:  # pragma: no cover - typing only.
     import keras
