@@ -23,6 +23,45 @@ def _zoo_table(weights_dir: str):
     return zoo.zoo_table(settings)
 
 
+# ----- a ready-made recipe --------------------------------------------------------------------
+
+MODEL_WIDGET_KEYS = ("model_backbone", "model_input_size", "model_weights", "model_freeze_preset",
+                     "model_top_blocks", "model_dropout", "model_hidden_units", "model_head")
+
+
+def _use_recipe(recipe: presets.RecipeChoice) -> None:
+    """Adopt a recipe's model, freeze plan and training settings; the widgets then show them."""
+    state.set_model_spec(recipe.model)
+    state.set_freeze_plan(recipe.freeze)
+    state.set_train_config(recipe.train)
+    for key in MODEL_WIDGET_KEYS:
+        st.session_state.pop(key, None)
+    state.set_notice(f"{presets.CLASSIC_RECIPE_NAME}: {recipe.summary} Start it on the Train page.", "success")
+
+
+with st.expander(presets.CLASSIC_RECIPE_NAME, expanded=False):
+    classic = presets.classic_keras_recipe(settings)
+    st.markdown(
+        f"The textbook example this lab grew from: {classic.summary} Most guides have since moved from "
+        "`Flatten` to pooling: compare the weights of each head below."
+    )
+    if classic.weights_offline:
+        st.button("Use the classic Keras recipe", key="model_classic_recipe", on_click=_use_recipe,
+                  args=(classic,))
+    else:
+        st.warning(classic.obstacle)
+        fallback = presets.classic_recipe_fallback(settings)
+        if not settings.offline:
+            st.button("Use it anyway (download the weights)", key="model_classic_recipe", on_click=_use_recipe,
+                      args=(classic,))
+        if fallback is not None:
+            fallback_name = zoo.get_backbone_info(fallback.model.backbone).display_name
+            st.button(f"Use the same recipe on {fallback_name} (weights on this server)",
+                      key="model_classic_fallback", type="primary", on_click=_use_recipe, args=(fallback,))
+        else:
+            st.info("No backbone's ImageNet weights are on this server either: put weight files in the folder "
+                    "named by TRANSFER_WEIGHTS_DIR.")
+
 # ----- the zoo --------------------------------------------------------------------------------
 
 st.subheader("Pretrained backbones")
@@ -157,14 +196,28 @@ hidden_units = hidden_col.selectbox(
     format_func=lambda n: "none (one Dense layer)" if n == 0 else f"{n} (Dense + ReLU, then the classifier)",
     key="model_hidden_units",
 )
-counts = blockmap.classifier_counts(blocks, plan, num_classes, hidden_units)
+
+heads = list(presets.HEAD_CHOICES)
+head_weights = {
+    h: blockmap.head_params(blockmap.head_input_dim(blocks, h), num_classes, hidden_units) for h in heads
+}
+height, width, channels = blocks.feature_shape
+head = st.radio(
+    f"Head: how it reads the backbone's {height}x{width}x{channels} feature map",
+    heads,
+    index=heads.index(current.head) if current.head in heads else 0,
+    format_func=lambda h: f"{presets.HEAD_CHOICES[h]}: {head_weights[h]:,} weights",
+    captions=[presets.HEAD_MEANINGS[h] for h in heads],
+    key="model_head",
+)
+counts = blockmap.classifier_counts(blocks, plan, num_classes, hidden_units, head)
 trainable_col, frozen_col, share_col = st.columns(3)
 trainable_col.metric("Trainable parameters", f"{counts.trainable:,}")
 frozen_col.metric("Frozen parameters", f"{counts.frozen:,}")
 share_col.metric("Share that trains", f"{counts.trainable / max(counts.total, 1):.1%}")
 st.caption(
     f"Whole classifier: backbone ({num_blocks} blocks, {blocks.backbone_params:,} parameters) + head "
-    f"({blockmap.head_params(blocks.feature_dim, num_classes, hidden_units):,} parameters for "
+    f"({head_weights[head]:,} parameters for "
     f"{num_classes} classes{'' if dataset is not None else ', assumed until you choose a data set'}). "
     "Frozen counts include BatchNorm statistics, which never train."
 )
@@ -180,11 +233,12 @@ state.set_model_spec(
         weights=weights,
         dropout_rate=float(dropout),
         hidden_units=int(hidden_units),
+        head=head,
     )
 )
 state.set_freeze_plan(plan)
 st.caption(
-    f"Feature extraction trains {blockmap.head_params(blocks.feature_dim, num_classes, hidden_units):,} "
+    f"Feature extraction trains {head_weights[head]:,} "
     "parameters (the head); the plan above is used by fine-tuning. Choose the strategy on the Train page."
 )
 

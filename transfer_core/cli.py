@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from transfer_core.config import (
+    HEAD_POOLINGS,
     STRATEGIES,
     DatasetSpec,
     FreezePlan,
@@ -157,6 +158,7 @@ def _run_parts(args: argparse.Namespace, strategy: str) -> tuple[ModelSpec, Free
         weights="random" if strategy == "from_scratch" or args.random_weights else "imagenet",
         dropout_rate=args.dropout,
         hidden_units=args.hidden_units,
+        head=args.head,
     )
     zoo.check_input_size(model.backbone, model.input_size)  # Unknown backbone or size: ValueError.
     freeze = FreezePlan(mode="top_blocks", top_blocks=args.top_blocks, train_batchnorm=args.train_batchnorm)
@@ -364,6 +366,8 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", default=defaults.optimizer, choices=["adam", "sgd", "rmsprop", "adamw"])
     parser.add_argument("--dropout", type=float, default=ModelSpec().dropout_rate, help="dropout before the classifier")
     parser.add_argument("--hidden-units", type=int, default=0, help="hidden Dense units in the head (0 = none)")
+    parser.add_argument("--head", default=ModelSpec().head, choices=list(HEAD_POOLINGS),
+                        help="how the head reads the feature map: global average or max pooling, or Flatten")
     parser.add_argument("--top-blocks", type=int, default=FreezePlan().top_blocks,
                         help="blocks unfrozen in fine-tuning, counted from the top")
     parser.add_argument("--train-batchnorm", action="store_true",

@@ -23,6 +23,9 @@ AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 DISTRIBUTIONS = ("none", "mirrored")
 WEIGHTS_CHOICES = ("imagenet", "random")
+# How the head reads the backbone's last feature map: global average pooling, global max pooling, or
+# Flatten (every position its own weights: the classic Keras recipe).
+HEAD_POOLINGS = ("avg", "max", "flatten")
 
 
 def _fail(message: str, **received: Any) -> None:
@@ -118,6 +121,9 @@ class ModelSpec(_DictMixin):
             ``"random"`` (no transfer; the from-scratch baseline).
         dropout_rate: Dropout before the classifier.
         hidden_units: Width of an optional hidden Dense layer in the head (0 = none).
+        head: How the head reads the backbone's feature map: ``"avg"`` (global average
+            pooling, the default), ``"max"`` (global max pooling) or ``"flatten"``
+            (``Flatten``: one weight per position and channel, the classic Keras recipe).
     """
 
     backbone: str = "mobilenet_v2_0.35"
@@ -125,8 +131,11 @@ class ModelSpec(_DictMixin):
     weights: str = "imagenet"
     dropout_rate: float = 0.2
     hidden_units: int = 0
+    head: str = "avg"
 
     def __post_init__(self) -> None:
+        if self.head not in HEAD_POOLINGS:
+            _fail(f"head must be one of {HEAD_POOLINGS}.", head=self.head)
         if not self.backbone:
             _fail("backbone must be a zoo key.", backbone=self.backbone)
         if self.input_size != 0 and not 32 <= self.input_size <= 1024:

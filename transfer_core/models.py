@@ -4,12 +4,14 @@ The full model takes raw RGB pixels (float, 0..255) at the backbone's input
 size, so an exported model needs no separate preprocessing step:
 
     image -> preprocessing layers -> backbone (nested, BatchNorm in inference
-    mode) -> global average pooling -> head (dropout, optional hidden Dense,
-    softmax classifier)
+    mode) -> pooling ("pool": global average or max pooling, or Flatten; see
+    ``ModelSpec.head``) -> head (dropout, optional hidden Dense, softmax classifier)
 
 The backbone and the head are nested models named ``backbone`` and ``head``,
 so the training engine can train the head alone on cached pooled features and
-the weights it learns are the ones the full model uses.
+the weights it learns are the ones the full model uses. The pooling layer sits
+between them, so the cached features are whatever the chosen head reads (the
+average or maximum of each channel, or the whole flattened feature map).
 """
 
 from __future__ import annotations
@@ -78,6 +80,33 @@ def build_head(feature_dim: int, num_classes: int, spec: ModelSpec) -> keras.Mod
     # small probabilities that the loss and the parity checks depend on.
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier", dtype="float32")(x)
     return keras.Model(features, outputs, name=HEAD_LAYER)
+
+
+def pooling_layer(head: str) -> keras.layers.Layer:
+    """The layer (named ``pool``) that turns the backbone's feature map into the head's input.
+
+    Args:
+        head: ``"avg"``, ``"max"`` or ``"flatten"`` (``ModelSpec.head``).
+
+    Raises:
+        ValueError: Unknown head.
+    """
+    import keras
+
+    layers = {
+        "avg": keras.layers.GlobalAveragePooling2D,
+        "max": keras.layers.GlobalMaxPooling2D,
+        "flatten": keras.layers.Flatten,
+    }
+    if head not in layers:
+        raise ValueError(f"head must be one of {sorted(layers)}. Received: head={head!r}")
+    return layers[head](name=POOL_LAYER)
+
+
+def features_cache_name(spec: ModelSpec) -> str:
+    """What the feature cache calls the head's input: ``pool`` (average pooling, as always), else
+    ``pool:max`` / ``pool:flatten``, so features pooled one way are never read for another."""
+    return "pool" if spec.head == "avg" else f"pool:{spec.head}"
 
 
 def _backbone_key(spec: ModelSpec, input_size: int, settings: Settings | None) -> tuple | None:
@@ -207,7 +236,7 @@ def build_classifier(
     # training=False keeps BatchNormalization in inference mode even when the
     # backbone is unfrozen (the Keras fine-tuning recipe). None follows fit().
     x = backbone(x, training=None if train_batchnorm else False)
-    features = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(x)
+    features = pooling_layer(spec.head)(x)
     if seed is not None:
         keras.utils.set_random_seed(seed)
     head = build_head(int(features.shape[-1]), num_classes, spec)

@@ -159,6 +159,7 @@ def generate_script(config: RunConfig, run_id: str = "", val_accuracy: float | N
         "WEIGHTS_ORIGIN": info.weights_origin,
         "DROPOUT_RATE": model.dropout_rate,
         "HIDDEN_UNITS": model.hidden_units,
+        "HEAD_POOLING": model.head,
         "STRATEGY": train.strategy,
         "EPOCHS": train.epochs,
         "FINE_TUNE_EPOCHS": train.fine_tune_epochs if train.strategy == "fine_tuning" else 0,

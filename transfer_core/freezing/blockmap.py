@@ -26,7 +26,7 @@ from transfer_core.fileio import atomic_write_json
 from transfer_core.freezing import ParamCounts
 
 # Bump when the saved fields change: older files are then recomputed, never misread.
-BLOCK_MAP_FORMAT = 1
+BLOCK_MAP_FORMAT = 2  # 2: the feature map's shape (for the Flatten head's size)
 BLOCK_COLUMNS = [
     "block",
     "first_layer",
@@ -49,7 +49,10 @@ class BlockMap:
             the block trains when unfrozen with BatchNorm kept frozen (the Keras
             recipe), ``trainable_params_with_bn`` with BatchNorm training too.
         backbone_params: All backbone parameters (including BatchNorm statistics).
-        feature_dim: Width of the pooled features the head receives.
+        feature_dim: Channels of the backbone's last feature map (the width of the
+            pooled features an average- or max-pooling head receives).
+        feature_shape: ``(height, width, channels)`` of that feature map (a Flatten
+            head receives ``height * width * channels`` numbers).
     """
 
     key: str
@@ -57,6 +60,7 @@ class BlockMap:
     blocks: pd.DataFrame
     backbone_params: int
     feature_dim: int
+    feature_shape: tuple[int, int, int]
 
     @property
     def block_names(self) -> list[str]:
@@ -86,8 +90,10 @@ def block_map(key: str, input_size: int = 0) -> BlockMap:
     blocks["trainable_params_with_bn"] = with_bn["trainable_params"].to_numpy()
     for column in blocks.columns[1:]:
         blocks[column] = blocks[column].astype("int64")
+    shape = tuple(int(d) for d in base.output.shape[1:])
     return BlockMap(
-        key, size, blocks.reset_index(drop=True), int(base.count_params()), int(base.output.shape[-1])
+        key, size, blocks.reset_index(drop=True), int(base.count_params()), int(base.output.shape[-1]),
+        (shape[0], shape[1], shape[2]),
     )
 
 
@@ -104,6 +110,7 @@ def save_block_map(blocks: BlockMap, path: str | os.PathLike) -> None:
         "input_size": blocks.input_size,
         "backbone_params": blocks.backbone_params,
         "feature_dim": blocks.feature_dim,
+        "feature_shape": list(blocks.feature_shape),
         "blocks": blocks.blocks[BLOCK_COLUMNS].to_dict(orient="list"),
     })
 
@@ -117,10 +124,26 @@ def load_block_map(path: str | os.PathLike) -> BlockMap | None:
         frame = pd.DataFrame(data["blocks"], columns=BLOCK_COLUMNS)
         for column in BLOCK_COLUMNS[1:]:
             frame[column] = frame[column].astype("int64")
+        height, width, channels = (int(d) for d in data["feature_shape"])
         return BlockMap(str(data["key"]), int(data["input_size"]), frame, int(data["backbone_params"]),
-                        int(data["feature_dim"]))
+                        int(data["feature_dim"]), (height, width, channels))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def head_input_dim(blocks: BlockMap, head: str = "avg") -> int:
+    """Numbers the head's first Dense layer reads: the channels after global pooling
+    (``"avg"``, ``"max"``), or every position's channels after ``"flatten"``.
+
+    Raises:
+        ValueError: Unknown head.
+    """
+    if head in ("avg", "max"):
+        return blocks.feature_dim
+    if head == "flatten":
+        height, width, channels = blocks.feature_shape
+        return height * width * channels
+    raise ValueError(f"head must be 'avg', 'max' or 'flatten'. Received: head={head!r}")
 
 
 def head_params(feature_dim: int, num_classes: int, hidden_units: int = 0) -> int:
@@ -170,7 +193,7 @@ def plan_table(blocks: BlockMap, plan: FreezePlan) -> pd.DataFrame:
 
 
 def classifier_counts(
-    blocks: BlockMap, plan: FreezePlan, num_classes: int, hidden_units: int = 0
+    blocks: BlockMap, plan: FreezePlan, num_classes: int, hidden_units: int = 0, head: str = "avg"
 ) -> ParamCounts:
     """Trainable and frozen parameters of the whole classifier (backbone + head) under ``plan``.
 
@@ -178,7 +201,7 @@ def classifier_counts(
     ``apply_freeze_plan`` (the head always trains).
     """
     trainable_backbone = int(plan_table(blocks, plan)["trainable_params"].sum())
-    head = head_params(blocks.feature_dim, num_classes, hidden_units)
+    head_count = head_params(head_input_dim(blocks, head), num_classes, hidden_units)
     return ParamCounts(
-        trainable=trainable_backbone + head, frozen=blocks.backbone_params - trainable_backbone
+        trainable=trainable_backbone + head_count, frozen=blocks.backbone_params - trainable_backbone
     )

@@ -150,6 +150,109 @@ def demo_freeze_plan() -> FreezePlan:
     return FreezePlan(mode="top_blocks", top_blocks=3)
 
 
+# The head's pooling as the Model page offers it: a name and one sentence on what it means.
+HEAD_CHOICES = {
+    "avg": "Global average pooling",
+    "max": "Global max pooling",
+    "flatten": "Flatten (the classic recipe)",
+}
+HEAD_MEANINGS = {
+    "avg": "Each feature channel becomes its average over the whole picture: few weights, and where "
+    "an object sits does not matter.",
+    "max": "Each feature channel becomes its strongest response anywhere in the picture: few weights, "
+    "and one small clear detail can decide.",
+    "flatten": "Every position of every channel gets its own weights: the head can use where things are, "
+    "but it has many times more weights to fit, so it overfits a small data set easily.",
+}
+
+CLASSIC_RECIPE_NAME = "The classic Keras recipe"
+CLASSIC_BACKBONE = "resnet50"
+CLASSIC_INPUT_SIZE = 224
+# The same head on a backbone whose weights ship with small setups (see ../shared/README.md).
+CLASSIC_FALLBACK_BACKBONE = "mobilenet_v2_0.35"
+
+
+@dataclass(frozen=True)
+class RecipeChoice:
+    """A ready-made run: model, freeze plan and training settings, and whether it runs here.
+
+    Args:
+        model: The model settings.
+        freeze: The freeze plan.
+        train: The training settings.
+        weights_offline: The backbone's ImageNet weights are on this machine.
+        summary: What the recipe is, in one sentence.
+        obstacle: What stands in its way on this machine ("" when nothing does).
+    """
+
+    model: ModelSpec
+    freeze: FreezePlan
+    train: TrainConfig
+    weights_offline: bool
+    summary: str
+    obstacle: str = ""
+
+
+def classic_keras_recipe(settings: Settings, backbone: str = CLASSIC_BACKBONE) -> RecipeChoice:
+    """The textbook Keras transfer-learning example: ImageNet weights, every layer frozen,
+    ``Flatten -> Dense(128, relu) -> softmax``, Adam at 1e-4, 10 epochs.
+
+    Args:
+        settings: Where the offline weights folder is, and whether downloads are allowed.
+        backbone: ResNet50 in the textbook; :func:`classic_recipe_fallback` passes another one.
+
+    Returns:
+        A :class:`RecipeChoice`; ``weights_offline`` False means training needs a download (or, on
+        an offline server, cannot use ImageNet weights at all) and ``obstacle`` says which.
+    """
+    from transfer_core import zoo
+
+    info = zoo.get_backbone_info(backbone)
+    size = CLASSIC_INPUT_SIZE if CLASSIC_INPUT_SIZE in info.allowed_input_sizes else info.default_input_size
+    offline = zoo.weights_available_offline(backbone, size, settings=settings)
+    summary = (
+        f"{info.display_name} at {size} px with ImageNet weights, every layer frozen, Flatten -> Dense(128, "
+        "ReLU) -> softmax, Adam at learning rate 1e-4, 10 epochs."
+    )
+    obstacle = ""
+    if not offline:
+        file_name = info.weights_file(False, size)
+        if settings.offline:
+            obstacle = (
+                f"{info.display_name}'s ImageNet weights (`{file_name}`) are not on this server, and this "
+                "server does not download, so this recipe cannot run here as written."
+            )
+        else:
+            obstacle = (
+                f"{info.display_name}'s ImageNet weights (`{file_name}`, about {info.size_mb:.0f} MB) are not "
+                "on this server: training will try to download them, and fails without internet."
+            )
+    return RecipeChoice(
+        model=ModelSpec(backbone=backbone, input_size=size, weights="imagenet", dropout_rate=0.0,
+                        hidden_units=128, head="flatten"),
+        freeze=FreezePlan(mode="all_frozen"),
+        train=TrainConfig(strategy="feature_extraction", epochs=10, batch_size=32, learning_rate=1e-4,
+                          optimizer="adam"),
+        weights_offline=offline,
+        summary=summary,
+        obstacle=obstacle,
+    )
+
+
+def classic_recipe_fallback(settings: Settings) -> RecipeChoice | None:
+    """The classic recipe's head and training on a backbone whose weights are on this machine:
+    MobileNetV2 (alpha 0.35) when it can, else the smallest backbone with offline weights; None when
+    no backbone has its weights here."""
+    from transfer_core import zoo
+
+    if zoo.weights_available_offline(CLASSIC_FALLBACK_BACKBONE, CLASSIC_INPUT_SIZE, settings=settings):
+        return classic_keras_recipe(settings, CLASSIC_FALLBACK_BACKBONE)
+    available = [key for key in zoo.offline_backbones(settings) if key != CLASSIC_BACKBONE]
+    if not available:
+        return None
+    return classic_keras_recipe(settings, min(available, key=lambda key: zoo.get_backbone_info(key).params))
+
+
 def freeze_plan_for_preset(
     preset: str, top_blocks: int = 2, trainable_blocks: tuple[str, ...] = (), train_batchnorm: bool = False
 ) -> FreezePlan:

@@ -133,7 +133,7 @@ def compute_head_features(
     Raises:
         ValueError: The split is empty.
     """
-    from transfer_core.models import build_classifier
+    from transfer_core.models import build_classifier, features_cache_name
     from transfer_core.training.feature_cache import compute_outputs
     from transfer_core.training.inputs import load_split
 
@@ -143,7 +143,8 @@ def compute_head_features(
         raise ValueError(f"The {split} split of {config.dataset.root} is empty. Received: 0 images")
     ctx.train_data = data
     ctx.classifier = build_classifier(config.model, config.dataset.num_classes, settings=settings)
-    features = compute_outputs(ctx, ctx.classifier.feature_extractor, data, "pool", "features")
+    features = compute_outputs(ctx, ctx.classifier.feature_extractor, data, features_cache_name(config.model),
+                               "features")
     return features, data.labels
 
 

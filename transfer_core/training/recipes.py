@@ -34,14 +34,17 @@ def run_strategy(ctx: RunContext) -> None:
 
 def train_head(ctx: RunContext) -> None:
     """Feature extraction (and stage 1 of fine-tuning)."""
+    from transfer_core.models import features_cache_name
+
     classifier = ctx.classifier
     train_config = ctx.train_config
     epochs = train_config.epochs
     lr = train_config.learning_rate
     if train_config.caches_features:
+        pooled = features_cache_name(ctx.config.model)  # The cache key names the head's pooling.
         ctx.stage("features", "Computing backbone features once for every image", 0, True)
-        train_features = compute_outputs(ctx, classifier.feature_extractor, ctx.train_data, "pool", "features")
-        val_features = compute_outputs(ctx, classifier.feature_extractor, ctx.val_data, "pool", "features")
+        train_features = compute_outputs(ctx, classifier.feature_extractor, ctx.train_data, pooled, "features")
+        val_features = compute_outputs(ctx, classifier.feature_extractor, ctx.val_data, pooled, "features")
         ctx.stage("head", "Training the new head on cached features", epochs, True)
         fit_stage(ctx, classifier.head, "head", epochs, lr, train_features, val_features)
     else:

@@ -43,6 +43,7 @@ WEIGHTS_FILES = ["mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top
 WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 DROPOUT_RATE = 0.2
 HIDDEN_UNITS = 0
+HEAD_POOLING = "avg"
 STRATEGY = "feature_extraction"
 EPOCHS = 5
 FINE_TUNE_EPOCHS = 0
@@ -229,7 +230,7 @@ def build_head(feature_dim):
 
 
 def build_model(weights_path):
-    """image -> preprocessing -> backbone -> global average pooling -> head."""
+    """image -> preprocessing -> backbone -> pooling (HEAD_POOLING) -> head."""
     backbone = build_backbone(weights_path)
     backbone.trainable = False
     image = keras.Input(shape=(INPUT_SIZE, INPUT_SIZE, 3), name="image")
@@ -238,7 +239,11 @@ def build_model(weights_path):
         x = layer(x)
     # training=False keeps BatchNormalization in inference mode even when unfrozen (the Keras recipe).
     x = backbone(x, training=None if TRAIN_BATCHNORM else False)
-    features = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    # "avg": the mean of each channel; "max": its strongest response; "flatten": every position and
+    # channel (the classic Keras recipe: many more weights in the head).
+    pooling = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
+               "flatten": keras.layers.Flatten}[HEAD_POOLING]
+    features = pooling(name="pool")(x)
     head = build_head(int(features.shape[-1]))
     model = keras.Model(image, head(features), name="classifier")
     feature_extractor = keras.Model(image, features, name="feature_extractor")
