@@ -5,7 +5,7 @@ import streamlit as st
 from transfer_core.data import DataError
 from transfer_core.data.photo_demo import PhotoDemoError, make_photo_demo
 from transfer_core.sessions.classroom import MAX_NICKNAME_LENGTH, read_nickname, save_nickname
-from ui import state, widgets
+from ui import assignments_view, state, widgets
 
 st.title("Transfer Lab")
 st.markdown(
@@ -87,6 +87,8 @@ with photos:
 with own:
     st.markdown("Or bring your own images: upload a few per class, a ZIP of folders, or use a server folder.")
     st.page_link("pages/data.py", label="Go to Data", icon=":material/photo_library:")
+
+assignments_view.student_section()
 
 if state.settings().teacher_token:
     # Only a server with a class view asks for a name: the teacher sees it next to this session's runs.

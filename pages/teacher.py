@@ -5,7 +5,7 @@ import streamlit as st
 from transfer_core import jobs
 from transfer_core.display.run_charts import accuracy_vs_parameters_figure, epoch_metric_figure
 from transfer_core.sessions import classroom
-from ui import state
+from ui import assignments_view, state
 
 # app.py lists this page only for a session that showed the teacher token; never render it otherwise.
 if not st.session_state.get("teacher_view"):
@@ -20,6 +20,8 @@ st.button("Refresh", key="teacher_refresh", icon=":material/refresh:")
 with st.expander("Training queue: how many runs at once"):
     st.markdown(classroom.capacity_text(jobs.queue_capacity(state.settings()), state.settings()))
 
+assignments_view.teacher_section()
+st.subheader("Every finished run")
 runs = classroom.class_runs(state.settings())
 if not runs:
     st.info("No finished runs yet. They appear here as soon as a student's run finishes.")

@@ -2,7 +2,8 @@
 
 The same code runs in a local worker process (``python -m transfer_core worker``), in the
 standby worker, and in a Ray task; it reads and writes only the run directory (and the
-queue/slot files under ``Settings.home``).
+queue/slot files under ``Settings.home``; a run on a class assignment's data also gets its score
+written under ``<home>/assignments/``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def run_worker(run_dir: Path, settings: Settings, *, record_pid: bool = True) ->
             result.history.to_csv(run_dir / ".metrics.csv.tmp", index=False)
             os.replace(run_dir / ".metrics.csv.tmp", run_dir / "metrics.csv")
             finish_run(run_dir, log, result.status, result.reason, result.report)
+            if result.status == "finished" and result.classifier is not None:
+                score_assignment_run(run_dir, config, result.classifier.model, result.report, settings)
             if result.status == "finished":
                 with contextlib.suppress(OSError):  # Only feeds the queue's ETA.
                     record_run_time(settings, config.train.strategy, time.time() - started)
@@ -95,6 +98,20 @@ def run_worker(run_dir: Path, settings: Settings, *, record_pid: bool = True) ->
             if slot is not None:
                 slot.close()
     return 0
+
+
+def score_assignment_run(run_dir: Path, config: RunConfig, model, report: dict[str, Any], settings: Settings) -> None:
+    """Score a run on its class assignment's hidden test split (when its data belongs to one).
+
+    After the report, so the run shows as finished at once; a failure here never fails the run.
+    """
+    from transfer_core.sessions.scoring import score_run
+
+    try:
+        score_run(run_dir, config, model, report, settings)
+    except Exception as error:  # noqa: BLE001 - the run itself finished; it just has no score.
+        # The type only: a message could name a hidden test image, and this log is in the student's run folder.
+        print(f"Scoring on the assignment's hidden test split failed ({type(error).__name__}).", file=sys.stderr)
 
 
 def redirect_output(run_dir: Path) -> None:
