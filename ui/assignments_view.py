@@ -154,4 +154,5 @@ def _own_standing(mine: leaderboard.Standing) -> None:
     rows = [{"run": s.run_id, "score": s.accuracy, "backbone": s.backbone, "strategy": s.strategy,
              "ranked": "yes" if s.ranked else "no: " + "; ".join(s.broken_limits)} for s in mine.own_scores]
     st.dataframe(rows, hide_index=True, width="stretch", key=f"assignment_own_{mine.own_scores[0].assignment_id}",
-                 column_config={"score": st.column_config.NumberColumn("Hidden test accuracy", format="percent")})
+                 column_config={"run": "Run", "backbone": "Backbone", "strategy": "Strategy", "ranked": "Ranked",
+                                "score": st.column_config.NumberColumn("Hidden test accuracy", format="percent")})
