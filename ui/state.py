@@ -35,13 +35,25 @@ from transfer_core.sessions.workspace import SessionChoices, Workspace
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
-    """Operator settings, read once per server process (which also starts its standby worker)."""
+    """Operator settings, read once per server process. Reading them starts nothing."""
+    return Settings.from_env(server=True)
+
+
+def start_standby() -> None:
+    """Start this server's standby worker (TensorFlow imported before the first Start) unless it is off.
+
+    app.py calls it on every run; the worker starts once for each distinct settings.
+    """
+    current = settings()
+    if current.standby_worker:
+        _start_standby_for(current)
+
+
+@lru_cache(maxsize=1)
+def _start_standby_for(current: Settings) -> None:
     from transfer_core.jobs import ensure_standby
 
-    settings = Settings.from_env(server=True)
-    if settings.standby_worker:
-        ensure_standby(settings)
-    return settings
+    ensure_standby(current)
 
 
 def workspace() -> Workspace:
