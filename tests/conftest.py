@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from helpers.datasets import tiny_dataset_in
+from helpers.tiers import TensorFlowGuard, TensorFlowReach, why_tensorflow
 
 from transfer_core.config import DatasetSpec
 
@@ -33,6 +34,26 @@ def _shared_path(env_name: str, default: Path) -> Path | None:
     value = os.environ.get(env_name)
     path = Path(value) if value else default
     return path if path.exists() else None
+
+
+_GUARD = TensorFlowGuard()
+_GUARDED = False
+
+
+def pytest_configure(config) -> None:
+    """``pytest -m fast`` runs with TensorFlow's import and worker processes blocked (tests/helpers/tiers.py)."""
+    global _GUARDED
+    if (config.option.markexpr or "").strip() == "fast":
+        _GUARD.install()
+        _GUARDED = True
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_stay_without_tensorflow():
+    """Fails a test of the fast tier that tried to import TensorFlow or start a worker, even if it caught the error."""
+    yield
+    if _GUARDED:
+        _GUARD.check()
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +109,10 @@ def pytest_collection_modifyitems(config, items) -> None:
     - The browser tests run one at a time: each drives a Streamlit server, Chromium and training
       workers, and two of them at once would only wait on each other's CPU.
     """
+    reach = TensorFlowReach()
     for item in items:
+        reason = why_tensorflow(item, reach)
+        item.add_marker(pytest.mark.tf(reason) if reason else pytest.mark.fast)
         if item.get_closest_marker("xdist_group") is not None:
             continue
         if "ray_address" in getattr(item, "fixturenames", ()):
