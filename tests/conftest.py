@@ -106,6 +106,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     - A module's tests stay together, so its module-scoped fixtures (real training runs) are built once.
     - Every test that starts a Ray head runs in one worker: two local Ray clusters on one machine can
       pick the same ports.
+    - The page tests that read the session's finished workspace run in one worker, which trains it once.
     - The browser tests run one at a time: each drives a Streamlit server, Chromium and training
       workers, and two of them at once would only wait on each other's CPU.
     """
@@ -117,6 +118,8 @@ def pytest_collection_modifyitems(config, items) -> None:
             continue
         if "ray_address" in getattr(item, "fixturenames", ()):
             group = "ray"
+        elif "finished_home" in getattr(item, "fixturenames", ()):
+            group = "finished-workspace"  # One trained workspace and one inference worker (tests/app/conftest.py).
         elif item.get_closest_marker("browser") is not None:
             group = "browser"
         else:

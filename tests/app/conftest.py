@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from helpers.app_env import point_app_at
+from helpers.workspaces import app_environment, finished_workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
@@ -51,3 +52,24 @@ def poll_intervals():
     ForwardMsgQueue.on_before_enqueue_msg(record)
     yield intervals
     ForwardMsgQueue.on_before_enqueue_msg(None)
+
+
+@pytest.fixture(scope="session")
+def finished_home(tmp_path_factory):
+    """A workspace with two finished runs, trained once per test process.
+
+    The Compare, Explore and Export page tests read it (Export adds exports beside the runs) and share
+    one inference worker; tests/conftest.py keeps them on one pytest-xdist worker.
+    """
+    from transfer_core import inference
+
+    finished = finished_workspace(tmp_path_factory)
+    yield finished
+    inference.shutdown(finished.home)
+
+
+@pytest.fixture(scope="module")
+def finished(finished_home):
+    """The app pointed at ``finished_home`` for one module; its inference worker stays up for the next."""
+    with app_environment(finished_home, stop_worker=False) as ready:
+        yield ready

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers.apptest import page_text
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,15 +39,6 @@ def _jpeg(color=(20, 160, 20)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 48), color).save(buffer, format="JPEG")
     return buffer.getvalue()
-
-
-def _texts(at) -> str:
-    parts = [
-        e.value
-        for kind in ("markdown", "caption", "info", "success", "warning", "error")
-        for e in getattr(at, kind)
-    ]
-    return "\n".join(str(p) for p in parts)
 
 
 def _demo(at):
@@ -168,7 +160,7 @@ def test_uploads_per_class_report_bad_files_and_keep_good_ones(app):
     app.run()
     app.button(key="upload_create").click().run()
     assert not app.exception, app.exception
-    assert any("is ready and active" in s.value for s in app.success), _texts(app)
+    assert any("is ready and active" in s.value for s in app.success), page_text(app)
     tables = [f.value for f in app.dataframe if list(f.value.columns) == ["file", "reason"]]
     assert len(tables) == 2  # Right after the upload, and in the health report.
     skipped = tables[0]
@@ -230,7 +222,7 @@ def test_zip_upload_skips_junk_and_unsafe_entries(app):
     app.run()
     app.button(key="zip_create").click().run()
     assert not app.exception, app.exception
-    assert any("is ready and active" in s.value for s in app.success), _texts(app)
+    assert any("is ready and active" in s.value for s in app.success), page_text(app)
     skipped = set(_table(app, "file", "reason")["file"])
     assert "../evil.png" in skipped and "dogs/readme.txt" in skipped
     assert app.session_state["dataset_root"].startswith(str(app.session_state["workspace"].root))
@@ -264,7 +256,7 @@ def test_server_folder_outside_the_allowed_ones_is_refused(home, monkeypatch, tm
     at.text_input(key="folder_path").set_value(str(allowed / "set")).run()
     at.button(key="folder_create").click().run()
     assert not at.exception, at.exception
-    assert any("is ready and active" in s.value for s in at.success), _texts(at)
+    assert any("is ready and active" in s.value for s in at.success), page_text(at)
 
 
 def test_earlier_data_sets_can_be_switched_and_deleted(app):

@@ -7,6 +7,7 @@ import json
 import zipfile
 from pathlib import Path
 
+from helpers.apptest import page_text
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -15,11 +16,6 @@ from transfer_core.sessions.workspace import CHOICES_FILE, SessionChoices, Works
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
-
-
-def _texts(at) -> str:
-    kinds = ("markdown", "caption", "info", "success", "warning", "error", "header")
-    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
 
 
 def _open(workspace_id: str, page: str | None = None) -> AppTest:
@@ -91,10 +87,10 @@ def test_reload_restores_data_set_backbone_and_freeze_plan(app):
     assert saved["model"]["backbone"] == "mobilenet_0.25" and saved["freeze"]["top_blocks"] == 3
 
     data = _open(ws.workspace_id, "pages/data.py")
-    texts = _texts(data)
+    texts = page_text(data)
     assert "No data set yet" not in texts and "Active: demo" in texts
     train = _open(ws.workspace_id, "pages/train.py")
-    texts = _texts(train)
+    texts = page_text(train)
     assert "Choose a data set first" not in texts
     assert "mobilenet_0.25 at 128px" in texts and "top 3 blocks" in texts.lower(), texts
     model = _open(ws.workspace_id, "pages/model.py")
@@ -136,8 +132,8 @@ def test_a_damaged_choices_file_warns_and_the_app_still_works(home):
     workspace = Workspace.open(Settings(home=home))
     (workspace.root / CHOICES_FILE).write_text("{broken")
     at = _open(workspace.workspace_id, "pages/data.py")
-    assert "saved choices were reset" in _texts(at)
-    assert "No data set yet" in _texts(at)
+    assert "saved choices were reset" in page_text(at)
+    assert "No data set yet" in page_text(at)
 
 
 def test_zip_data_set_is_named_after_the_file(app):
@@ -153,7 +149,7 @@ def test_zip_data_set_is_named_after_the_file(app):
     at.file_uploader(key="zip_file").set_value(("my_photos.zip", buffer.getvalue(), "application/zip")).run()
     at.button(key="zip_create").click().run()
     assert not at.exception, at.exception
-    assert "Data set **my_photos** is ready" in _texts(at)
+    assert "Data set **my_photos** is ready" in page_text(at)
     assert at.header[0].value == "Active: my_photos"
 
 
@@ -169,8 +165,8 @@ def test_project_saved_elsewhere_opens_on_the_data_page(app, tmp_path):
     at.file_uploader(key="project_file").set_value(("lab.zip", export_project(source), "application/zip")).run()
     at.button(key="project_open").click().run()
     assert not at.exception, at.exception
-    assert "Opened lab.zip: 1 data set(s) and 0 run(s) added." in _texts(at)
-    assert "Active: birds" in _texts(at)  # The project's choices are this session's now.
+    assert "Opened lab.zip: 1 data set(s) and 0 run(s) added." in page_text(at)
+    assert "Active: birds" in page_text(at)  # The project's choices are this session's now.
 
 
 def test_a_hostile_project_file_is_refused_on_the_data_page(app):

@@ -5,17 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.workspaces import app_environment, finished_workspace, open_page
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    with app_environment(finished_workspace(tmp_path_factory)) as ready:
-        yield ready
-
-
-def _texts(at) -> str:
-    return "\n".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
+from helpers.apptest import page_text
+from helpers.workspaces import open_page
 
 
 def test_compare_page_shows_results_of_finished_runs(finished):
@@ -23,7 +14,7 @@ def test_compare_page_shows_results_of_finished_runs(finished):
     assert at.title[0].value == "Compare"
     # The comparison group's runs are picked by default.
     assert sorted(at.multiselect(key="compare_pick").value) == sorted(finished.run_ids)
-    text = _texts(at)
+    text = page_text(at)
     assert "What the numbers say" in text
     assert ("won with" in text) or (" tie at " in text)
     table = at.dataframe[0].value
@@ -47,7 +38,7 @@ def test_the_time_estimate_is_shown_before_start_with_the_budget_checkbox_on(fin
     at = open_page(finished, "pages/compare.py")
     assert at.checkbox(key="compare_same_budget").value is True
     assert at.checkbox(key="compare_same_budget").help
-    text = _texts(at)
+    text = page_text(at)
     assert "Estimated time: about" in text
     for label in ("feature extraction", "fine-tuning", "from scratch"):
         assert f"- {label}: ~" in text, label
@@ -55,7 +46,7 @@ def test_the_time_estimate_is_shown_before_start_with_the_budget_checkbox_on(fin
     assert "fine-tuning's training time" in text
     at.checkbox(key="compare_same_budget").uncheck().run()
     assert not at.exception
-    assert "fine-tuning's training time" not in _texts(at)
+    assert "fine-tuning's training time" not in page_text(at)
 
 
 def test_a_comparison_over_three_minutes_is_warned_about_before_start(finished):
@@ -93,12 +84,12 @@ def test_switching_the_axis_and_the_picked_runs(finished):
     assert not at.exception
     at.multiselect(key="compare_pick").set_value(finished.run_ids[:1]).run()
     assert not at.exception
-    assert "Pick at least two runs" in _texts(at)
+    assert "Pick at least two runs" in page_text(at)
 
 
 def test_compare_page_without_a_data_set_still_shows_results(finished):
     at = open_page(finished, "pages/compare.py", active_dataset=False)
-    assert "Choose a data set first" in _texts(at)
+    assert "Choose a data set first" in page_text(at)
     assert at.dataframe[0].value is not None
 
 
@@ -107,7 +98,7 @@ def test_learning_rate_finder_runs_from_the_page(finished):
     at.button(key="compare_lr_find").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    assert "The loss fell fastest at a learning rate of about" in _texts(at)
+    assert "The loss fell fastest at a learning rate of about" in page_text(at)
     use = at.button(key="compare_lr_use")
     use.click().run()
     assert not at.exception

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from helpers.workspaces import app_environment, finished_workspace, open_page
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    with app_environment(finished_workspace(tmp_path_factory)) as ready:
-        yield ready
-
-
-def _texts(at) -> str:
-    return "\n".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
+from helpers.apptest import page_text
+from helpers.workspaces import open_page
 
 
 def _an_image(finished) -> bytes:
@@ -26,8 +16,8 @@ def test_explore_page_lists_finished_runs(finished):
     at = open_page(finished, "pages/explore.py")
     assert at.title[0].value == "Explore"
     assert len(at.selectbox(key="explore_run").options) == 2
-    assert "Upload an image" in _texts(at)
-    assert "sees a 64x64 image" in _texts(at)  # What the model sees, on a validation image.
+    assert "Upload an image" in page_text(at)
+    assert "sees a 64x64 image" in page_text(at)  # What the model sees, on a validation image.
 
 
 def test_predict_an_uploaded_image_with_grad_cam(finished):
@@ -56,7 +46,7 @@ def test_choosing_a_confusion_matrix_cell_shows_its_images(finished):
     at.selectbox(key="explore_cell_true").set_value(classes[0])
     at.selectbox(key="explore_cell_predicted").set_value(classes[0]).run()
     assert not at.exception, at.exception
-    text = _texts(at)
+    text = page_text(at)
     assert f"of true class *{classes[0]}* predicted as *{classes[0]}*" in text
     at.radio(key="explore_cam_target").set_value("true").run()
     assert not at.exception

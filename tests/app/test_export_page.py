@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-from helpers.workspaces import app_environment, finished_workspace, open_page
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    with app_environment(finished_workspace(tmp_path_factory)) as ready:
-        yield ready
+from helpers.workspaces import open_page
 
 
 def test_export_page_before_exporting(finished):

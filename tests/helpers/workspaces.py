@@ -1,7 +1,7 @@
 """A workspace with a demo data set and finished runs, made through the core, for the page tests.
 
-Module-scoped and shared by the Compare, Explore and Export page tests: training takes seconds, and
-the pages only read the runs.
+Built once per test process and shared by the Compare, Explore and Export page tests (tests/app/conftest.py):
+training takes seconds, and the pages only read the runs.
 """
 
 from __future__ import annotations
@@ -71,8 +71,11 @@ def finished_workspace(tmp_path_factory, *, home_name: str = "home", images_per_
 
 
 @contextlib.contextmanager
-def app_environment(finished: FinishedWorkspace) -> Iterator[FinishedWorkspace]:
-    """Point the app (TRANSFER_HOME, offline weights) at a finished workspace while the block runs."""
+def app_environment(finished: FinishedWorkspace, *, stop_worker: bool = True) -> Iterator[FinishedWorkspace]:
+    """Point the app (TRANSFER_HOME, offline weights) at a finished workspace while the block runs.
+
+    ``stop_worker=False`` leaves the pages' inference worker running for the next block on the same workspace.
+    """
     from ui import state
 
     with pytest.MonkeyPatch.context() as patch:
@@ -82,7 +85,8 @@ def app_environment(finished: FinishedWorkspace) -> Iterator[FinishedWorkspace]:
             yield finished
         finally:
             state.settings.cache_clear()
-            inference.shutdown(finished.home)  # The pages' inference worker of this workspace.
+            if stop_worker:
+                inference.shutdown(finished.home)  # The pages' inference worker of this workspace.
 
 
 def open_page(finished: FinishedWorkspace, page: str, *, active_dataset: bool = True, timeout: float = 120):

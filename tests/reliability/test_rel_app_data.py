@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers.apptest import page_text
 from helpers.bad_files import changes_outside, file_cases, good_files, snapshot, zip_bytes
 from helpers.images import noise_png
 
@@ -40,11 +41,6 @@ def data_page(home):
     at.switch_page("pages/data.py").run()
     assert not at.exception, at.exception
     return at
-
-
-def _texts(at) -> str:
-    kinds = ("markdown", "caption", "info", "success", "warning", "error")
-    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
 
 
 def _skipped_tables(at) -> list:
@@ -81,7 +77,7 @@ def test_every_bad_file_uploaded_is_listed_with_its_reason_and_the_rest_loads(da
     dogs = [(name.split("/")[1], data) for name, data in good.items() if name.startswith("dogs/")]
     before = snapshot(home.parent)
     _upload(at, {"cats": cats + [(case.name, case.data) for case in cases], "dogs": dogs})
-    assert any("is ready and active" in s.value for s in at.success), _texts(at)
+    assert any("is ready and active" in s.value for s in at.success), page_text(at)
     tables = _skipped_tables(at)
     assert len(tables) == 2  # Right after the upload, and in the health report.
     reasons = dict(zip(tables[0]["file"], tables[0]["reason"], strict=True))
@@ -114,7 +110,7 @@ def test_hostile_archive_entries_are_listed_and_nothing_escapes(data_page, home)
     ]
     before = snapshot(home.parent)
     _upload_zip(at, zip_bytes(entries))
-    assert any("is ready and active" in s.value for s in at.success), _texts(at)
+    assert any("is ready and active" in s.value for s in at.success), page_text(at)
     reasons = dict(zip(_skipped_tables(at)[0]["file"], _skipped_tables(at)[0]["reason"], strict=True))
     assert reasons["../../evil.png"].startswith("unsafe path")
     assert reasons["/abs/evil.png"].startswith("unsafe path")
@@ -157,7 +153,7 @@ def test_odd_and_hostile_class_names_typed_in_the_page(data_page, home) -> None:
     }
     before = snapshot(home.parent)
     _upload(at, per_class)
-    assert any("is ready and active" in s.value for s in at.success), _texts(at)
+    assert any("is ready and active" in s.value for s in at.success), page_text(at)
     from transfer_core.data import load_dataset
 
     spec = load_dataset(at.session_state["dataset_root"])
@@ -178,7 +174,7 @@ def test_a_class_with_one_image_loads_and_the_page_warns(data_page) -> None:
             "bird": [("only.png", noise_png(77))],
         },
     )
-    assert any("is ready and active" in s.value for s in at.success), _texts(at)
+    assert any("is ready and active" in s.value for s in at.success), page_text(at)
     warnings = " ".join(w.value for w in at.warning)
     assert "Class 'bird' has only 1 image" in warnings and "'bird' has no validation images" in warnings
 
@@ -187,7 +183,7 @@ def test_one_hundred_classes_from_a_zip(data_page) -> None:
     at = data_page
     files = {f"class {k:03d}/{i}.png": noise_png(k * 10 + i, 8) for k in range(100) for i in range(5)}
     _upload_zip(at, zip_bytes(files))
-    assert any("is ready and active" in s.value for s in at.success), _texts(at)
+    assert any("is ready and active" in s.value for s in at.success), page_text(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Classes"] == "100" and metrics["Images"] == "500"
 
@@ -258,7 +254,7 @@ def test_a_session_over_its_disk_quota_is_refused_new_data_sets(home, monkeypatc
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/data.py").run()
     _upload_zip(at, zip_bytes(good_files()))  # A few kB: fits.
-    assert any("is ready and active" in s.value for s in at.success), _texts(at)
+    assert any("is ready and active" in s.value for s in at.success), page_text(at)
     first = at.session_state["dataset_root"]
     workspace = at.session_state["workspace"]
 
@@ -269,10 +265,10 @@ def test_a_session_over_its_disk_quota_is_refused_new_data_sets(home, monkeypatc
     }
     _upload_zip(at, zip_bytes(big))  # About 1.6 MB: over the quota before a byte is stored.
     errors = " ".join(e.value for e in at.error)
-    assert "of the 1 MB it may use and this upload needs 2 MB more" in errors, _texts(at)
+    assert "of the 1 MB it may use and this upload needs 2 MB more" in errors, page_text(at)
     assert at.session_state["dataset_root"] == first and len(workspace.dataset_dirs()) == 1
 
     (workspace.datasets_dir / "filler.bin").write_bytes(b"\0" * 1_100_000)  # Full (e.g. by runs).
     _upload_zip(at, zip_bytes(good_files(labels=("x", "y"))))
-    assert any("already uses 1 MB of the 1 MB" in e.value for e in at.error), _texts(at)
+    assert any("already uses 1 MB of the 1 MB" in e.value for e in at.error), page_text(at)
     assert len(workspace.dataset_dirs()) == 1
