@@ -58,8 +58,8 @@ def poll_intervals():
 def finished_home(tmp_path_factory):
     """A workspace with two finished runs, trained once per test process.
 
-    The Compare, Explore and Export page tests read it (Export adds exports beside the runs) and share
-    one inference worker; tests/conftest.py keeps them on one pytest-xdist worker.
+    The Explore and Export page tests read it (Export adds exports beside the runs) and share one
+    inference worker; tests/conftest.py keeps them on one pytest-xdist worker.
     """
     from transfer_core import inference
 
@@ -72,4 +72,11 @@ def finished_home(tmp_path_factory):
 def finished(finished_home):
     """The app pointed at ``finished_home`` for one module; its inference worker stays up for the next."""
     with app_environment(finished_home, stop_worker=False) as ready:
+        yield ready
+
+
+@pytest.fixture(scope="module")
+def own_finished(tmp_path_factory):
+    """A finished workspace of the module's own, for tests that start more runs in it (the Compare page)."""
+    with app_environment(finished_workspace(tmp_path_factory)) as ready:
         yield ready

@@ -1,6 +1,6 @@
 """A workspace with a demo data set and finished runs, made through the core, for the page tests.
 
-Built once per test process and shared by the Compare, Explore and Export page tests (tests/app/conftest.py):
+Built once per test process and shared by the Explore and Export page tests (tests/app/conftest.py):
 training takes seconds, and the pages only read the runs.
 """
 
