@@ -133,6 +133,7 @@ else:
         else:
             st.session_state["compare_group"] = [path.name for path in run_dirs]
             st.session_state["compare_follow_group"] = True  # Results show this comparison's runs as they end.
+            state.set_opened_run(None)  # Explore and Export then preselect the comparison's most accurate run.
             st.rerun()
 
 # ----- the comparison in flight -------------------------------------------------------------------

@@ -93,11 +93,13 @@ if not runs:
 
 by_id = {info.run_id: info for info in runs}
 ids = list(by_id)
-active = state.active_run_id()
+# The run this session last opened (here, on the other model page or on Train), else the most accurate.
+preselected = compare.default_run_id(runs, (state.opened_run_id(),))
 run_id = st.selectbox(
-    "Model to explore", ids, index=ids.index(active) if active in ids else 0, key="explore_run",
+    "Model to explore", ids, index=ids.index(preselected), key="explore_run",
     format_func=lambda r: compare.describe_run(by_id[r]),
     help="Any finished run of this session. Everything below uses that run's saved model.")
+state.set_opened_run(run_id)
 info = by_id[run_id]
 config = info.config
 class_names = list(config.dataset.class_names)
