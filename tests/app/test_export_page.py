@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers.workspaces import app_environment, finished_workspace, open_page
+from helpers.workspaces import app_environment, finished_workspace, open_page, rerun_until
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,7 @@ def test_export_and_check_makes_every_file_and_passes_parity(finished):
     at = open_page(finished, "pages/export.py", timeout=300)
     at.button(key="export_make").click().run()
     assert not at.exception, at.exception
+    rerun_until(at, lambda page: bool(page.success) or bool(page.error))
     assert not at.error, [e.value for e in at.error]
     assert at.success[0].value == "Every exported file gives the trained model's answers."
     parity = at.dataframe[0].value

@@ -87,7 +87,6 @@ def test_concurrent_sessions_get_their_own_results(settings):
         expected_channel = {"mobilenet_v2_0.35": 0, "resnet50": 2, "mobilenet": 1}[backbone]
         assert int(np.argmax(view.resized.reshape(-1, 3).mean(axis=0))) == expected_channel
     assert "caffe" in answers["resnet50"].description or "BGR" in answers["resnet50"].description
-    directory = protocol.worker_dir(settings, os.getpid())
     for backbone, picture in requests.items():  # Kept on disk for a rerun, a reload or another tab.
         done = inference.peek(settings, "model_view", picture, backbone, 32)
         assert isinstance(done, inference.Done) and done.result().description == answers[backbone].description
