@@ -13,7 +13,7 @@ from transfer_core.sessions import presets
 from transfer_core.sessions.workspace import QuotaExceededError
 from ui import state, widgets
 from ui.widgets import STATUS_ICONS
-from ui.worker_progress import worker_progress
+from ui.worker_progress import await_request
 
 LIVE_CURVES_SECONDS = 5.0  # The live curves are drawn again at most this often.
 
@@ -133,6 +133,7 @@ else:
         else:
             st.session_state["compare_group"] = [path.name for path in run_dirs]
             st.session_state["compare_follow_group"] = True  # Results show this comparison's runs as they end.
+            state.set_opened_run(None)  # Explore and Export then preselect the comparison's most accurate run.
             st.rerun()
 
 # ----- the comparison in flight -------------------------------------------------------------------
@@ -312,20 +313,21 @@ with st.expander("Find a learning rate"):
         st.caption("Choose a data set first.")
     else:
         train_for_finder = state.train_config() or TrainConfig(batch_size=16)
+        finder_config = RunConfig(dataset=dataset, model=model, freeze=plan,
+                                  train=dataclasses.replace(train_for_finder, strategy="feature_extraction"))
         if st.button("Run the learning-rate finder", key="compare_lr_find",
                      help="Takes a few seconds: the backbone's features are computed once (or read from the cache) "
                           "and only the head trains."):
-            config = RunConfig(dataset=dataset, model=model, freeze=plan,
-                               train=dataclasses.replace(train_for_finder, strategy="feature_extraction"))
-            # Runs in the inference worker (it trains a head and seeds Keras); this page only waits and shows progress.
-            with worker_progress("Sweeping learning rates...") as show:
-                try:
-                    result = inference.lr_find(settings, config, on_progress=show)
-                except Exception as error:  # noqa: BLE001 - shown to the person, not raised.
-                    st.error(f"The learning-rate finder failed: {error}")
-                else:
-                    st.session_state["compare_lr_result"] = result
-        result = st.session_state.get("compare_lr_result")
+            # Runs in the inference worker (it trains a head and seeds Keras); this page only follows it.
+            inference.lr_find_request(settings, finder_config, submit=True)
+        # Looked up by its inputs, so a rerun, a reload or another tab follows the request already made.
+        answer = await_request("Sweeping learning rates...", lambda: inference.lr_find_request(settings, finder_config))
+        result = None
+        if answer is not None:
+            try:
+                result = answer.result()
+            except Exception as error:  # noqa: BLE001 - shown to the person, not raised.
+                st.error(f"The learning-rate finder failed: {error}")
         if result is not None:
             st.plotly_chart(compare_charts.lr_finder_figure(result.frame, result.suggested_lr, result.min_loss_lr),
                             key="compare_lr_chart")

@@ -13,7 +13,7 @@ from transfer_core.explore import explain
 from transfer_core.explore.embeddings import TSNE_MAX_IMAGES
 from transfer_core.metrics import confusion_matrix
 from ui import state, widgets
-from ui.worker_progress import worker_progress
+from ui.worker_progress import await_request, worker_progress
 
 MAX_CELL_IMAGES = 12
 
@@ -93,11 +93,13 @@ if not runs:
 
 by_id = {info.run_id: info for info in runs}
 ids = list(by_id)
-active = state.active_run_id()
+# The run this session last opened (here, on the other model page or on Train), else the most accurate.
+preselected = compare.default_run_id(runs, (state.opened_run_id(),))
 run_id = st.selectbox(
-    "Model to explore", ids, index=ids.index(active) if active in ids else 0, key="explore_run",
+    "Model to explore", ids, index=ids.index(preselected), key="explore_run",
     format_func=lambda r: compare.describe_run(by_id[r]),
     help="Any finished run of this session. Everything below uses that run's saved model.")
+state.set_opened_run(run_id)
 info = by_id[run_id]
 config = info.config
 class_names = list(config.dataset.class_names)
@@ -222,16 +224,18 @@ with embedding_tab:
     st.caption("PCA keeps the biggest directions of variation (a linear view); t-SNE keeps neighbours together "
                "(clusters are meaningful, distances between clusters are not). t-SNE is only offered for up to "
                f"{TSNE_MAX_IMAGES} images.")
-    cached = st.session_state.get("explore_embeddings")
+    cached = None
     if st.button("Compute embeddings", key="explore_embed",
                  help="Runs both backbones over the validation images: a few seconds to a minute."):
-        with worker_progress("Computing features before and after, and projecting them...") as show:
-            try:
-                cached = (run_id, inference.embeddings(settings, model_path, modified, config, on_progress=show))
-            except Exception as error:  # noqa: BLE001 - shown to the person.
-                st.error(f"Could not compute embeddings: {error}")
-                cached = None
-        st.session_state["explore_embeddings"] = cached
+        inference.embeddings_request(settings, model_path, modified, config, submit=True)
+    # Looked up by its inputs, so a rerun, a reload or another tab follows the request already made.
+    answer = await_request("Computing features before and after, and projecting them...",
+                           lambda: inference.embeddings_request(settings, model_path, modified, config))
+    if answer is not None:
+        try:
+            cached = (run_id, answer.result())
+        except Exception as error:  # noqa: BLE001 - shown to the person.
+            st.error(f"Could not compute embeddings: {error}")
     if cached is not None and cached[0] == run_id:
         result = cached[1]
         method = st.radio("Projection", result.methods, horizontal=True, key="explore_embed_method",

@@ -7,7 +7,7 @@ import streamlit as st
 
 from transfer_core import compare, export, inference
 from ui import state, widgets
-from ui.worker_progress import worker_progress
+from ui.worker_progress import await_request
 
 st.title("Export")
 widgets.show_notice()
@@ -32,11 +32,13 @@ if not runs:
 
 by_id = {info.run_id: info for info in runs}
 ids = list(by_id)
-active = state.active_run_id()
+# The run this session last opened (here, on the other model page or on Train), else the most accurate.
+preselected = compare.default_run_id(runs, (state.opened_run_id(),))
 run_id = st.selectbox(
-    "Model to export", ids, index=ids.index(active) if active in ids else 0, key="export_run",
+    "Model to export", ids, index=ids.index(preselected), key="export_run",
     format_func=lambda r: compare.describe_run(by_id[r]),
     help="Any finished run of this session.")
+state.set_opened_run(run_id)
 info = by_id[run_id]
 config = info.config
 modified = info.model_path.stat().st_mtime
@@ -55,11 +57,15 @@ st.subheader("Files")
 if st.button("Export and check", key="export_make", type="primary",
              help="Writes every format (about half a minute for a small model), then reloads each file and "
                   "compares its predictions with the trained model on the validation images."):
+    # In the inference worker: exporting and the parity check load TensorFlow, never in this server.
+    inference.export_request(state.settings(), str(info.path), str(info.model_path), modified, submit=True)
+# Looked up by its inputs, so a rerun, a reload or another tab follows the export already asked for.
+exported = await_request("Exporting .keras, SavedModel and TFLite, then checking each file...",
+                         lambda: inference.export_request(state.settings(), str(info.path), str(info.model_path),
+                                                          modified))
+if exported is not None and not exported.ok:
     try:
-        # In the inference worker: exporting and the parity check load TensorFlow, never in this server.
-        with worker_progress("Exporting .keras, SavedModel and TFLite, then checking each file...") as show:
-            inference.export_and_check(state.settings(), str(info.path), str(info.model_path), modified,
-                                       on_progress=show)
+        exported.result()
     except Exception as error:  # noqa: BLE001 - shown to the person.
         st.error(f"Export failed: {type(error).__name__}: {error}")
 

@@ -109,7 +109,7 @@ if dataset is not None:
             defaults.early_stopping_patience,
             key="train_patience",
             help="Stop a stage after this many epochs without a lower validation "
-            "loss; the best weights are kept.",
+            "loss. Every run keeps its lowest-validation-loss epoch, stopped early or not.",
         )
         seed = seed_col.number_input("Seed", 0, 1_000_000, defaults.seed, key="train_seed")
         class_weights = weights_col.checkbox(

@@ -7,6 +7,7 @@ run writing to the run store), so the command line and the app cannot drift.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -210,6 +211,8 @@ def _run_one(config: RunConfig, settings: Settings, runs_dir: Path, quiet: bool)
         "test_accuracy": report.test_accuracy,
         "num_test": (report.test_evaluation or {}).get("num_images") or None,
         "seconds": report.seconds,
+        "training_seconds": report.training_seconds,
+        "time_budget_seconds": report.time_budget_seconds,
         "epochs": report.epochs,
         "trainable_params": report.trainable_params,
         "images_per_second": report.images_per_second,
@@ -300,7 +303,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     for config in configs:  # Validate every run before any work starts.
         preflight(config, settings)
-    runs = [_run_one(config, settings, runs_dir, args.quiet) for config in configs]
+    runs = []
+    for config in configs:
+        fine_tuned = [run for run in runs if run["strategy"] == "fine_tuning"]
+        if args.same_time_budget and config.train.strategy == "from_scratch" and fine_tuned:
+            # As the app's Compare page: from scratch gets the training time fine-tuning used.
+            config = dataclasses.replace(
+                config, train=dataclasses.replace(config.train, time_budget_from=fine_tuned[0]["run_dir"]))
+        runs.append(_run_one(config, settings, runs_dir, args.quiet))
     report = {"data": spec.root, "backbone": args.backbone, "seed": args.seed, "runs": runs}
     if args.report:
         from transfer_core.fileio import atomic_write_json
@@ -423,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--strategies", default=",".join(STRATEGIES),
                                 help="comma-separated strategies to run")
     compare_parser.add_argument("--report", help="write the JSON report to this file")
+    compare_parser.add_argument(
+        "--same-time-budget", action=argparse.BooleanOptionalAction, default=True,
+        help="from scratch trains for the training time fine-tuning used (listed after it), ending within one "
+             "batch of it, so the two compare at equal cost (default: on, as in the app)")
     compare_parser.set_defaults(func=cmd_compare)
 
     runs_parser = sub.add_parser("runs", help="list runs (or delete one)")

@@ -207,7 +207,7 @@ class TrainConfig(_DictMixin):
             and ``float32`` on a CPU (see BENCHMARKS.md for why).
         distribution: ``none`` or ``mirrored`` (``tf.distribute.MirroredStrategy``
             over every visible GPU, or the CPU when there is none).
-        time_budget_seconds: Stop cleanly at the first epoch boundary once this much training
+        time_budget_seconds: End the epoch (and the run) within one batch once this much training
             time (the sum of epoch times) is used; the run still finishes. None: no budget.
         time_budget_from: A run directory whose training time becomes the budget, read when
             this run starts (a comparison's from-scratch run gets fine-tuning's). Empty: none.

@@ -98,6 +98,7 @@ class EpochEndEvent(_Event):
     seconds: float
     elapsed: float
     images_per_second: float | None
+    batches: NotRequired[int]  # Batches trained, only when a time budget ended the epoch part-way.
 
 
 class TerminalEvent(_Event):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.compare.labels import run_label
 from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, Settings, TrainConfig
 from transfer_core.live import EventFollower
 from transfer_core.runs import RunInfo
@@ -190,6 +191,20 @@ def set_active_run(run_id: str | None) -> None:
     else:
         st.session_state["run_id"] = run_id
         st.query_params["run"] = run_id
+        set_opened_run(run_id)
+
+
+def opened_run_id() -> str | None:
+    """The run this session last opened: picked on Explore or Export, or started on Train."""
+    return st.session_state.get("opened_run_id")
+
+
+def set_opened_run(run_id: str | None) -> None:
+    """Remember ``run_id`` as opened; None (a comparison started) lets pickers choose the most accurate."""
+    if run_id is None:
+        st.session_state.pop("opened_run_id", None)
+    else:
+        st.session_state["opened_run_id"] = run_id
 
 
 def active_run() -> RunInfo | None:
@@ -202,6 +217,28 @@ def active_run() -> RunInfo | None:
     except (FileNotFoundError, ValueError):
         set_active_run(None)
         return None
+
+
+def sidebar_run() -> tuple[RunInfo, str] | None:
+    """What the sidebar follows, and its heading: the session's run, or while that is idle the comparison in flight.
+
+    Returns:
+        ``(run, heading)``, e.g. a queued run of a comparison under "Comparison: run 2 of 3,
+        from scratch"; None when the session has neither.
+    """
+    info = active_run()
+    if info is not None and info.is_active:
+        return info, "Current run"
+    group = st.session_state.get("compare_group") or []
+    store = workspace().store
+    for index, run_id in enumerate(group):
+        try:
+            member = store.load(run_id)
+        except (FileNotFoundError, ValueError):
+            continue
+        if member.is_active:
+            return member, f"Comparison: run {index + 1} of {len(group)}, {run_label(member.config)}"
+    return (info, "Current run") if info is not None else None
 
 
 def follower(run_id: str) -> EventFollower:

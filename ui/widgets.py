@@ -67,11 +67,12 @@ def sidebar_status(poll: bool = True) -> None:
     size = f"{model.input_size}px" if model.input_size else "default size"
     weights = "ImageNet weights" if model.weights == "imagenet" else "random weights (no transfer)"
     st.caption(f"{model.backbone}, {size}, {weights}")
-    st.markdown("**Current run**")
-    info = state.active_run()
-    if info is None:
+    followed = state.sidebar_run()
+    if followed is None:
+        st.markdown("**Current run**")
         st.caption("none")
         return
+    info, _ = followed
     if poll and info.is_active and state.live_view_run() != info.run_id:
         # On other pages the sidebar polls the run, slowly; the Train page's live view polls it itself.
         st.fragment(_run_status, run_every=SIDEBAR_POLL_SECONDS)(polling=True)
@@ -83,10 +84,15 @@ SIDEBAR_POLL_SECONDS = 10.0
 
 
 def _run_status(polling: bool) -> None:
-    info = state.active_run()
-    if info is None:
+    followed = state.sidebar_run()
+    if followed is None:
+        st.markdown("**Current run**")
         st.caption("none")
+        if polling:
+            st.rerun()  # Nothing left to follow: stop this fragment's polling.
         return
+    info, heading = followed
+    st.markdown(f"**{heading}**")
     st.caption(f"{STATUS_ICONS.get(info.status, '')} {info.run_id}")
     if info.is_active and state.live_view_run() == info.run_id:
         # Not polled here (the page is), so a detailed line would go stale while the page moves on.

@@ -7,7 +7,10 @@ from collections.abc import Callable, Iterator
 
 import streamlit as st
 
-from transfer_core.inference import Progress
+from transfer_core.inference import Done, Pending, Progress
+
+# How often a page looks at a request it is waiting for; each look reads one or two small files.
+REQUEST_POLL_SECONDS = 1.0
 
 
 @contextlib.contextmanager
@@ -29,3 +32,33 @@ def worker_progress(text: str) -> Iterator[Callable[[Progress], None]]:
             yield show
         finally:
             line.empty()
+
+
+def await_request(text: str, check: Callable[[], Pending | Done | None]) -> Done | None:
+    """Follow an inference request from a fragment, so no rerun, reload or new tab loses it.
+
+    Args:
+        text: What the worker does, shown with its progress while the request is pending.
+        check: Looks the request up by its inputs (an ``inference.*_request(..., submit=False)``).
+
+    Returns:
+        The answer once the worker has given it (a full rerun shows it), else None: never
+        asked, or pending (then a fragment polls it every :data:`REQUEST_POLL_SECONDS`).
+    """
+    outcome = check()
+    if not isinstance(outcome, Pending):
+        return outcome
+
+    @st.fragment(run_every=REQUEST_POLL_SECONDS)
+    def follow() -> None:
+        now = check()
+        if not isinstance(now, Pending):
+            st.rerun()  # The whole page, which now shows the answer and stops this polling.
+        progress = now.progress
+        if progress.fraction is None:
+            st.caption(f":material/hourglass_top: {text} {progress.text}")
+        else:
+            st.progress(min(max(float(progress.fraction), 0.0), 1.0), text=f"{text} {progress.text}")
+
+    follow()
+    return None

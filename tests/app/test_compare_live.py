@@ -64,3 +64,19 @@ def test_a_comparison_that_only_waits_is_polled_slowly(home, poll_intervals):
     at = _comparison(home, ["queued", "queued"])
     assert any("Comparison: 0 of 2 runs done" in p.proto.text for p in at.get("progress"))
     assert poll_intervals[-1] == live.QUEUED_POLL_SECONDS
+
+
+def test_the_sidebar_shows_the_comparison_in_flight_instead_of_no_run(home):
+    from streamlit.testing.v1 import AppTest
+
+    at = _comparison(home, ["running", "queued"])
+    # AppTest drops the sidebar after a page switch: render the app in a fresh session with the same state.
+    fresh = AppTest.from_file(APP, default_timeout=60)
+    for key in ("workspace", "dataset_root", "model_spec", "compare_group"):
+        fresh.session_state[key] = at.session_state[key]
+    fresh.run()
+    assert not fresh.exception, fresh.exception
+    text = "\n".join(str(e.value) for e in [*fresh.sidebar.markdown, *fresh.sidebar.caption])
+    assert "Comparison: run 1 of 2, feature extraction" in text, text
+    assert "running: epoch 2 of 3" in text and at.session_state["compare_group"][0] in text
+    assert "Current run" not in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers.apptest import page_text
-from helpers.workspaces import open_page
+from helpers.workspaces import open_page, rerun_until
 
 
 def _an_image(finished) -> bytes:
@@ -56,6 +56,7 @@ def test_embeddings_before_and_after(finished):
     at = open_page(finished, "pages/explore.py")
     at.button(key="explore_embed").click().run()
     assert not at.exception, at.exception
+    rerun_until(at, lambda page: bool(page.metric) or bool(page.error))
     assert not at.error, [e.value for e in at.error]
     labels = [m.label for m in at.metric]
     assert labels.count("Class separation (silhouette)") == 2

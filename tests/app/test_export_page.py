@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers.workspaces import open_page
+from helpers.workspaces import open_page, rerun_until
 
 
 def test_export_page_before_exporting(finished):
@@ -17,10 +17,26 @@ def test_export_page_before_exporting(finished):
     assert {"export_download_script", "export_download_snippet"} <= keys
 
 
+def test_model_pages_preselect_the_run_last_opened_else_the_most_accurate(finished):
+    from transfer_core.runs import RunStore
+
+    store = RunStore(finished.workspace.runs_dir)
+    accuracy = {run_id: store.load(run_id).report.val_accuracy for run_id in finished.run_ids}
+    most_accurate = max(finished.run_ids, key=lambda run_id: (accuracy[run_id], store.load(run_id).created))
+    other = next(run_id for run_id in finished.run_ids if run_id != most_accurate)
+    at = open_page(finished, "pages/export.py")
+    assert at.selectbox(key="export_run").value == most_accurate  # Not simply the newest run.
+    at.selectbox(key="export_run").set_value(other).run()
+    at.switch_page("pages/explore.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="explore_run").value == other  # The run this session last opened.
+
+
 def test_export_and_check_makes_every_file_and_passes_parity(finished):
     at = open_page(finished, "pages/export.py", timeout=300)
     at.button(key="export_make").click().run()
     assert not at.exception, at.exception
+    rerun_until(at, lambda page: bool(page.success) or bool(page.error))
     assert not at.error, [e.value for e in at.error]
     assert at.success[0].value == "Every exported file gives the trained model's answers."
     parity = at.dataframe[0].value

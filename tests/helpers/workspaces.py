@@ -104,3 +104,23 @@ def open_page(finished: FinishedWorkspace, page: str, *, active_dataset: bool = 
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def rerun_until(at, condition, timeout: float = 300.0):
+    """Rerun an AppTest, as the page's polling fragment would, until ``condition(at)`` holds.
+
+    A page follows an inference request from a fragment (``ui.worker_progress.await_request``);
+    AppTest does not run fragments on their timer, so a test reruns the page itself, once a
+    second, until the worker's answer shows. Fails with the page's text on a timeout.
+    """
+    from helpers.runs import wait_for
+
+    def ready() -> bool:
+        at.run()
+        assert not at.exception, at.exception
+        return condition(at)
+
+    if not ready() and not wait_for(ready, timeout, interval=1.0):
+        texts = [str(e.value) for e in [*at.markdown, *at.caption, *at.error]]
+        raise AssertionError(f"The page did not show the answer within {timeout:.0f} s: {texts}")
+    return at

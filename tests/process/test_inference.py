@@ -87,8 +87,36 @@ def test_concurrent_sessions_get_their_own_results(settings):
         expected_channel = {"mobilenet_v2_0.35": 0, "resnet50": 2, "mobilenet": 1}[backbone]
         assert int(np.argmax(view.resized.reshape(-1, 3).mean(axis=0))) == expected_channel
     assert "caffe" in answers["resnet50"].description or "BGR" in answers["resnet50"].description
-    directory = protocol.worker_dir(settings, os.getpid())
-    assert not any((directory / "results").iterdir())  # Every result was fetched and removed.
+    for backbone, picture in requests.items():  # Kept on disk for a rerun, a reload or another tab.
+        done = inference.peek(settings, "model_view", picture, backbone, 32)
+        assert isinstance(done, inference.Done) and done.result().description == answers[backbone].description
+
+
+def _served(settings, key: str) -> int:
+    """How many times the worker ran the request ``key`` (one line per request served in worker.log)."""
+    log = protocol.worker_dir(settings, os.getpid()) / "worker.log"
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if line.startswith("served ") and key in line)
+
+
+def test_a_request_asked_again_while_it_runs_or_after_is_run_once(settings):
+    """A rerun, a reload or another tab asks with the same inputs: it follows the first request."""
+    picture = _png((120, 30, 200), size=64)
+    first = inference.request(settings, "model_view", picture, "resnet50", 64)
+    assert isinstance(first, (inference.Pending, inference.Done))
+    # Asked again at once (a reload mid-wait) and from three threads (tabs): still one request.
+    threads = [threading.Thread(target=inference.request, args=(settings, "model_view", picture, "resnet50", 64))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert _wait(lambda: isinstance(inference.peek(settings, "model_view", picture, "resnet50", 64),
+                                    inference.Done), timeout=120)
+    done = inference.request(settings, "model_view", picture, "resnet50", 64)  # Asked after it ended.
+    assert isinstance(done, inference.Done) and done.key == first.key
+    assert done.result().resized.shape == (64, 64, 3)
+    assert _served(settings, first.key) == 1
+    assert inference.peek(settings, "model_view", picture, "resnet50", 96) is None  # Other inputs: never asked.
 
 
 def test_a_worker_that_dies_is_restarted_once_then_reported(settings):

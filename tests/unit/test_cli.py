@@ -112,6 +112,24 @@ def test_compare_reports_test_accuracy_as_the_number_to_quote(tmp_path):
     assert "the number to quote: these images were never used to choose anything" in completed.stderr
 
 
+@pytest.mark.slow
+def test_compare_gives_from_scratch_fine_tunings_training_time_as_the_app_does(tmp_path):
+    report_path = tmp_path / "report.json"
+    command = [
+        sys.executable, "-m", "transfer_core", "compare", "--data", str(_folder(tmp_path)),
+        "--home", str(tmp_path / "home"), "--backbone", "mobilenet_v2_0.35", "--input-size", "32",
+        "--random-weights", "--epochs", "20", "--fine-tune-epochs", "1", "--batch-size", "4",
+        "--strategies", "fine_tuning,from_scratch", "--report", str(report_path), "--quiet",
+    ]
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    fine_tuning, scratch = json.loads(report_path.read_text())["runs"]
+    assert fine_tuning["time_budget_seconds"] is None
+    assert scratch["time_budget_seconds"] == pytest.approx(fine_tuning["training_seconds"])
+    # 21 epochs on cached features vs 20 of the whole network: from scratch runs out of time first.
+    assert scratch["epochs"] < 20 and "time budget used" in scratch["reason"]
+
+
 def test_summary_marks_test_accuracy_as_the_number_to_quote():
     from transfer_core.cli import summary_text
 

@@ -162,3 +162,31 @@ def test_generated_augmenter_equals_trainings_for_every_augmentation(dataset, tm
     theirs = module.build_augmenter(module.AUGMENTATION, module.SEED)
     assert _layers(theirs) == _layers(ours)
     assert len(theirs.layers) == len(augmentation)
+
+
+def test_the_scripts_keep_best_callback_keeps_the_runs_best_epoch_across_stages(dataset, tmp_path):
+    """As training does (tests/unit/test_training_budget_best.py): a fit that completes ends at its best
+    validation-loss epoch, and a second stage that only did worse gives back the first stage's best."""
+    import keras
+    import numpy as np
+
+    spec, _ = dataset
+    module = _load_generated(export.generate_script(tiny_config(spec, model=TINY)), tmp_path)
+    rng = np.random.default_rng(0)
+    x, x_val = rng.normal(size=(64, 8)).astype("float32"), rng.normal(size=(32, 8)).astype("float32")
+    y, y_val = (x[:, 0] > 0).astype("int32"), (x_val[:, 0] > 0).astype("int32")  # Learnable.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    seen: list[tuple[float, list]] = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append((logs["val_loss"], model.get_weights())))
+    keep_best = module.KeepBestWeights(model)
+    for learning_rate in (0.3, 200.0):  # Stage 2 at a learning rate that makes everything worse.
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="sparse_categorical_crossentropy")
+        model.fit(x, y, validation_data=(x_val, y_val), epochs=6, verbose=0, callbacks=[keep_best, record])
+    best = min(range(len(seen)), key=lambda index: seen[index][0])
+    best_weights = seen[best][1]
+    assert best < 6, f"stage 2 was better: the test shows nothing ({[round(s[0], 3) for s in seen]})"
+    assert keep_best.best_epoch == best + 1
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), best_weights, strict=True))

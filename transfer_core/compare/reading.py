@@ -234,19 +234,25 @@ def _test_accuracy(ranked: pd.DataFrame) -> str | None:
 
 
 def _scratch_budget(row: pd.Series, done: pd.DataFrame) -> str:
-    """Which budget from scratch trained with: fine-tuning's time, or the same number of epochs."""
+    """Which budget from scratch trained with, and both runs' real training time."""
     budget = as_number(row.get("time_budget_seconds"))
+    used = as_number(row.get("training_seconds"))
     epochs = as_number(row.get("epochs"))
     planned = as_number(row.get("epochs_planned")) or epochs
     label = row["label"].capitalize()
     fine_tuning = done[(done["strategy"] == "fine_tuning") & ~done["label"].str.startswith(BN_PITFALL_LABEL)]
     source = fine_tuning.iloc[0]["label"] if len(fine_tuning) else "fine-tuning"
     if budget is not None and bool(row.get("stopped_by_budget")):
-        return (f"{label} trained for the same {_seconds(budget)} as {source}: {int(epochs or 0)} of "
-                f"{int(planned or 0)} epochs, so the two are compared at equal cost.")
+        used = used if used is not None else budget
+        sentence = (f"{label} trained for {_seconds(used)} and {source} for {_seconds(budget)}, its budget: "
+                    f"{int(epochs or 0)} of {int(planned or 0)} epochs")
+        if used > 1.2 * budget + 1.0:  # A single batch and validation pass longer than the whole budget.
+            return (f"{sentence}; its first batch and validation alone took longer than the budget, so it "
+                    "had more time than fine-tuning.")
+        return f"{sentence}, so the two are compared at equal training time."
     if budget is not None:
-        return (f"{label} had the same {_seconds(budget)} of training time as {source} but finished all its "
-                f"{int(epochs or 0)} epochs within it.")
+        return (f"{label} had {source}'s {_seconds(budget)} of training time but finished all its "
+                f"{int(epochs or 0)} epochs in {_seconds(used)}.")
     return (f"{label} trained for the same number of epochs ({int(epochs or 0)}) as the other runs, not for the "
             "same time: it costs more per epoch.")
 

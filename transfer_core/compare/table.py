@@ -69,6 +69,30 @@ def finished_runs(runs: Sequence[RunInfo]) -> list[RunInfo]:
     ]
 
 
+def default_run_id(runs: Sequence[RunInfo], preferred: Sequence[str | None] = ()) -> str | None:
+    """The run a model picker (Explore, Export) should preselect.
+
+    The first of ``preferred`` (the run the session last opened, then the one it follows) that is
+    among ``runs``; else the most accurate on validation, the newest of equals. Never simply the
+    newest: after a comparison that is the from-scratch baseline, the weakest model.
+
+    Args:
+        runs: Runs with a kept model (:func:`finished_runs`).
+        preferred: Run ids in order of preference; None entries are skipped.
+
+    Returns:
+        A run id, or None when ``runs`` is empty.
+    """
+    ids = {info.run_id for info in runs}
+    for run_id in preferred:
+        if run_id in ids:
+            return run_id
+    if not runs:
+        return None
+    best = max(runs, key=lambda info: (as_number(report_of(info).val_accuracy) or 0.0, info.created))
+    return best.run_id
+
+
 def describe_run(info: RunInfo) -> str:
     """One line naming a run for pickers: label, backbone, accuracy, date and id.
 

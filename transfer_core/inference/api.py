@@ -3,6 +3,12 @@
 Each function has the signature of its task in :mod:`transfer_core.inference.tasks`,
 with ``settings`` first (which worker) and ``on_progress`` last; it blocks until the
 result is back. Block maps are read from their on-disk cache without asking the worker.
+
+The slow requests a person starts with a button (the learning-rate finder, export and
+check, embeddings) also have a ``*_request`` form that never waits: ``submit=True`` asks
+(once, whatever the reruns), ``submit=False`` only looks; either returns ``Pending`` /
+``Done`` (or None: never asked), for a page to poll from a fragment. Same inputs, same
+request as the blocking form.
 """
 
 from __future__ import annotations
@@ -19,11 +25,16 @@ from transfer_core.explore.model_view import ModelView
 from transfer_core.explore.pretrained import ImagenetPrediction
 from transfer_core.freezing import blockmap
 from transfer_core.freezing.blockmap import BlockMap
-from transfer_core.inference.client import Progress, call
+from transfer_core.inference.client import Done, Pending, Progress, call, peek, request
 from transfer_core.inference.results import ImageExplanation, UserModelInfo
 from transfer_core.training.lr_finder import LRFinderResult
 
 OnProgress = Callable[[Progress], None] | None
+Outcome = Pending | Done | None
+
+
+def _ask(submit: bool, settings: Settings, task: str, *args) -> Outcome:
+    return request(settings, task, *args) if submit else peek(settings, task, *args)
 
 
 def block_map(settings: Settings, key: str, input_size: int, on_progress: OnProgress = None) -> BlockMap:
@@ -80,6 +91,12 @@ def embeddings(
     return call(settings, "embeddings", settings, str(model_path), float(modified), config, on_progress=on_progress)
 
 
+def embeddings_request(settings: Settings, model_path: str, modified: float, config: RunConfig, *,
+                       submit: bool = False) -> Outcome:
+    """:func:`embeddings` without waiting: its ``Pending`` / ``Done`` (None: never asked)."""
+    return _ask(submit, settings, "embeddings", settings, str(model_path), float(modified), config)
+
+
 def model_view(settings: Settings, source: bytes | str, backbone: str, input_size: int) -> ModelView:
     """What the preprocessing of ``backbone`` does to one image (bytes or a file path)."""
     return call(settings, "model_view", source if isinstance(source, bytes) else str(source), backbone,
@@ -113,6 +130,12 @@ def export_and_check(
                 on_progress=on_progress)
 
 
+def export_request(settings: Settings, run_path: str, model_path: str, modified: float, *,
+                   submit: bool = False) -> Outcome:
+    """:func:`export_and_check` without waiting: its ``Pending`` / ``Done`` (None: never asked)."""
+    return _ask(submit, settings, "export_and_check", str(run_path), str(model_path), float(modified))
+
+
 def reproduction_script(settings: Settings, config: RunConfig, run_id: str, val_accuracy: float | None) -> str:
     """The standalone Python script that reproduces a run (``export.generate_script``)."""
     return call(settings, "reproduction_script", config, run_id, val_accuracy)
@@ -121,6 +144,11 @@ def reproduction_script(settings: Settings, config: RunConfig, run_id: str, val_
 def lr_find(settings: Settings, config: RunConfig, on_progress: OnProgress = None) -> LRFinderResult:
     """The learning-rate range test of ``config``, run in the worker."""
     return call(settings, "lr_find", settings, config, on_progress=on_progress)
+
+
+def lr_find_request(settings: Settings, config: RunConfig, *, submit: bool = False) -> Outcome:
+    """:func:`lr_find` without waiting: its ``Pending`` / ``Done`` (None: never asked)."""
+    return _ask(submit, settings, "lr_find", settings, config)
 
 
 def augmentation_preview(

@@ -9,15 +9,20 @@ after :data:`IDLE_SECONDS` without work, or when the process that started it is 
 
     value = call(settings, "block_map", settings, "mobilenet_v2_0.35", 96, on_progress=show)
 
-A request is a file; see :mod:`transfer_core.inference.protocol` for the layout and why.
+A request is a file named by a hash of its inputs (:func:`request_key`); see
+:mod:`transfer_core.inference.protocol` for the layout and why. So a request is never lost
+and never run twice: a page that reruns, is reloaded or is opened in another tab asks again
+with the same inputs and finds the request already queued, running or answered.
+:func:`request` submits without waiting (``Pending`` or ``Done``), :func:`peek` only looks;
+pages poll them from a fragment instead of waiting inside the script run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pickle
-import secrets
 import subprocess
 import sys
 import threading
@@ -42,7 +47,8 @@ from transfer_core.inference.protocol import (
 )
 from transfer_core.processes import process_alive, process_start_time
 
-__all__ = ["DEFAULT_TIMEOUT", "IDLE_SECONDS", "Progress", "call", "ensure_worker", "shutdown", "worker_pid"]
+__all__ = ["DEFAULT_TIMEOUT", "IDLE_SECONDS", "Done", "Pending", "Progress", "call", "ensure_worker", "peek",
+           "request", "request_key", "shutdown", "worker_pid"]
 
 IDLE_SECONDS = 600.0  # A class pauses for minutes; re-importing TensorFlow costs seconds of every student's time.
 DEFAULT_TIMEOUT = 900.0
@@ -56,6 +62,45 @@ class Progress:
 
     fraction: float | None
     text: str
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A request queued or running in the worker: its key and how far it has come."""
+
+    key: str
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class Done:
+    """A request the worker answered: :meth:`result` returns its value or raises what the task raised."""
+
+    key: str
+    envelope: dict[str, Any]
+    task: str
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.envelope.get("ok"))
+
+    def result(self) -> Any:
+        if self.ok:
+            return self.envelope["value"]
+        error = self.envelope.get("error")
+        if isinstance(error, BaseException):
+            raise error
+        raise InferenceTaskError(str(self.envelope.get("message", f"The task {self.task!r} failed.")))
+
+
+def request_key(task: str, args: tuple, kwargs: dict[str, Any]) -> str:
+    """The request's id: a hash of the task and its inputs (the same inputs give the same key).
+
+    A session can only name a result whose inputs it holds (its own run paths, uploads and
+    settings), so keys keep one session's results from another as the random ids did.
+    """
+    payload = pickle.dumps((task, args, sorted(kwargs.items())), protocol=pickle.HIGHEST_PROTOCOL)
+    return hashlib.sha256(payload).hexdigest()[:32]
 
 
 def _owner_pid() -> int:
@@ -128,9 +173,29 @@ def shutdown(home: str | os.PathLike, timeout: float = 10.0) -> None:
 def _submit(directory: Path, settings: Settings, request_id: str, request: dict[str, Any]) -> None:
     # Under the lock: a worker retiring at this moment either sees the request or is replaced.
     with locked(directory):
+        state = _state(directory, request_id)
+        if state == "done" and not _succeeded(directory / "results" / f"{request_id}.pkl"):
+            (directory / "results" / f"{request_id}.pkl").unlink(missing_ok=True)  # Asked again: try again.
+        elif state != "none":
+            return  # Another rerun, tab or session asked first: never run it twice.
         write_pickle(directory / "requests" / f"{request_id}.pkl", request)
         if _live_pid(directory) is None:
             _spawn(directory, settings, _owner_pid(), IDLE_SECONDS)
+
+
+def _state(directory: Path, request_id: str) -> str:
+    """``done``, ``running``, ``queued`` or ``none`` (never asked, or withdrawn)."""
+    for state, sub in (("done", "results"), ("running", "running"), ("queued", "requests")):
+        if (directory / sub / f"{request_id}.pkl").exists():
+            return state
+    return "none"
+
+
+def _succeeded(result_path: Path) -> bool:
+    try:
+        return bool(read_pickle(result_path).get("ok"))
+    except (OSError, pickle.UnpicklingError, AttributeError, ImportError, EOFError):
+        return False
 
 
 def _log_tail(directory: Path, chars: int = 2000) -> str:
@@ -138,6 +203,73 @@ def _log_tail(directory: Path, chars: int = 2000) -> str:
         return (directory / "worker.log").read_text(errors="replace")[-chars:]
     except OSError:
         return ""
+
+
+def _read_done(directory: Path, request_id: str, task: str) -> Done:
+    result_path = directory / "results" / f"{request_id}.pkl"
+    try:
+        envelope = read_pickle(result_path)
+    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as error:
+        result_path.unlink(missing_ok=True)
+        raise InferenceTaskError(f"The result of {task!r} could not be read: {error}") from error
+    (directory / "running" / f"{request_id}.retried").unlink(missing_ok=True)
+    return Done(request_id, envelope, task)  # A failure too stays until someone asks again (request()).
+
+
+def _revive(directory: Path, settings: Settings, request_id: str, task: str) -> None:
+    """Run a request again, once, when its worker ended without answering it (retired or crashed)."""
+    retried = directory / "running" / f"{request_id}.retried"
+    with locked(directory):
+        if _live_pid(directory) is not None or _state(directory, request_id) == "done":
+            return
+        running = directory / "running" / f"{request_id}.pkl"
+        if running.exists():
+            if retried.exists():
+                running.unlink(missing_ok=True)
+                retried.unlink(missing_ok=True)
+                write_pickle(directory / "results" / f"{request_id}.pkl", {
+                    "ok": False, "message": f"The inference worker ended while computing {task!r}. "
+                                            f"Its log ends with:\n{_log_tail(directory)}"})
+                return
+            retried.touch()
+            os.replace(running, directory / "requests" / f"{request_id}.pkl")
+        if (directory / "requests" / f"{request_id}.pkl").exists():
+            _spawn(directory, settings, _owner_pid(), IDLE_SECONDS)
+
+
+def peek(settings: Settings, task: str, *args: Any, **kwargs: Any) -> Pending | Done | None:
+    """Where the request with these inputs stands, without submitting it (None: never asked).
+
+    A pending request whose worker ended is restarted (once); a second death is a failed ``Done``.
+    """
+    directory = worker_dir(settings, _owner_pid())
+    request_id = request_key(task, args, kwargs)
+    state = _state(directory, request_id)
+    if state == "none":
+        return None
+    if state != "done" and _live_pid(directory) is None:
+        _revive(directory, settings, request_id, task)
+        state = _state(directory, request_id)
+    if state == "done":
+        return _read_done(directory, request_id, task)
+    current = read_json(directory / "progress" / f"{request_id}.json") if state == "running" else None
+    if current is None:
+        text = "Waiting for the inference worker..." if state == "queued" else "Starting..."
+        return Pending(request_id, Progress(None, text))
+    return Pending(request_id, Progress(current.get("fraction"), str(current.get("text", ""))))
+
+
+def request(settings: Settings, task: str, *args: Any, **kwargs: Any) -> Pending | Done:
+    """Ask for ``task`` with these inputs unless it was asked already; return at once.
+
+    The answer stays on disk (``results/<key>.pkl``, removed an hour after it was last written),
+    so every rerun, reload or tab that asks again with the same inputs gets the same answer.
+    """
+    directory = worker_dir(settings, _owner_pid())
+    request_id = request_key(task, args, kwargs)
+    _submit(directory, settings, request_id, {"task": task, "args": args, "kwargs": kwargs})
+    outcome = peek(settings, task, *args, **kwargs)
+    return outcome if outcome is not None else Pending(request_id, Progress(None, "Waiting for the inference worker..."))
 
 
 def call(
@@ -149,6 +281,9 @@ def call(
     **kwargs: Any,
 ) -> Any:
     """Run ``task`` (a name in ``transfer_core.inference.tasks.TASKS``) in the worker and return its result.
+
+    The blocking form of :func:`request`: a call interrupted by a rerun leaves its request
+    running, and the next call with the same inputs waits for that one.
 
     Args:
         settings: Which worker (its settings); tasks get their own arguments.
@@ -166,46 +301,23 @@ def call(
         InferenceWorkerDied: The worker ended without answering, also after one restart.
         Exception: Whatever the task raised (e.g. ``ValueError``, ``WeightsUnavailableError``), as itself.
     """
-    directory = worker_dir(settings, _owner_pid())
-    request_id = secrets.token_hex(16)
-    request = {"task": task, "args": args, "kwargs": kwargs}
-    result_path = directory / "results" / f"{request_id}.pkl"
-    progress_path = directory / "progress" / f"{request_id}.json"
-    _submit(directory, settings, request_id, request)
-    if on_progress is not None:
-        on_progress(Progress(None, "Waiting for the inference worker..."))
+    outcome = request(settings, task, *args, **kwargs)
     deadline = time.time() + timeout
-    restarted = False
-    last_progress: dict[str, Any] | None = None
+    last_progress: Progress | None = None
     pause = _POLL_SECONDS
-    while not result_path.exists():
+    while isinstance(outcome, Pending):
+        if on_progress is not None and outcome.progress != last_progress:
+            last_progress = outcome.progress
+            on_progress(outcome.progress)
         if time.time() > deadline:
-            (directory / "requests" / f"{request_id}.pkl").unlink(missing_ok=True)  # Not started: never start it.
+            directory = worker_dir(settings, _owner_pid())
+            (directory / "requests" / f"{outcome.key}.pkl").unlink(missing_ok=True)  # Not started: never start it.
             raise InferenceTimeout(f"The inference worker gave no answer to {task!r} within {timeout:.0f} s.")
-        if on_progress is not None:
-            current = read_json(progress_path)
-            if current is not None and current != last_progress:
-                last_progress = current
-                on_progress(Progress(current.get("fraction"), str(current.get("text", ""))))
-        if _live_pid(directory) is None and not result_path.exists():
-            if restarted:
-                raise InferenceWorkerDied(
-                    f"The inference worker ended while computing {task!r}. Its log ends with:\n{_log_tail(directory)}")
-            restarted = True  # Once: a worker that retired or crashed; a request that kills it twice is reported.
-            (directory / "running" / f"{request_id}.pkl").unlink(missing_ok=True)
-            _submit(directory, settings, request_id, request)
         time.sleep(pause)
         pause = min(pause * 1.5, _MAX_POLL_SECONDS)
-    try:
-        envelope = read_pickle(result_path)
-    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as error:
-        raise InferenceTaskError(f"The result of {task!r} could not be read: {error}") from error
-    finally:
-        result_path.unlink(missing_ok=True)
-        progress_path.unlink(missing_ok=True)
-    if envelope.get("ok"):
-        return envelope["value"]
-    error = envelope.get("error")
-    if isinstance(error, BaseException):
-        raise error
-    raise InferenceTaskError(str(envelope.get("message", f"The task {task!r} failed.")))
+        outcome = peek(settings, task, *args, **kwargs)
+        if outcome is None:  # Withdrawn by a caller that timed out: ask again.
+            outcome = request(settings, task, *args, **kwargs)
+    if not outcome.ok and "ended while computing" in str(outcome.envelope.get("message", "")):
+        raise InferenceWorkerDied(outcome.envelope["message"])
+    return outcome.result()

@@ -12,12 +12,14 @@ Layout of one worker's folder (one worker per server process and settings):
     worker.lock       flock held while spawning, submitting or retiring (no lost request)
     worker.log        its stdout and stderr
     requests/<id>.pkl a request; the worker claims it by renaming it into running/
-    running/<id>.pkl  being computed
+    running/<id>.pkl  being computed (running/<id>.retried: its first worker died; run once more)
     progress/<id>.json  {"fraction": 0..1, "text": ...} while it runs
-    results/<id>.pkl  {"ok": True, "value": ...} or {"ok": False, "error": exception}
+    results/<id>.pkl  {"ok": True, "value": ...} or {"ok": False, "error": exception}; kept an hour
 
-Request ids are 128-bit random tokens known only to the session that made them, so
-one session never reads another's result. Payloads are pickles written by this user's
+A request's id is a hash of its task and inputs (``client.request_key``): asking again with
+the same inputs (a rerun, a reload, another tab) finds the same request instead of a new
+one. Only a session holding the inputs (its run paths, its uploads) can name a result, so
+one session never reads another's. Payloads are pickles written by this user's
 own processes in a 0700 folder; they are read back with :func:`read_pickle`, which
 only builds classes from NumPy, pandas, the standard library and ``transfer_core``
 (results are plain data: dataclasses, arrays, frames; never Keras objects).

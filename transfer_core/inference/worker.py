@@ -19,7 +19,7 @@ from transfer_core.inference.protocol import PLAIN_DATA_MODULES, locked, read_js
 from transfer_core.processes import process_alive
 
 _POLL_SECONDS = 0.05
-_ORPHAN_SECONDS = 3600.0  # A result nobody fetched (the page was closed mid-request) is removed after this.
+_ORPHAN_SECONDS = 3600.0  # Results are kept this long for reruns, reloads and other tabs that ask again.
 
 
 def _next_request(directory: Path) -> tuple[str, Path] | None:
@@ -54,6 +54,8 @@ def _serve(directory: Path, request_id: str, path: Path) -> None:
             last[0] = now
             atomic_write_json(progress_path, {"fraction": fraction, "text": text})
 
+    started = time.time()
+    request: dict = {}
     try:
         request = read_pickle(path)
         task = TASKS[request["task"]]
@@ -64,6 +66,8 @@ def _serve(directory: Path, request_id: str, path: Path) -> None:
         envelope = {"ok": False, "message": f"{type(error).__name__}: {error}"}
         if type(error).__module__.split(".", 1)[0] in PLAIN_DATA_MODULES:
             envelope["error"] = error  # Raised again, as itself, in the caller (e.g. ValueError, ImageRejected).
+    # One line per request served, in worker.log before the result appears: what ran, and how long.
+    print(f"served {request.get('task', '?')} {request_id} in {time.time() - started:.1f} s", flush=True)
     result = directory / "results" / f"{request_id}.pkl"
     try:
         write_pickle(result, envelope)

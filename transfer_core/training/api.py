@@ -87,9 +87,9 @@ def train(
             run_strategy(ctx)
     except RunStopped:
         status, reason = "stopped", "stopped on request; the best weights so far were kept"
-    except BudgetUsed:  # A clean end at an epoch boundary: the run finished, within its budget.
+    except BudgetUsed:  # A clean end within one batch of the budget: the run finished.
         reason = budget_reason(ctx.progress.training_seconds(), ctx.progress.time_budget,
-                               len(ctx.progress.rows), planned_epochs(config.train))
+                               len(ctx.progress.rows), planned_epochs(config.train), ctx.progress.partial_epoch)
     except RunFailed as error:
         status, reason = "failed", str(error)
     except Exception as error:  # noqa: BLE001 - every failure becomes a reason a person can read.

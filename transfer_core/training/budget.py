@@ -2,8 +2,9 @@
 
 A comparison gives its from-scratch run the training time fine-tuning used, so the two are
 compared at equal cost. The budget counts training time (the sum of epoch times, validation
-included, feature computation excluded) and is checked at epoch boundaries, so a run stops
-cleanly with whole epochs and still finishes.
+included, feature computation excluded) and is checked after every batch, leaving time for the
+last epoch's validation pass: the run ends its epoch there, validates it and still finishes, so it
+trains at most one batch (plus a validation pass longer than the last one) past its budget.
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ def resolve_time_budget(train_config: TrainConfig) -> float | None:
     return float(seconds) if seconds and report.status in ("finished", "stopped") else None
 
 
-def budget_reason(training_seconds: float, budget: float, epochs_run: int, epochs_planned: int) -> str:
-    """The reason a run that used its budget records, e.g. ``"time budget used: 41 s ... 7 of 40 epochs"``."""
-    return (f"time budget used: {training_seconds:.0f} s of training for a budget of {budget:.0f} s, "
-            f"after {epochs_run} of {epochs_planned} epochs")
+def budget_reason(training_seconds: float, budget: float, epochs_run: int, epochs_planned: int,
+                  partial: tuple[int, int] | None = None) -> str:
+    """The reason a run that used its budget records, e.g. ``"time budget used: 41 s ... 7 of 40 epochs"``.
+
+    ``partial`` is ``(batches trained, batches per epoch)`` when the budget ended the last epoch part-way.
+    """
+    cut = f" (the last one cut after {partial[0]} of {partial[1]} batches)" if partial else ""
+    return (f"time budget used: {training_seconds:.1f} s of training for a budget of {budget:.1f} s, "
+            f"after {epochs_run} of {epochs_planned} epochs{cut}")

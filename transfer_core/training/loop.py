@@ -1,7 +1,8 @@
 """The one lean training loop and its adapters: in-memory arrays, tf.data pipelines, Keras' fit.
 
-:func:`fit_stage` trains one stage of a run: it picks the adapter, restores the best weights
-when a stage ends early and turns a stop or a divergence into :class:`RunStopped` /
+:func:`fit_stage` trains one stage of a run: it picks the adapter, leaves the model holding the
+run's best validation-loss weights so far (however the stage ended: completed, early stopping,
+Stop, budget or divergence) and turns a stop or a divergence into :class:`RunStopped` /
 :class:`RunFailed`. Keras' own ``fit`` is used only under a ``tf.distribute`` strategy, where it
 does the per-replica work.
 """
@@ -54,10 +55,7 @@ def fit_stage(ctx: RunContext, model, stage: str, epochs: int, learning_rate: fl
         model.fit(train_inputs, validation_data=val_inputs, epochs=epochs, verbose=0, callbacks=[callback],
                   class_weight=class_weight, shuffle=False)
     reason = progress.stop_reason
-    if reason in ("stopped", "nan", "early", "budget"):
-        callback.restore_best()
-    if callback.best_epoch:
-        ctx.best_epoch = callback.best_epoch
+    keep_run_best(ctx, callback)
     ctx.final_inputs = (model, val_inputs)
     if reason == "stopped":
         raise RunStopped()
@@ -69,6 +67,25 @@ def fit_stage(ctx: RunContext, model, stage: str, epochs: int, learning_rate: fl
             f"Lower the learning rate (now {learning_rate:g}; try 1e-3 for the head, 1e-4 or "
             "lower for fine-tuning)."
         )
+
+
+def keep_run_best(ctx: RunContext, callback) -> None:
+    """Leave ``ctx.classifier.model`` holding the best validation-loss epoch of the run so far.
+
+    The stage's best epoch is restored; when an earlier stage did better (fine-tuning that only
+    made the head's validation loss worse), that stage's snapshot of the whole model is. So the
+    kept model is always the epoch the report names (``best_epoch``), and the reproduce script's
+    ``KeepBestWeights`` callback does the same.
+    """
+    progress = ctx.progress
+    callback.restore_best()
+    if callback.best_weights is not None and callback.best_loss < progress.best_loss:
+        progress.best_loss = callback.best_loss
+        ctx.best_epoch = callback.best_epoch
+        # One copy per stage, for a later stage that ends worse.
+        progress.best_snapshot = ctx.classifier.model.get_weights()
+    elif progress.best_snapshot is not None:
+        ctx.classifier.model.set_weights(progress.best_snapshot)
 
 
 def _compile(model, optimizer: str, learning_rate: float) -> None:

@@ -34,8 +34,14 @@ class ProgressTracker:
         self.rows: list[dict[str, Any]] = []
         self.stop_reason = ""  # "stopped" | "nan" | "early" | "budget" | ""
         self.nan_detail = ""
-        # Training seconds (sum of epoch times) after which the run ends at an epoch boundary.
+        # Training seconds (sum of epoch times) after which the run ends its epoch and evaluates.
         self.time_budget: float | None = None
+        # The last epoch's validation pass: a budgeted epoch ends early enough to leave time for it.
+        self.last_validation_seconds = 0.0
+        self.partial_epoch: tuple[int, int] | None = None  # (batches trained, per epoch) of a cut epoch.
+        # The run's best validation loss over all stages, and the whole model's weights at it.
+        self.best_loss = math.inf
+        self.best_snapshot: list | None = None
 
     def training_seconds(self) -> float:
         """Training time so far: the sum of finished epochs' times (feature computation excluded)."""
@@ -43,6 +49,16 @@ class ProgressTracker:
 
     def budget_used(self) -> bool:
         return self.time_budget is not None and self.training_seconds() >= self.time_budget
+
+    def budget_reached(self, epoch_seconds: float) -> bool:
+        """Whether the budget is used once this epoch's batches so far and its validation are counted.
+
+        Checked after every batch, so a run ends within one batch of its budget even when one
+        epoch is longer than the whole budget (from scratch at fine-tuning's time).
+        """
+        if self.time_budget is None:
+            return False
+        return self.training_seconds() + epoch_seconds + self.last_validation_seconds >= self.time_budget
 
     def diverged(self, loss: float) -> bool:
         return not math.isfinite(loss) or loss > self.divergence_loss
@@ -73,16 +89,22 @@ class StageCallback(keras.callbacks.Callback):
         self.best_epoch = 0
         self.waited = 0
         self.epoch_started = 0.0
+        self.last_batch_ended = 0.0
         self.stage_epoch = 0
+        self.batches_run = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
+        self.last_batch_ended = self.epoch_started
         self.stage_epoch = epoch + 1
+        self.batches_run = 0
 
     def on_train_batch_end(self, batch, logs=None):
         progress = self.progress
         logs = logs or {}
         progress.step += 1
+        self.batches_run = batch + 1
+        self.last_batch_ended = time.perf_counter()
         loss = float(logs.get("loss", float("nan")))
         progress.emit(
             {
@@ -103,6 +125,10 @@ class StageCallback(keras.callbacks.Callback):
         elif progress.should_stop():
             progress.stop_reason = "stopped"
             self.model.stop_training = True
+        elif progress.budget_reached(self.last_batch_ended - self.epoch_started):
+            # End the epoch here; the loop still validates it, so the partial epoch is a real row.
+            progress.stop_reason = "budget"
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         progress = self.progress
@@ -110,7 +136,10 @@ class StageCallback(keras.callbacks.Callback):
             return  # A partial epoch is not an epoch: no row, no snapshot.
         logs = logs or {}
         progress.epoch += 1
-        seconds = time.perf_counter() - self.epoch_started
+        ended = time.perf_counter()
+        seconds = ended - self.epoch_started
+        if self.batches_run:
+            progress.last_validation_seconds = max(0.0, ended - self.last_batch_ended)
         row = {
             "epoch": progress.epoch,
             "stage": self.stage,
@@ -120,8 +149,11 @@ class StageCallback(keras.callbacks.Callback):
             "val_accuracy": float(logs.get("val_accuracy", float("nan"))),
             "seconds": round(seconds, 4),
             "elapsed": round(progress.elapsed(), 4),
-            "images_per_second": round(self.num_images / seconds, 2) if seconds > 0 else None,
+            "images_per_second": round(self.num_images * self._fraction() / seconds, 2) if seconds > 0 else None,
         }
+        if self.batches_run and self.batches_run < self.batches:
+            row["batches"] = self.batches_run  # A budget ended this epoch part-way.
+            progress.partial_epoch = (self.batches_run, self.batches)
         progress.rows.append(row)
         progress.emit({"type": "epoch_end", "stage_epoch": self.stage_epoch, **row})
         if progress.diverged(row["loss"]):
@@ -140,9 +172,15 @@ class StageCallback(keras.callbacks.Callback):
             if progress.patience and self.waited >= progress.patience:
                 progress.stop_reason = "early"
                 self.model.stop_training = True
-        if progress.budget_used():
+        if progress.stop_reason == "budget" or progress.budget_used():
             progress.stop_reason = "budget"
             self.model.stop_training = True
+
+    def _fraction(self) -> float:
+        """The share of the epoch's images trained (1 unless the budget ended it part-way)."""
+        if not self.batches_run or self.batches_run >= self.batches:
+            return 1.0
+        return self.batches_run / self.batches
 
     def restore_best(self) -> None:
         if self.best_weights is not None:

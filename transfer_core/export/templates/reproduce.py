@@ -19,7 +19,7 @@ random initialisation and dropout draw different random numbers outside the app.
 import argparse
 import csv
 import hashlib
-import math  # noqa: F401 - used by the shared split_sizes below.
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -282,11 +282,40 @@ def compile_model(model, learning_rate):
     model.compile(optimizer=optimizer(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
-def callbacks():
+class KeepBestWeights(keras.callbacks.Callback):
+    """Keep the whole model's weights at the run's best validation loss, across every stage.
+
+    As Transfer Lab does: at the end of every fit (completed or stopped early) the model holds the
+    best epoch so far, and a fine-tuning stage that only did worse gives back the head stage's best.
+    (Keras' EarlyStopping(restore_best_weights=True) restores only when it stops the fit early.)
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.whole_model = model  # The head's fit sees only the head; keep the whole model.
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.best_weights = None
+        self.epochs_seen = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_seen += 1
+        val_loss = float((logs or {}).get("val_loss", math.inf))
+        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch = val_loss, self.epochs_seen
+            self.best_weights = self.whole_model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.whole_model.set_weights(self.best_weights)
+
+
+def callbacks(keep_best):
+    kept = [keep_best]
     if EARLY_STOPPING_PATIENCE:
-        return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=EARLY_STOPPING_PATIENCE,
-                                              restore_best_weights=True)]
-    return []
+        # Patience per stage; KeepBestWeights does the restoring, completed or not.
+        kept.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=EARLY_STOPPING_PATIENCE))
+    return kept
 
 
 def class_weights(labels):
@@ -322,6 +351,7 @@ def main():
     model, backbone, head, feature_extractor = build_model(resolve_weights(args.weights, args.weights_dir))
     train_images = make_dataset(train_paths, train_labels, shuffle=True)
     val_images = make_dataset(val_paths, val_labels, shuffle=False)
+    keep_best = KeepBestWeights(model)
 
     if STRATEGY == "from_scratch":
         unfreeze(backbone)
@@ -332,29 +362,30 @@ def main():
                 layer.momentum = min(layer.momentum, 0.9)
         compile_model(model, LEARNING_RATE)
         model.fit(train_images, validation_data=val_images, epochs=EPOCHS, class_weight=weights,
-                  callbacks=callbacks(), verbose=2)
+                  callbacks=callbacks(keep_best), verbose=2)
     else:
         # Stage 1: the backbone is frozen, so its pooled features are computed once and the head trains on them.
         if AUGMENTATION:
             compile_model(model, LEARNING_RATE)
             model.fit(train_images, validation_data=val_images, epochs=EPOCHS, class_weight=weights,
-                      callbacks=callbacks(), verbose=2)
+                      callbacks=callbacks(keep_best), verbose=2)
         else:
             train_features = feature_extractor.predict(make_dataset(train_paths, train_labels, False), verbose=0)
             val_features = feature_extractor.predict(val_images, verbose=0)
             compile_model(head, LEARNING_RATE)
             head.fit(train_features, train_labels, batch_size=BATCH_SIZE, shuffle=True, epochs=EPOCHS,
-                     validation_data=(val_features, val_labels), class_weight=weights, callbacks=callbacks(),
+                     validation_data=(val_features, val_labels), class_weight=weights, callbacks=callbacks(keep_best),
                      verbose=2)
         if STRATEGY == "fine_tuning":
             # Stage 2: unfreeze the top of the backbone and train on with a lower learning rate.
             unfreeze(backbone)
             compile_model(model, FINE_TUNE_LEARNING_RATE)
             model.fit(train_images, validation_data=val_images, epochs=FINE_TUNE_EPOCHS, class_weight=weights,
-                      callbacks=callbacks(), verbose=2)
+                      callbacks=callbacks(keep_best), verbose=2)
 
     compile_model(model, LEARNING_RATE)
     _, accuracy = model.evaluate(val_images, verbose=0)
+    print(f"Kept the best validation-loss epoch ({keep_best.best_epoch} of {keep_best.epochs_seen}).")
     print(f"val_accuracy={accuracy:.4f}")
     model.save(args.output)
     print(f"Saved the model to {args.output}")
