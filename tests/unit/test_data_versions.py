@@ -16,8 +16,8 @@ from transfer_core.data import (
     VersionError,
     add_image,
     check_versions,
+    current_labels,
     health_report,
-    image_label,
     ingest_uploads,
     list_versions,
     load_dataset,
@@ -68,7 +68,7 @@ def test_relabel_makes_version_2_and_leaves_version_1_as_it_was(spec):
     old, new = _rows(spec), _rows(head)
     assert new[path] == ("dog", "val")  # Relabelled, same split.
     assert {p: v for p, v in new.items() if p != path} == {p: v for p, v in old.items() if p != path}
-    assert image_label(spec.root, path) == "dog"
+    assert current_labels(spec.root)[path] == "dog"
     with pytest.raises(VersionError, match="already labelled 'dog'"):
         relabel_image(spec.root, path, "dog")
     with pytest.raises(VersionError, match="'wolf' is not a class"):
@@ -82,7 +82,7 @@ def test_remove_leaves_the_file_for_older_versions(spec):
     assert path not in _rows(head) and len(read_manifest(head)) == 59 and record.images == 59
     assert (Path(spec.root) / path).is_file()  # Version 1 still lists it.
     assert path in _rows(load_version(spec.root, 1))
-    assert image_label(spec.root, path) is None
+    assert path not in current_labels(spec.root)
     with pytest.raises(VersionError, match="not in the data set's newest version"):
         remove_image(spec.root, path)
     # Untouched images keep their split; the training file lists follow the version.

@@ -7,7 +7,7 @@ Importing this package does not import TensorFlow; only ``make_tf_dataset``,
 
 from transfer_core.data.fixes import (
     add_image,
-    image_label,
+    current_labels,
     relabel_image,
     remove_image,
     resplit,
@@ -38,12 +38,14 @@ from transfer_core.data.manifest import (
 from transfer_core.data.pipeline import load_split_arrays, make_tf_dataset
 from transfer_core.data.synthetic_demo import DEMO_CLASSES, DEMO_KINDS, WHERE_CLASSES, make_demo_dataset
 from transfer_core.data.versions import (
+    VersionDiff,
     VersionError,
     VersionRecord,
     check_versions,
     list_versions,
     load_version,
     record_of,
+    version_diff,
     version_label,
 )
 
@@ -57,16 +59,17 @@ __all__ = [
     "ImageRejected",
     "IngestResult",
     "SkippedFile",
+    "VersionDiff",
     "VersionError",
     "VersionRecord",
     "WHERE_CLASSES",
     "add_image",
     "check_versions",
+    "current_labels",
     "dataset_name_from_file",
     "decode_for_model",
     "has_own_split",
     "health_report",
-    "image_label",
     "ingest_folder",
     "ingest_uploads",
     "ingest_zip",
@@ -88,5 +91,6 @@ __all__ = [
     "split_paths",
     "suggest_dataset_name",
     "undo_last_change",
+    "version_diff",
     "version_label",
 ]

@@ -38,7 +38,7 @@ from transfer_core.data.versions import VersionError, VersionRecord, commit_vers
 
 __all__ = [
     "add_image",
-    "image_label",
+    "current_labels",
     "relabel_image",
     "remove_image",
     "resplit",
@@ -47,14 +47,14 @@ __all__ = [
 ]
 
 
-def image_label(root: str | os.PathLike, path: str) -> str | None:
-    """The label the newest version gives the image at ``path`` (relative), or None when it lists no such image.
+def current_labels(root: str | os.PathLike) -> dict[str, str]:
+    """Image path (relative) -> label in the data set's newest version.
 
-    Pages use it to show "already fixed" instead of the buttons once a mistake was acted on.
+    Pages use it to show what was done already ("now labelled ...", "removed") instead of the
+    buttons once a mistake was acted on; an image the newest version does not list is absent.
     """
     frame = read_manifest(load_dataset(root))
-    rows = frame.loc[frame["path"] == path, "label"]
-    return str(rows.iloc[0]) if len(rows) else None
+    return dict(zip(frame["path"].astype(str), frame["label"].astype(str), strict=True))
 
 
 def relabel_image(root: str | os.PathLike, path: str, label: str) -> VersionRecord:

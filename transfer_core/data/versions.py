@@ -282,3 +282,39 @@ def _check_manifest(folder: Path, spec: DatasetSpec) -> None:
 def version_label(spec: DatasetSpec) -> str:
     """``"v3"``: how pages name a data set version."""
     return f"v{spec.version}"
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    """What changed between two versions' manifests, counted by image path.
+
+    Args:
+        relabelled: Images listed by both with different labels.
+        removed: Images only the older version lists.
+        added: Images only the newer version lists.
+        val_changed: Of those, how many are (or were) validation images: the two versions'
+            validation scores are measured on that many different images or labels.
+    """
+
+    relabelled: int
+    removed: int
+    added: int
+    val_changed: int
+
+    def text(self) -> str:
+        """``"2 relabelled, 1 removed, 1 added"`` (only the non-zero parts), or ``"the same images"``."""
+        parts = [f"{count} {word}" for count, word in ((self.relabelled, "relabelled"), (self.removed, "removed"),
+                                                        (self.added, "added")) if count]
+        return ", ".join(parts) or "the same images and labels"
+
+
+def version_diff(before: DatasetSpec, after: DatasetSpec) -> VersionDiff:
+    """Count the images relabelled, removed and added from ``before`` to ``after`` (any two versions)."""
+    old = read_manifest(before).set_index("path")
+    new = read_manifest(after).set_index("path")
+    both = old.index.intersection(new.index)
+    relabelled = both[old.loc[both, "label"].to_numpy() != new.loc[both, "label"].to_numpy()]
+    removed, added = old.index.difference(new.index), new.index.difference(old.index)
+    val_changed = (int((old.loc[relabelled, "split"] == "val").sum()) + int((old.loc[removed, "split"] == "val").sum())
+                   + int((new.loc[added, "split"] == "val").sum()))
+    return VersionDiff(len(relabelled), len(removed), len(added), val_changed)
