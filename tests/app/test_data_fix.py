@@ -144,3 +144,52 @@ def test_train_again_on_the_cleaned_data_then_compare_before_and_after(world):
     assert "Before and after fixing the data: v3 → v4 (1 relabelled)" in _texts(at)
     table = next(frame.value for frame in at.dataframe if "data_version" in frame.value.columns)
     assert sorted(table["data_version"]) == [3, 4]
+
+
+def test_explore_fixes_a_confusion_matrix_cell_and_adds_a_predicted_photo(world):
+    from streamlit.testing.v1 import AppTest
+
+    root, first = world["spec"].root, world["wrong"][0]
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["workspace"] = world["workspace"]
+    at.session_state["dataset_root"] = root
+    at.run()
+    at.switch_page("pages/explore.py").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="explore_cell_true").set_value(first["true"])
+    at.selectbox(key="explore_cell_predicted").set_value(first["predicted"]).run()
+    assert not at.exception, at.exception
+    at.button(key="explore_fix_0_relabel").click().run()
+    assert not at.exception, at.exception
+    before, head = _labels(world["spec"]), _labels(load_dataset(root))
+    changed = {path: (before[path], head[path]) for path in before if before[path] != head[path]}
+    assert list(changed.values()) == [(first["true"], first["predicted"])]  # One image of that cell, relabelled.
+    assert "is now version 4: relabelled" in _texts(at)
+
+    at.file_uploader(key="explore_upload").upload("fresh.png", noise_png(7, 32), "image/png").run()
+    assert not at.exception, at.exception
+    label = at.selectbox(key="explore_add_0_class").value
+    at.button(key="explore_add_0_add").click().run()
+    assert not at.exception, at.exception
+    head = load_dataset(root)
+    assert head.version == 5
+    assert read_manifest(head)["label"].tolist().count(label) == list(_labels(load_version(root, 4)).values()).count(
+        label) + 1
+    assert f"added fresh.png to '{label}'" in _texts(at)
+
+
+def test_the_data_page_shows_the_version_its_health_and_undoes(world):
+    at = _train_page(world)
+    total = len(read_manifest(world["spec"]))
+    at.button(key="fix_0_remove").click().run()  # v4: one image fewer.
+    at.switch_page("pages/data.py").run()
+    assert not at.exception, at.exception
+    root = world["spec"].root
+    assert "version 4" in _texts(at) and "(last change: removed" in _texts(at)
+    assert {m.label: m.value for m in at.metric}["Images"] == str(total - 1)  # The health report follows the version.
+    at.button(key="data_version_undo").click().run()
+    assert not at.exception, at.exception
+    head = load_dataset(root)
+    assert head.version == 5 and _labels(head) == _labels(load_version(root, 3))
+    assert "version 5" in _texts(at) and "undid version 4" in _texts(at)
+    assert {m.label: m.value for m in at.metric}["Images"] == str(total)
