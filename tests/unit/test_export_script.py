@@ -162,3 +162,25 @@ def test_generated_augmenter_equals_trainings_for_every_augmentation(dataset, tm
     theirs = module.build_augmenter(module.AUGMENTATION, module.SEED)
     assert _layers(theirs) == _layers(ours)
     assert len(theirs.layers) == len(augmentation)
+
+
+def test_the_script_reads_the_data_set_version_its_run_used(tmp_path):
+    from transfer_core.data import make_demo_dataset, relabel_image
+
+    spec = make_demo_dataset(tmp_path / "data", images_per_class=6, image_size=32)
+    frame = read_manifest(spec)
+    row = frame[frame["split"] == "train"].iloc[0]
+    new_label = next(name for name in spec.class_names if name != row["label"])
+    fixed = relabel_image(spec.root, row["path"], new_label).spec
+    image = str(Path(spec.root) / row["path"])
+    for config_spec, label in ((spec, row["label"]), (fixed, new_label)):
+        module = _load_generated(export.generate_script(tiny_config(config_spec, model=TINY)), tmp_path,
+                                 name=f"v{config_spec.version}")
+        splits, source = module.load_file_lists(Path(spec.root))
+        paths, labels = splits["train"]
+        assert module.CLASS_NAMES[labels[paths.index(image)]] == label
+        expected = config_spec.manifest_path.relative_to(spec.root).as_posix()
+        assert expected == module.MANIFEST and source.startswith(expected)
+    (Path(spec.root) / "versions").rename(tmp_path / "elsewhere")
+    with pytest.raises(SystemExit, match="not the version this run used: versions/2/manifest.csv"):
+        module.load_file_lists(Path(spec.root))
