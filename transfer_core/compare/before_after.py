@@ -101,8 +101,9 @@ def before_after_reading(runs: Sequence[RunInfo]) -> list[str]:
             score += " with the same model, settings and seed: the difference is the data's."
         caveat = ""
         if diff.val_changed:
-            caveat = (f" {diff.val_changed} of the changed images are validation images, so the two scores are "
-                      "measured on slightly different images or labels: a fixed label can move the score by itself.")
+            which = "is a validation image" if diff.val_changed == 1 else "are validation images"
+            caveat = (f" {diff.val_changed} of the changed images {which}, so the two scores are measured on "
+                      "slightly different images or labels: a fixed label can move the score by itself.")
         sentences.append(f"Before and after fixing the data: v{old.version} → v{new.version} ({diff.text()}).{score}"
                          f"{caveat}")
     return sentences
