@@ -292,10 +292,10 @@ def _mistakes(info: RunInfo, evaluation: dict) -> None:
     root = Path(info.config.dataset.root) if info.config else None
     # Relabel or remove right here: each change is a new data set version (ui/data_fix.py).
     labels = data_fix.labels_now(str(root)) if root is not None else None
-    columns = st.columns(6)
+    columns = st.columns(4)  # Room for the buttons' class names.
     for index, item in enumerate(wrong[:12]):
         path = root / item["path"] if root is not None and item.get("path") else None
-        with columns[index % 6]:
+        with columns[index % 4]:
             if path is not None and path.exists():
                 st.image(str(path), width="stretch")
             st.caption(
