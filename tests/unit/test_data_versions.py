@@ -221,3 +221,16 @@ def test_the_spec_validates_its_version():
         DatasetSpec(root=".", class_names=("a", "b"), version=0)
     assert DatasetSpec(root="/d", class_names=("a", "b"), version=3).manifest_path == Path(
         "/d/versions/3/manifest.csv")
+
+
+def test_an_assignment_published_from_a_later_version_starts_as_version_1(spec, tmp_path):
+    from transfer_core.sessions.assignments import hidden_dataset, publish_assignment, start_assignment
+
+    path = _a_path(spec, "cat")
+    relabel_image(spec.root, path, "dog")
+    settings = Settings(home=tmp_path / "home")
+    assignment = publish_assignment(settings, load_dataset(spec.root), "Fixed pets")
+    copy = start_assignment(settings, assignment, tmp_path / "student")
+    assert copy.version == 1 and hidden_dataset(settings, assignment.assignment_id).version == 1
+    labels = {**_rows(copy), **_rows(hidden_dataset(settings, assignment.assignment_id))}
+    assert labels[path][0] == "dog"  # The published data is the fixed version's.
