@@ -235,7 +235,7 @@ else:
             st.warning("These runs used different data sets, so their scores are not comparable.")
         table = compare.comparison_table(chosen)
         curves = compare.curves_frame(chosen)
-        sentences = compare.reading(table, curves)
+        sentences = compare.before_after_reading(chosen) + compare.reading(table, curves)
         with st.container(border=True):
             st.markdown("**What the numbers say**")
             st.markdown("\n".join(f"- {sentence}" for sentence in sentences))
@@ -265,12 +265,15 @@ else:
         # The test column only where a run has a test split.
         test_columns = ["test_accuracy"] if shown["test_accuracy"].notna().any() else []
         st.dataframe(
-            shown[["label", *test_columns, "best_val_accuracy", "final_val_accuracy", "best_val_loss",
+            shown[["label", *(["data_version"] if shown["data_version"].nunique() > 1 else []), *test_columns,
+                   "best_val_accuracy", "final_val_accuracy", "best_val_loss",
                    "final_val_loss", "seconds", "seconds_per_epoch", "trainable_params", "images_per_second",
                    "epochs", "cached_features", "run_id"]],
             hide_index=True, width="stretch", key="compare_table",
             column_config={
                 "label": "Strategy",
+                "data_version": st.column_config.NumberColumn("Data version", help="The data set's version the "
+                                                              "run used: fixing the data makes a new one."),
                 "test_accuracy": st.column_config.NumberColumn(
                     "Test accuracy", format="%.1f%%",
                     help="Test accuracy — the number to quote: these images were never used to choose anything."),

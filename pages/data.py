@@ -8,7 +8,7 @@ from transfer_core import data, inference
 from transfer_core.data.augment import AUGMENTATION_HELP
 from transfer_core.display import run_charts, views
 from transfer_core.sessions import project_file
-from ui import state, widgets
+from ui import data_fix, state, widgets
 
 st.title("Data")
 widgets.show_notice()
@@ -302,6 +302,7 @@ if spec is None:
 summary = views.dataset_summary(spec)
 st.header(f"Active: {summary.name}")
 st.caption(summary.text)
+data_fix.version_bar(spec.root, key="data_version")  # Fixes from Train/Explore are versions; Undo here too.
 report = data.health_report(spec)
 
 counts_col, facts_col = st.columns([3, 2])

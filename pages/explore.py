@@ -12,7 +12,7 @@ from transfer_core.display import compare_charts
 from transfer_core.explore import explain
 from transfer_core.explore.embeddings import TSNE_MAX_IMAGES
 from transfer_core.metrics import confusion_matrix
-from ui import state, widgets
+from ui import data_fix, state, widgets
 from ui.worker_progress import await_request, worker_progress
 
 MAX_CELL_IMAGES = 12
@@ -151,6 +151,8 @@ with predict_tab:
                                                                               max_value=1, format="percent")})
             if not cam.has_evidence:
                 st.caption("Grad-CAM found no location with positive evidence for this class.")
+            data_fix.add_photo_controls(config.dataset.root, name, data, class_names[cam.class_index], class_names,
+                                        key=f"explore_add_{number}")
     if feature_map_size:
         st.caption(f"The heat map has the resolution of the backbone's last feature map "
                    f"({feature_map_size}x{feature_map_size}), stretched over the image: it shows roughly "
@@ -209,10 +211,13 @@ with matrix_tab:
         cams = _cell_cams(model_path, modified, tuple(
             (str(root / row["path"]), int(row["predicted_index"] if target == "predicted" else row["true_index"]))
             for _, row in rows))
+        labels = data_fix.labels_now(config.dataset.root)  # Relabel or remove: a new data set version.
         for position, ((_, row), (overlay, _probability)) in enumerate(zip(rows, cams, strict=True)):
             with columns[position % 4]:
                 st.image(overlay, width="stretch")
                 st.caption(f"{Path(row['path']).name}: said **{row['predicted']}** ({row['confidence']:.0%})")
+                data_fix.image_actions(config.dataset.root, row["path"], row["true"], row["predicted"], class_names,
+                                       labels, key=f"explore_fix_{position}")
 
 # ----- embeddings -----------------------------------------------------------------------------------------
 

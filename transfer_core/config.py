@@ -78,6 +78,10 @@ class DatasetSpec(_DictMixin):
         val_fraction: Share of each class kept for validation when the source
             had no split of its own.
         test_fraction: Share of each class kept for a held-out test split.
+        version: Which version of the data set (1 = as ingested). Fixing the data
+            (relabel, remove, add a photo, undo, a new split) makes a new version
+            with its own manifest; older versions, and the runs made on them,
+            stay as they were (``transfer_core.data.versions``).
     """
 
     root: str
@@ -85,6 +89,7 @@ class DatasetSpec(_DictMixin):
     seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.0
+    version: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", str(self.root))
@@ -100,10 +105,15 @@ class DatasetSpec(_DictMixin):
                 "test_fraction must be >= 0 and leave room for training.",
                 test_fraction=self.test_fraction,
             )
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            _fail("version must be an integer >= 1.", version=self.version)
 
     @property
     def manifest_path(self) -> Path:
-        return Path(self.root) / "manifest.csv"
+        """This version's manifest: ``manifest.csv`` for version 1, ``versions/<n>/manifest.csv`` after."""
+        if self.version == 1:
+            return Path(self.root) / "manifest.csv"
+        return Path(self.root) / "versions" / str(self.version) / "manifest.csv"
 
     @property
     def num_classes(self) -> int:

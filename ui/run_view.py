@@ -29,7 +29,7 @@ from transfer_core.config import RunConfig
 from transfer_core.display import run_charts, run_text
 from transfer_core.report import EMPTY_REPORT
 from transfer_core.runs import RunInfo, batch_frame
-from ui import state
+from ui import data_fix, state
 from ui.widgets import STATUS_ICONS
 
 # Points of the live per-batch curve: a redraw's cost grows with them; the result shows them all.
@@ -150,7 +150,7 @@ def _run_header(run_id: str, status: str, config: RunConfig | None) -> None:
     st.caption(
         f"{train.strategy.replace('_', ' ')} · {config.model.backbone} at {size}px, {config.model.weights} weights · "
         f"{epochs} epoch(s), batch {train.batch_size}, learning rate {train.learning_rate:g} · "
-        f"augmentation: {augmentation} · data: {Path(config.dataset.root).name}"
+        f"augmentation: {augmentation} · data: {Path(config.dataset.root).name} v{config.dataset.version}"
     )
 
 
@@ -279,6 +279,7 @@ def result_panel(info: RunInfo) -> None:
                 "(validation picked the best epoch)."
             )
         _mistakes(info, evaluation)
+    data_fix.after_run(info)
     _event_log(events)
 
 
@@ -289,15 +290,20 @@ def _mistakes(info: RunInfo, evaluation: dict) -> None:
         st.caption("No validation image was misclassified.")
         return
     root = Path(info.config.dataset.root) if info.config else None
-    columns = st.columns(6)
+    # Relabel or remove right here: each change is a new data set version (ui/data_fix.py).
+    labels = data_fix.labels_now(str(root)) if root is not None else None
+    columns = st.columns(4)  # Room for the buttons' class names.
     for index, item in enumerate(wrong[:12]):
         path = root / item["path"] if root is not None and item.get("path") else None
-        with columns[index % 6]:
+        with columns[index % 4]:
             if path is not None and path.exists():
                 st.image(str(path), width="stretch")
             st.caption(
                 f"true **{item['true']}** → predicted **{item['predicted']}** ({item['confidence']:.0%})"
             )
+            if item.get("path"):
+                data_fix.image_actions(str(root), item["path"], item["true"], item["predicted"],
+                                       list(info.config.dataset.class_names), labels, key=f"fix_{index}")
 
 
 def _percent(value) -> str:

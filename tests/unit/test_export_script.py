@@ -190,3 +190,25 @@ def test_the_scripts_keep_best_callback_keeps_the_runs_best_epoch_across_stages(
     assert best < 6, f"stage 2 was better: the test shows nothing ({[round(s[0], 3) for s in seen]})"
     assert keep_best.best_epoch == best + 1
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), best_weights, strict=True))
+
+
+def test_the_script_reads_the_data_set_version_its_run_used(tmp_path):
+    from transfer_core.data import make_demo_dataset, relabel_image
+
+    spec = make_demo_dataset(tmp_path / "data", images_per_class=6, image_size=32)
+    frame = read_manifest(spec)
+    row = frame[frame["split"] == "train"].iloc[0]
+    new_label = next(name for name in spec.class_names if name != row["label"])
+    fixed = relabel_image(spec.root, row["path"], new_label).spec
+    image = str(Path(spec.root) / row["path"])
+    for config_spec, label in ((spec, row["label"]), (fixed, new_label)):
+        module = _load_generated(export.generate_script(tiny_config(config_spec, model=TINY)), tmp_path,
+                                 name=f"v{config_spec.version}")
+        splits, source = module.load_file_lists(Path(spec.root))
+        paths, labels = splits["train"]
+        assert module.CLASS_NAMES[labels[paths.index(image)]] == label
+        expected = config_spec.manifest_path.relative_to(spec.root).as_posix()
+        assert expected == module.MANIFEST and source.startswith(expected)
+    (Path(spec.root) / "versions").rename(tmp_path / "elsewhere")
+    with pytest.raises(SystemExit, match="not the version this run used: versions/2/manifest.csv"):
+        module.load_file_lists(Path(spec.root))

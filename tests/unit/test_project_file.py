@@ -165,3 +165,66 @@ def test_export_leaves_out_active_runs_and_temporary_files(saved, tmp_path):
     assert not [n for n in names if "/." in n or n.endswith("worker.pid")]
     manifest = json.loads(zipfile.ZipFile(io.BytesIO(export_project(workspace))).read("project.json"))
     assert manifest["version"] == project_file.PROJECT_VERSION and manifest["runs"] == [saved["run_id"]]
+
+
+def test_a_project_keeps_the_data_set_versions_and_the_version_each_run_used(tmp_path):
+    from transfer_core.data import list_versions, relabel_image
+    from transfer_core.runs import EventLog, RunStore
+
+    settings = Settings(home=tmp_path / "home")
+    workspace = Workspace.open(settings)
+    dataset = make_demo_dataset(workspace.new_dataset_dir("demo"), images_per_class=6, image_size=32)
+    path = read_manifest(dataset)["path"].iloc[0]
+    relabel_image(dataset.root, path, dataset.class_names[-1])
+    run_dir = RunStore(workspace.runs_dir).create(tiny_config(dataset, name="on v1"))
+    with EventLog(run_dir / "events.jsonl") as log:  # Ended (an active run is not saved), no training needed.
+        log.write({"type": "failed", "reason": "made by the test"})
+    file = export_project(workspace)
+    assert json.loads(zipfile.ZipFile(io.BytesIO(file)).read("project.json"))["version"] == 2
+
+    fresh = Workspace.open(settings)
+    opened = open_project(fresh, file, settings)
+    restored = fresh.datasets_dir / opened.datasets[0]
+    assert load_dataset(restored).version == 2
+    assert [r.kind for r in list_versions(restored)] == ["original", "relabel"]
+    config = fresh.store.load(opened.runs[0]).config
+    assert config.dataset.version == 1 and Path(config.dataset.root) == restored.resolve()
+    assert read_manifest(config.dataset).equals(read_manifest(dataset))  # The run still reads version 1.
+
+
+def test_an_old_project_without_versions_still_opens(saved, tmp_path):
+    old = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(saved["file"])) as source, zipfile.ZipFile(old, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "project.json":
+                data = json.dumps({**json.loads(data), "version": 1}).encode()
+            elif info.filename.endswith("/dataset.json"):
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "version"}).encode()
+            elif info.filename.endswith("/config.json"):
+                config = json.loads(data)
+                config["dataset"].pop("version", None)
+                data = json.dumps(config).encode()
+            target.writestr(info, data)
+    workspace, settings = _fresh(saved)
+    opened = open_project(workspace, old.getvalue(), settings)
+    assert load_dataset(workspace.datasets_dir / opened.datasets[0]).version == 1
+    assert workspace.store.load(opened.runs[0]).config.dataset.version == 1
+
+
+def test_a_version_that_lists_a_path_outside_is_refused(saved, tmp_path):
+    from transfer_core.data import relabel_image
+
+    settings = Settings(home=tmp_path / "home")
+    workspace = Workspace.open(settings)
+    dataset = make_demo_dataset(workspace.new_dataset_dir("demo"), images_per_class=6, image_size=32)
+    relabel_image(dataset.root, read_manifest(dataset)["path"].iloc[0], dataset.class_names[-1])
+    manifest = Path(dataset.root) / "versions" / "2" / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    lines[1] = "../../../outside.png" + lines[1][lines[1].index(","):]
+    manifest.write_text("\n".join(lines) + "\n")
+    fresh = Workspace.open(settings)
+    before = _contents(fresh)
+    with pytest.raises(ProjectError, match="version 2 lists '../../../outside.png'"):
+        open_project(fresh, export_project(workspace), settings, file_name="lab.zip")
+    assert _contents(fresh) == before

@@ -11,10 +11,19 @@ another through the normal job runner (so their timings do not share the CPU).
 - :mod:`~transfer_core.compare.table`: the table, the curves, CSV and JSON, from the run store
   (any finished runs can be compared, also runs from the Train page or the command line).
 - :mod:`~transfer_core.compare.reading`: the numbers as a few plain sentences for a student.
+- :mod:`~transfer_core.compare.before_after`: a run again on a fixed data set's newest version, and
+  the reading of such a before/after pair.
 
 Pure pandas; no TensorFlow, no Streamlit.
 """
 
+from transfer_core.compare.before_after import (
+    before_after_reading,
+    before_run,
+    differ_only_in_data,
+    newer_version,
+    train_again_config,
+)
 from transfer_core.compare.configs import comparison_configs, comparison_groups, start_comparison
 from transfer_core.compare.estimate import (
     LONG_COMPARISON_SECONDS,
@@ -51,6 +60,8 @@ __all__ = [
     "STRATEGY_LABELS",
     "TABLE_COLUMNS",
     "ComparisonEstimate",
+    "before_after_reading",
+    "before_run",
     "RunEstimate",
     "Speeds",
     "comparison_configs",
@@ -59,12 +70,14 @@ __all__ = [
     "curves_frame",
     "default_run_id",
     "describe_run",
+    "differ_only_in_data",
     "estimate_comparison",
     "estimate_for",
     "format_duration",
     "finished_runs",
     "load_speeds",
     "measured_speeds",
+    "newer_version",
     "reading",
     "record_speeds",
     "results_csv",
@@ -72,4 +85,5 @@ __all__ = [
     "run_label",
     "speed_file",
     "start_comparison",
+    "train_again_config",
 ]

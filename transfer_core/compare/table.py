@@ -21,6 +21,7 @@ TABLE_COLUMNS = [
     "backbone",
     "input_size",
     "weights",
+    "data_version",
     "epochs",
     "num_val",
     "best_val_accuracy",
@@ -108,6 +109,8 @@ def describe_run(info: RunInfo) -> str:
     if config is not None:
         size = report_of(info).input_size or config.model.input_size or "default"
         parts.append(f"{config.model.backbone} {size}px")
+    if config is not None and config.dataset.version > 1:
+        parts.append(f"data v{config.dataset.version}")
     parts.append(f"{accuracy:.1%}" if accuracy is not None else info.status)
     parts.append(time.strftime("%m-%d %H:%M", time.localtime(info.created)))
     parts.append(info.run_id.rsplit("-", 1)[-1])
@@ -115,7 +118,11 @@ def describe_run(info: RunInfo) -> str:
 
 
 def _unique_labels(runs: Sequence[RunInfo]) -> dict[str, str]:
+    versions = {info.config.dataset.version for info in runs if info.config is not None}
     labels = {info.run_id: run_label(info.config) for info in runs}
+    if len(versions) > 1:  # Before and after fixing the data: the version tells the runs apart.
+        labels = {info.run_id: f"{labels[info.run_id]} · data v{info.config.dataset.version}"
+                  if info.config is not None else labels[info.run_id] for info in runs}
     counts: dict[str, int] = {}
     for label in labels.values():
         counts[label] = counts.get(label, 0) + 1
@@ -162,6 +169,7 @@ def comparison_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
             "backbone": config.model.backbone if config else None,
             "input_size": report.input_size or (config.model.input_size if config else None),
             "weights": config.model.weights if config else None,
+            "data_version": config.dataset.version if config else None,
             "epochs": report.epochs if report.epochs is not None else len(metrics),
             "num_val": report.num_val,
             "best_val_accuracy": from_report(

@@ -8,6 +8,7 @@ A data set folder looks like this::
     notes.txt         non-fatal facts, one per line
     ingest.json       how the data set was made (source kind, whether it had its own split)
     images/<class folder>/<sha256[:16]>.jpg|.png
+    versions/<n>/     later versions (manifest.csv, version.json), see ``transfer_core.data.versions``
 
 Every text file is written atomically (temporary file, then ``os.replace``) so
 a reader never sees half a manifest.
@@ -283,14 +284,24 @@ def write_csv_atomic(path: Path, header: tuple[str, ...], rows: list[tuple]) -> 
 
 
 def write_manifest(root: Path, frame: pd.DataFrame) -> None:
-    """Write ``manifest.csv`` atomically from a frame with ``MANIFEST_COLUMNS``.
+    """Write ``manifest.csv`` (version 1's manifest) atomically from a frame with ``MANIFEST_COLUMNS``.
 
     Args:
         root: The data set folder.
         frame: The manifest rows.
     """
+    write_manifest_file(Path(root) / MANIFEST_FILE, frame)
+
+
+def write_manifest_file(path: Path, frame: pd.DataFrame) -> None:
+    """Write a manifest (any version's, see ``DatasetSpec.manifest_path``) atomically.
+
+    Args:
+        path: Where to write it.
+        frame: The manifest rows, with ``MANIFEST_COLUMNS``.
+    """
     rows = [tuple(row) for row in frame[list(MANIFEST_COLUMNS)].itertuples(index=False, name=None)]
-    write_csv_atomic(root / MANIFEST_FILE, MANIFEST_COLUMNS, rows)
+    write_csv_atomic(Path(path), MANIFEST_COLUMNS, rows)
 
 
 def write_dataset_json(spec: DatasetSpec) -> None:

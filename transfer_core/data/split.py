@@ -5,19 +5,15 @@ and the first ones go to validation, the next to test, the rest to training.
 The split therefore depends only on the files' content and the seed: renaming,
 reordering or re-uploading the same files gives the same split, and every
 strategy compared on a data set sees the same validation images.
+A new split with other settings is a new version of the data set (``data.fixes.resplit``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
-from pathlib import Path
 
 import pandas as pd
-
-from transfer_core.config import DatasetSpec
-from transfer_core.data.manifest import has_own_split, read_manifest, write_dataset_json, write_manifest
 
 
 def hash_split(frame: pd.DataFrame, *, seed: int, val_fraction: float, test_fraction: float) -> pd.Series:
@@ -66,32 +62,3 @@ def split_sizes(count: int, val_fraction: float, test_fraction: float) -> tuple[
         n_test -= 1
     n_val = min(n_val, count - 1 - n_test)
     return n_val, n_test
-
-
-def resplit(spec: DatasetSpec, *, seed: int, val_fraction: float, test_fraction: float) -> DatasetSpec:
-    """Recompute the hash split with new settings and rewrite the data set.
-
-    A data set whose source came with its own ``train/`` and ``val/`` folders
-    keeps that split (the source's authors chose it for a reason); only its
-    ``dataset.json`` settings change, which matter for nothing else.
-
-    Args:
-        spec: The data set.
-        seed: New split seed.
-        val_fraction: New validation share per class.
-        test_fraction: New test share per class.
-
-    Returns:
-        The updated ``DatasetSpec`` (also written to ``dataset.json``).
-
-    Raises:
-        ValueError: When the fractions are out of range (see ``DatasetSpec``).
-        DataError: When the manifest cannot be read.
-    """
-    new_spec = dataclasses.replace(spec, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-    if not has_own_split(spec):
-        frame = read_manifest(spec)
-        frame["split"] = hash_split(frame, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-        write_manifest(Path(spec.root), frame)
-    write_dataset_json(new_spec)
-    return new_spec

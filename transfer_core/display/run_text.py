@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from transfer_core.display.views import dataset_name
 from transfer_core.report import EMPTY_REPORT
 from transfer_core.runs import RunInfo
 
@@ -147,6 +148,7 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
                 "strategy": info.strategy,
                 "backbone": config.model.backbone if config else "?",
                 "weights": config.model.weights if config else "?",
+                "data": f"{dataset_name(config.dataset.root)} v{config.dataset.version}" if config else "?",
                 "val accuracy": report.val_accuracy,
                 "epochs": report.epochs,
                 "seconds": report.seconds,
@@ -160,6 +162,7 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
         "strategy",
         "backbone",
         "weights",
+        "data",
         "val accuracy",
         "epochs",
         "seconds",

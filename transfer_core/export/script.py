@@ -119,8 +119,8 @@ def _stage2_trainable(config: RunConfig) -> tuple[str | None, list[str]]:
 def generate_script(config: RunConfig, run_id: str = "", val_accuracy: float | None = None) -> str:
     """A standalone Python script that reproduces a run with plain Keras/TensorFlow.
 
-    The script reads the data set's ``manifest.csv`` when the folder has one (the
-    run's exact split), else a folder with one sub-folder per class (inside
+    The script reads the manifest of the data set version the run used when the
+    folder has it (the run's exact split and labels), else a folder with one sub-folder per class (inside
     ``train/`` and ``val/`` when present, otherwise split by the same
     content-hash rule). It builds the same backbone, preprocessing and head,
     trains with the same recipe and settings, prints the validation accuracy
@@ -176,6 +176,7 @@ def generate_script(config: RunConfig, run_id: str = "", val_accuracy: float | N
         "SPLIT_SEED": dataset.seed,
         "VAL_FRACTION": dataset.val_fraction,
         "TEST_FRACTION": dataset.test_fraction,
+        "MANIFEST": dataset.manifest_path.relative_to(dataset.root).as_posix(),
         "UNFREEZE_FROM_LAYER": unfreeze_from,
         "UNFREEZE_LAYERS": trainable_layers,
         "TRAIN_BATCHNORM": bool(freeze.train_batchnorm or train.strategy == "from_scratch"),

@@ -215,7 +215,7 @@ def publish_assignment(
         created=time.time(),
     )
     folder = assignment_dir(settings, assignment.assignment_id)
-    spec = dataclasses.replace(source, test_fraction=0.0)
+    spec = dataclasses.replace(source, test_fraction=0.0, version=1)  # The copies start as new data sets.
     try:
         _copy_rows(Path(source.root), public.reset_index(drop=True), folder / PUBLIC_FOLDER, spec)
         _copy_rows(Path(source.root), hidden.reset_index(drop=True), folder / HIDDEN_FOLDER, spec)

@@ -3,7 +3,7 @@
 Layout of the archive::
 
     project.json                 manifest: format name and version, what is inside, the choices
-    datasets/<folder>/...        each data set folder as it is in the workspace
+    datasets/<folder>/...        each data set folder as it is in the workspace, every version included
     runs/<run id>/...            each run that is not active (its worker.pid left out)
 
 Opening one is treated like any upload from a stranger. Before anything is written the
@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 
 from transfer_core.config import Settings
 from transfer_core.data.manifest import DataError, load_dataset, write_dataset_json
+from transfer_core.data.versions import check_versions
 from transfer_core.data.zip_safety import (
     MEBIBYTE,
     open_zip_archive,
@@ -46,7 +47,8 @@ from transfer_core.runs import load_run
 from transfer_core.sessions.workspace import QuotaExceededError, SessionChoices, Workspace
 
 PROJECT_FORMAT = "transfer-lab-project"
-PROJECT_VERSION = 1
+# 2: a data set may hold versions (versions/<n>/, dataset.json's "version"); format 1 files open as before.
+PROJECT_VERSION = 2
 MANIFEST_FILE = "project.json"
 _MANIFEST_LIMIT = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
@@ -241,6 +243,7 @@ def _extract(
         for name in manifest["datasets"]:
             try:
                 load_dataset(staging / "datasets" / name)
+                check_versions(staging / "datasets" / name)  # Every version's manifest, like any upload.
             except DataError as error:
                 reason = str(error).replace(f"{staging / 'datasets'}{os.sep}", "")  # No staging paths in messages.
                 raise ProjectError(f"{label}: data set {name!r} is broken ({reason})") from None

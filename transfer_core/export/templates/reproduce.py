@@ -60,6 +60,7 @@ PRECISION = "float32"
 SPLIT_SEED = 0
 VAL_FRACTION = 0.2
 TEST_FRACTION = 0.0
+MANIFEST = "manifest.csv"
 UNFREEZE_FROM_LAYER = None
 UNFREEZE_LAYERS = []
 TRAIN_BATCHNORM = False
@@ -106,14 +107,17 @@ def images_in(folder):
 def load_file_lists(data_dir):
     """{"train": (paths, labels), "val": (paths, labels)} and where the split came from."""
     splits = {"train": ([], []), "val": ([], [])}
-    manifest = data_dir / "manifest.csv"
+    manifest = data_dir / MANIFEST  # The data set version the run used (versions/<n>/manifest.csv after a fix).
+    if not manifest.is_file() and (data_dir / "manifest.csv").is_file():
+        raise SystemExit(f"{data_dir} is a Transfer Lab data set, but not the version this run used: {MANIFEST} "
+                         "is missing there.")
     if manifest.is_file():
         with open(manifest, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 if row["split"] in splits and row["label"] in CLASS_INDEX:
                     splits[row["split"]][0].append(str(data_dir / row["path"]))
                     splits[row["split"]][1].append(CLASS_INDEX[row["label"]])
-        return splits, "manifest.csv (the run's exact split)"
+        return splits, f"{MANIFEST} (the run's exact split and labels)"
     if (data_dir / "train").is_dir() and (data_dir / "val").is_dir():
         for split in ("train", "val"):
             for name in CLASS_NAMES:
