@@ -47,6 +47,7 @@ STANDBY_IDLE_SECONDS = 900.0  # An idle worker of the app (the standby) retires 
 WORKER_LINGER_SECONDS = 10.0  # Other idle workers: long enough for the next run of a burst or a chain.
 STANDBY_PREBUILD_ENV = "TL_STANDBY_PREBUILD"  # JSON: the backbone a new worker builds while it waits
 KEEPER_POLL_SECONDS = 0.25
+STANDBY_CHECK_SECONDS = 2.0
 CLAIM_FILE = "claim"
 
 
@@ -234,6 +235,7 @@ class _Keeper:
         self.settings, self.key = settings, key
         self.pending: list[Path] = []  # Chained runs whose predecessor has not ended yet.
         self.standby = False
+        self.waiting = False
         self.prebuild: str | None = None
         self.lock = threading.Lock()
         self.event = threading.Event()
@@ -268,7 +270,8 @@ class _Keeper:
             ensure_workers(self.settings, self.key, standby=standby, prebuild=prebuild)
         mine = [e for e in live_queue(self.settings) if _entry_key(e) == self.key]
         with self.lock:
-            return bool(self.pending or mine or self.standby)
+            self.waiting = bool(self.pending or mine)
+            return self.waiting or self.standby
 
     def _queue_if_ready(self, run_dir: Path) -> bool:
         """Queue a chained run once its predecessor has ended; True when it left the waiting list."""
@@ -286,7 +289,8 @@ class _Keeper:
 
     def _loop(self) -> None:
         while True:
-            self.event.wait(KEEPER_POLL_SECONDS)
+            # Runs waiting: check often. Only the standby to keep: rarely (an idle server's CPU).
+            self.event.wait(KEEPER_POLL_SECONDS if self.waiting else STANDBY_CHECK_SECONDS)
             self.event.clear()
             try:
                 busy = self.tick()
