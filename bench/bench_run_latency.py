@@ -1,21 +1,25 @@
 """What a person waits for in the app: from "Start" (``jobs.start_run``) to the run's ``finished``
-event, with a fresh worker process per run (it imports TensorFlow first) and with the app's
-standby worker (TensorFlow already imported, waiting; after a feature-extraction run it has also
-built that run's frozen backbone, which the next feature-extraction run reuses).
+event, for the app's demo run ("Try the demo": the generated 4-class set, the demo backbone,
+fine-tuning at 96 px) and a feature-extraction run on hymenoptera (mobilenet_v2_0.35, 224 px).
 
-Two runs, each with a warm feature cache (the second run of a session, the common case):
-- feature extraction on hymenoptera, mobilenet_v2_0.35 at 224 px, 10 epochs (a new head on
-  cached features: the run the issue's "second run" target is about);
-- the app's demo run ("Try the demo": generated 4-class set, fine-tuning at 96 px);
-and, through the standby path, a session's first feature-extraction run (empty cache) against its
-second one with another head.
+Three situations, each on its own server home (this process plays the server: it owns the runs
+and its keeper starts the workers, as the app server does):
 
-    python bench/bench_run_latency.py --repeats 5 --out bench/results/run_latency.json
+- ``fresh_server_first_run``: a new home, ``ensure_standby`` (what the app does when it starts),
+  then Start as soon as the warm worker is idle (``--start-at-once``: Start at once, while it
+  still imports TensorFlow). Empty feature cache: the first run of a freshly started server.
+- ``warm_server``: the same server afterwards, ``--repeats`` runs one after another (a warm
+  worker, warm caches): the median is what a class sees once the server has run once.
+- ``one_process_per_run``: ``TRANSFER_WORKER_MAX_RUNS=1`` and no standby, i.e. each run in a new
+  process that imports TensorFlow (before decision 11), warm feature cache.
+
+    python bench/bench_run_latency.py --repeats 5 --out bench/results/run_latency_warm.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -28,63 +32,76 @@ def _configs(work: Path, data: Path, settings):
     from transfer_core.data import make_demo_dataset
     from transfer_core.sessions import presets
 
-    hymenoptera = ingest(data, work / "ingest")
-    fe = RunConfig(dataset=hymenoptera, model=ModelSpec(backbone="mobilenet_v2_0.35", input_size=224),
-                   train=TrainConfig(strategy="feature_extraction", epochs=10))
     choice = presets.choose_demo_backbone(settings)
     demo_data = make_demo_dataset(work / "demo", images_per_class=presets.DEMO_IMAGES_PER_CLASS,
                                   image_size=presets.DEMO_IMAGE_SIZE)
     demo = RunConfig(dataset=demo_data, model=presets.demo_model_spec(choice),
                      freeze=presets.demo_freeze_plan(), train=presets.demo_train_config(choice))
-    return {"feature_extraction_warm_cache": fe, "demo_run": demo}
+    hymenoptera = ingest(data, work / "ingest")
+    fe = RunConfig(dataset=hymenoptera, model=ModelSpec(backbone="mobilenet_v2_0.35", input_size=224),
+                   train=TrainConfig(strategy="feature_extraction", epochs=10))
+    return {"demo_run": demo, "feature_extraction": fe}
 
 
-def _latency(config, runs_dir: Path, settings) -> float:
+def _latency(config, runs_dir: Path, settings) -> tuple[float, dict]:
     from transfer_core import jobs
+    from transfer_core.runs import read_events
 
     started = time.perf_counter()
     run_dir = jobs.start_run(config, runs_dir=runs_dir, settings=settings)
     status = jobs.follow(run_dir, poll_seconds=0.05, timeout=600)
     seconds = time.perf_counter() - started
     assert status == "finished", (status, run_dir)
-    return seconds
+    events = read_events(run_dir / "events.jsonl")[0]
+    first = events[0]["time"]
+    stages = {e["type"]: round(e["time"] - first, 2) for e in events
+              if e["type"] in ("starting", "run_started", "finished")}
+    claim = (run_dir / "claim").read_text().split()
+    return seconds, {"stages_after_queued": stages, "worker_pid": int(claim[1])}
 
 
-def _wait_for_standby(settings, timeout: float = 120.0) -> None:
+def _wait_for_idle_worker(settings, timeout: float = 180.0) -> None:
     from transfer_core import jobs
 
-    directory, key = jobs.standby_dir(settings), jobs.standby_key(settings)
+    directory, key = jobs.workers_dir(settings), jobs.standby_key(settings)
     deadline = time.time() + timeout
-    while not jobs.standby_entries(directory, key, "ready"):
+    while not any(w.state == "idle" for w in jobs.live_workers(directory, key)):
         if time.time() > deadline:
-            raise TimeoutError("the standby worker never became ready")
-        time.sleep(0.1)
+            raise TimeoutError("no warm worker became idle")
+        time.sleep(0.05)
 
 
-def _first_and_second_run(work: Path, config, args) -> dict:
-    """The app's standby path for a session's first feature-extraction run (empty feature cache,
-    nothing built) and its second one with another head (the issue's "second run" target, as a
-    person sees it). A fresh home each repeat."""
-    import dataclasses
-
+def _measure(name: str, config, work: Path, base, args) -> dict:
     from transfer_core import jobs
-    from transfer_core.config import Settings
 
-    seconds: dict[str, list[float]] = {"first": [], "second": []}
-    second = dataclasses.replace(config, model=dataclasses.replace(config.model, hidden_units=64, dropout_rate=0.3))
-    for repeat in range(args.repeats):
-        settings = Settings(home=work / f"session{repeat}", weights_dir=Path(args.weights_dir), standby_worker=True)
-        jobs.ensure_standby(settings)  # What the app server does when it starts.
-        _wait_for_standby(settings)
-        seconds["first"].append(_latency(config, work / f"session{repeat}-runs", settings))
-        _wait_for_standby(settings)
-        time.sleep(2)  # A person changes the head settings; the standby builds the backbone meanwhile.
-        seconds["second"].append(_latency(second, work / f"session{repeat}-runs", settings))
-        _wait_for_standby(settings)
-        jobs.shutdown_standby(settings)
-        print("first and second run", {k: round(v[-1], 2) for k, v in seconds.items()}, flush=True)
-    return {"seconds": seconds, "median_seconds": {k: median(v) for k, v in seconds.items()},
-            "first_over_second": median(seconds["first"]) / median(seconds["second"])}
+    out: dict = {}
+    server = dataclasses.replace(base, home=work / f"{name}-home", standby_worker=True)
+    jobs.ensure_standby(server)  # The app server starting.
+    if not args.start_at_once:
+        _wait_for_idle_worker(server)
+    seconds, detail = _latency(config, work / f"{name}-runs", server)
+    out["fresh_server_first_run"] = {"seconds": round(seconds, 2), **detail}
+    print(name, "first run of a fresh server", round(seconds, 2), detail, flush=True)
+    warm, pids = [], set()
+    for _ in range(args.repeats):
+        seconds, detail = _latency(config, work / f"{name}-runs", server)
+        warm.append(round(seconds, 2))
+        pids.add(detail["worker_pid"])
+        print(name, "warm server", round(seconds, 2), detail, flush=True)
+    out["warm_server"] = {"seconds": warm, "median_seconds": median(warm), "worker_processes": len(pids)}
+    jobs.shutdown_workers(server, busy=True)
+
+    cold = dataclasses.replace(base, home=work / f"{name}-cold-home", worker_max_runs=1)
+    _latency(config, work / f"{name}-cold-runs", cold)  # Fills this home's feature cache; not timed.
+    per_run = []
+    for _ in range(min(args.repeats, 3)):
+        time.sleep(11)  # The last run's process has retired (WORKER_LINGER_SECONDS does not apply: max 1 run).
+        seconds, _detail = _latency(config, work / f"{name}-cold-runs", cold)
+        per_run.append(round(seconds, 2))
+        print(name, "one process per run", round(seconds, 2), flush=True)
+    out["one_process_per_run"] = {"seconds": per_run, "median_seconds": median(per_run)}
+    out["one_process_over_warm"] = median(per_run) / median(warm)
+    return out
 
 
 def main() -> int:
@@ -92,36 +109,21 @@ def main() -> int:
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--weights-dir", default=str(DEFAULT_WEIGHTS))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=("demo_run", "feature_extraction"))
+    parser.add_argument("--start-at-once", action="store_true",
+                        help="Start the first run right after the server starts, before its worker is idle")
     parser.add_argument("--out")
     args = parser.parse_args()
 
-    from transfer_core import jobs
     from transfer_core.config import Settings
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    configs = _configs(work, Path(args.data), Settings(home=work / "home", weights_dir=Path(args.weights_dir)))
-    seconds: dict[str, dict[str, list[float]]] = {name: {"fresh_worker": [], "standby": []} for name in configs}
+    base = Settings(home=work / "home", weights_dir=Path(args.weights_dir))
+    configs = _configs(work, Path(args.data), base)
+    result = {"repeats": args.repeats, "start_at_once": args.start_at_once}
     for name, config in configs.items():
-        fresh = Settings(home=work / "home", weights_dir=Path(args.weights_dir))
-        standby = Settings(home=work / "home", weights_dir=Path(args.weights_dir), standby_worker=True)
-        _latency(config, work / "runs", fresh)  # Fills the feature cache; not timed.
-        for _ in range(args.repeats):
-            seconds[name]["fresh_worker"].append(_latency(config, work / "runs", fresh))
-            jobs.ensure_standby(standby)
-            _wait_for_standby(standby)  # In the app the standby is ready long before the next click,
-            time.sleep(2)  # and has built the last feature-extraction run's backbone (~0.4 s, after ready).
-            seconds[name]["standby"].append(_latency(config, work / "runs", standby))
-            _wait_for_standby(standby)  # Its successor, so it does not share the CPU with the next run.
-            print(name, {k: round(v[-1], 2) for k, v in seconds[name].items()}, flush=True)
-        jobs.shutdown_standby(standby)
-    first_second = _first_and_second_run(work, configs["feature_extraction_warm_cache"], args)
-    result = {
-        "first_and_second_feature_extraction_run": first_second,
-        "repeats": args.repeats,
-        "seconds": seconds,
-        "median_seconds": {n: {k: median(v) for k, v in d.items()} for n, d in seconds.items()},
-        "fresh_over_standby": {n: median(d["fresh_worker"]) / median(d["standby"]) for n, d in seconds.items()},
-    }
+        if args.only in (None, name):
+            result[name] = _measure(name, config, work, base, args)
     write_result(result, args.out)
     return 0
 

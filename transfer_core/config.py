@@ -371,6 +371,11 @@ class Settings(_DictMixin):
         worker_nice: The nice value (0-19) training workers run at, so that on a shared machine the
             web server and the browsers get the cores first and pages stay quick while runs train; on
             an idle machine it costs nothing. 0 keeps the server's priority. ``TRANSFER_WORKER_NICE``.
+        worker_max_runs: Runs one warm worker process trains before it retires and a fresh process
+            takes over (Keras state is reset between runs; retiring bounds what a leak could grow to).
+            ``TRANSFER_WORKER_MAX_RUNS``.
+        worker_max_memory_mb: A warm worker whose resident memory is above this after a run retires
+            instead of taking the next run. ``TRANSFER_WORKER_MAX_MEMORY_MB``.
         teacher_token: Opens the class view to whoever visits ``?teacher=<token>``; empty means no
             class view. ``TRANSFER_TEACHER_TOKEN``.
         demo_dir: A folder with the ants-and-bees photos (``train/`` and ``val/``) for the real-photo
@@ -396,6 +401,8 @@ class Settings(_DictMixin):
     ray_num_gpus: float = 0.0
     max_queued_per_session: int = 3
     worker_nice: int = 10
+    worker_max_runs: int = 20
+    worker_max_memory_mb: int = 3000
     # The class view and the real-photo demo.
     teacher_token: str = field(default="", repr=False)
     demo_dir: Path | None = None
@@ -409,7 +416,7 @@ class Settings(_DictMixin):
         if self.demo_dir is not None:
             object.__setattr__(self, "demo_dir", Path(self.demo_dir))
         for name in ("max_concurrent_runs", "max_upload_mb", "max_files", "max_pixels", "max_session_disk_mb",
-                     "max_queued_per_session"):
+                     "max_queued_per_session", "worker_max_runs", "worker_max_memory_mb"):
             if getattr(self, name) < 1:
                 _fail(f"{name} must be >= 1.", **{name: getattr(self, name)})
         if self.executor not in EXECUTORS:
@@ -457,6 +464,8 @@ class Settings(_DictMixin):
             ray_num_gpus=_env_float("TRANSFER_RAY_NUM_GPUS", 0.0),
             max_queued_per_session=_env_int("TRANSFER_MAX_QUEUED_PER_SESSION", 3),
             worker_nice=_env_int("TRANSFER_WORKER_NICE", 10),
+            worker_max_runs=_env_int("TRANSFER_WORKER_MAX_RUNS", cls.worker_max_runs),
+            worker_max_memory_mb=_env_int("TRANSFER_WORKER_MAX_MEMORY_MB", cls.worker_max_memory_mb),
             teacher_token=os.environ.get("TRANSFER_TEACHER_TOKEN", "").strip(),
             demo_dir=_env_path("TRANSFER_DEMO_DIR", None),
             offline=os.environ.get("TRANSFER_OFFLINE", "").strip().lower() in ("1", "true", "yes"),

@@ -4,7 +4,11 @@ Layout of ``<runs_dir>/<run_id>/``:
 
 - ``config.json``   the RunConfig (written once, at creation)
 - ``events.jsonl``  append-only event stream, one JSON object per line
-- ``worker.pid``    pid and start time of the worker process while it lives
+- ``worker.pid``    pid and start time of the process the run's life hangs on: its worker
+                    while it trains, or (``"holder": "owner"``) the process that started it
+                    while it waits in the queue with no worker yet
+- ``claim``         created once, exclusively: by the warm worker that takes the queued run, or
+                    by a Stop that cancels it first (see :mod:`transfer_core.jobs.pool`)
 - ``stop``          present when a stop was requested
 - ``metrics.csv``   one row per epoch (written at the end)
 - ``model.keras``   the trained model (written at the end)
@@ -291,9 +295,22 @@ def _read_report(path: Path) -> tuple[RunReport | None, str]:
         return None, f"report.json is unreadable: {error}"
 
 
-def write_pid(path: Path, pid: int | None = None) -> None:
+def write_pid(path: Path, pid: int | None = None, *, owner: bool = False) -> None:
+    """Record the process the run's life hangs on; ``owner``: the process that started the run and
+    holds it while it waits for a worker (never a process to kill when the run is stopped)."""
     pid = pid or os.getpid()
-    atomic_write_json(path / "worker.pid", {"pid": pid, "start_time": process_start_time(pid)})
+    data: dict[str, Any] = {"pid": pid, "start_time": process_start_time(pid)}
+    if owner:
+        data["holder"] = "owner"
+    atomic_write_json(path / "worker.pid", data)
+
+
+def pid_is_owner(path: Path) -> bool:
+    """Whether ``worker.pid`` names the run's owner (queued, no worker yet) rather than a worker."""
+    try:
+        return json.loads((Path(path) / "worker.pid").read_text()).get("holder") == "owner"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def read_pid(path: Path) -> tuple[int, float | None] | None:

@@ -20,7 +20,7 @@ from helpers.ray_cluster import ray_address  # noqa: F401 - a fixture
 from helpers.runs import wait_for
 
 from transfer_core.config import RunConfig, Settings, TrainConfig
-from transfer_core.jobs import queue_position, request_stop, start_run, stop_and_wait
+from transfer_core.jobs import follow, queue_position, request_stop, start_run, stop_and_wait
 from transfer_core.runs import load_run, read_events
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +45,20 @@ def test_stop_cancels_a_run_that_ray_has_not_started(tiny_dataset, ray_address, 
     assert queue_position(second, settings) is None
     request_stop(first)
     assert stop_and_wait(first, timeout=60) == "stopped"
+
+
+@pytest.mark.slow
+def test_a_ray_worker_stays_warm_between_runs_and_retires_after_max_runs(tiny_dataset, ray_address,  # noqa: F811
+                                                                         tmp_path):
+    settings = Settings(home=tmp_path / "home", executor="ray", ray_address=ray_address, ray_num_cpus=2,
+                        worker_max_runs=2)
+    runs = [start_run(_config(tiny_dataset, 1), runs_dir=tmp_path / f"runs{i}", settings=settings)
+            for i in range(3)]
+    for run_dir in runs:
+        assert follow(run_dir, timeout=240) == "finished", load_run(run_dir).reason
+    pids = [json.loads((run_dir / "ray_task.json").read_text())["pid"] for run_dir in runs]
+    # One Ray worker process trained the first two (TensorFlow imported once); the third got a new one.
+    assert pids[0] == pids[1] != pids[2]
 
 
 def test_ray_is_never_imported_on_the_default_path(tmp_path):

@@ -1,22 +1,35 @@
-"""Run training outside the caller: a worker per run, a FIFO queue, stop, two executors.
+"""Run training outside the caller: warm worker processes, a FIFO queue, stop, two executors.
 
-Why a worker per run (ARCHITECTURE.md, decision 1): a Streamlit rerun can interrupt the script thread
-at any moment, Keras' global state is process-wide, and a crash in TensorFlow must not take
-the server down. The worker writes everything to its run directory (see
+Why workers (ARCHITECTURE.md, decisions 1 and 11): a Streamlit rerun can interrupt the script
+thread at any moment, Keras' global state is process-wide, and a crash in TensorFlow must not take
+the server down. A worker stays warm between runs (TensorFlow imported, backbones built) and
+resets Keras between them. The worker writes everything to its run directory (see
 :mod:`transfer_core.runs`); callers only read files.
 
 Modules, one job each:
 
 - :mod:`.start`          ``start_run`` (on the configured executor) and ``follow``
-- :mod:`.local`          the local executor: a worker process per run (the default)
-- :mod:`.ray_executor`   the Ray executor: a Ray task per run (``TRANSFER_EXECUTOR=ray``)
+- :mod:`.local`          the local executor: warm worker processes take queued runs (the default)
+- :mod:`.ray_executor`   the Ray executor: a Ray task per run, in reused Ray workers (``TRANSFER_EXECUTOR=ray``)
 - :mod:`.runner`         the code inside a worker: wait, take a slot, train, write artefacts
 - :mod:`.queue`          the FIFO, slots, per-session limits, queue ETA
-- :mod:`.stop`           the stop file, then a kill (or ``ray.cancel``)
-- :mod:`.standby`, :mod:`.standby_worker`  a worker with TensorFlow already imported
+- :mod:`.stop`           the stop file, then a kill (or ``ray.cancel``); a queued run is cancelled
+- :mod:`.pool`           warm workers, the server's side: claims, the keeper, the standby
+- :mod:`.standby_worker` a warm worker's loop: take a run, train, reset, retire
 - :mod:`.spawn`          a worker's environment and process start
 """
 
+from transfer_core.jobs.pool import (
+    STANDBY_IDLE_SECONDS,
+    WorkerEntry,
+    cancel_queued,
+    ensure_standby,
+    ensure_workers,
+    live_workers,
+    prebuild_hint,
+    shutdown_workers,
+    workers_dir,
+)
 from transfer_core.jobs.queue import (
     QueueCapacity,
     QueueFull,
@@ -28,18 +41,9 @@ from transfer_core.jobs.queue import (
     recent_run_times,
     record_run_time,
 )
-from transfer_core.jobs.runner import finish_run, run_worker, save_model, worker_main
+from transfer_core.jobs.runner import finish_run, run_worker, save_model, train_claimed_run, worker_main
 from transfer_core.jobs.spawn import STANDBY_OWNER_ENV, settings_env, standby_key
-from transfer_core.jobs.standby import (
-    STANDBY_IDLE_SECONDS,
-    claim_standby,
-    ensure_standby,
-    prebuild_hint,
-    shutdown_standby,
-    standby_dir,
-    standby_entries,
-)
-from transfer_core.jobs.standby_worker import standby_main
+from transfer_core.jobs.standby_worker import resident_mb, standby_main
 from transfer_core.jobs.start import StartFailed, follow, start_run
 from transfer_core.jobs.stop import enforce_stop, request_stop, stop_and_wait
 
@@ -49,13 +53,16 @@ __all__ = [
     "QueueCapacity",
     "QueueFull",
     "StartFailed",
+    "WorkerEntry",
+    "cancel_queued",
     "check_session_queue",
-    "claim_standby",
     "enforce_stop",
     "ensure_standby",
+    "ensure_workers",
     "finish_run",
     "follow",
     "live_queue",
+    "live_workers",
     "prebuild_hint",
     "queue_capacity",
     "queue_eta",
@@ -63,15 +70,16 @@ __all__ = [
     "recent_run_times",
     "record_run_time",
     "request_stop",
+    "resident_mb",
     "run_worker",
     "save_model",
     "settings_env",
-    "shutdown_standby",
-    "standby_dir",
-    "standby_entries",
+    "shutdown_workers",
     "standby_key",
     "standby_main",
     "start_run",
     "stop_and_wait",
+    "train_claimed_run",
     "worker_main",
+    "workers_dir",
 ]

@@ -47,6 +47,8 @@ def live_queue(settings: Settings) -> list[Path]:
         try:
             data = json.loads(entry.read_text())
             alive = process_alive(int(data["pid"]), data.get("start_time"))
+            # A warm worker took it (or a Stop cancelled it) and has not removed the entry yet.
+            alive = alive and not (data.get("key") and (Path(data["run_dir"]) / "claim").exists())
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             alive = False
         if alive:
@@ -75,8 +77,11 @@ def queue_entry(settings: Settings, run_dir: Path) -> Path:
     return queue_dir(settings) / f"{created:017.6f}-{run_dir.name}"
 
 
-def register_in_queue(settings: Settings, run_dir: Path, pid: int) -> Path:
+def register_in_queue(settings: Settings, run_dir: Path, pid: int, *, key: str | None = None) -> Path:
     """Write (or rewrite) the run's queue entry, held by process ``pid``.
+
+    ``key``: the run waits for a warm worker of that key (:mod:`.pool`), held by its owner;
+    without it, the process ``pid`` waits in the queue itself (a one-run worker, a Ray owner).
 
     ``start_run`` writes it for the new worker and the worker writes the same entry again, so the
     queue order is the order runs were started (``config.json`` is written before the worker exists),
@@ -84,16 +89,30 @@ def register_in_queue(settings: Settings, run_dir: Path, pid: int) -> Path:
     """
     queue_dir(settings).mkdir(parents=True, exist_ok=True)
     entry = queue_entry(settings, run_dir)
-    atomic_write_json(entry, {"pid": pid, "start_time": process_start_time(pid),
-                              "run_dir": str(Path(run_dir).resolve())})
+    data = {"pid": pid, "start_time": process_start_time(pid), "run_dir": str(Path(run_dir).resolve())}
+    if key is not None:
+        data["key"] = key
+    atomic_write_json(entry, data)
     return entry
+
+
+def try_slot(settings: Settings) -> IO[str] | None:
+    """A free training slot, locked (the kernel frees it when this process ends), or None."""
+    slots = Path(settings.home) / "slots"
+    slots.mkdir(parents=True, exist_ok=True)
+    for index in range(settings.max_concurrent_runs):
+        handle = open(slots / f"slot-{index}.lock", "a+")  # noqa: SIM115 - held for the run.
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            handle.close()
+    return None
 
 
 def acquire_slot(settings: Settings, run_dir: Path, log: EventLog,
                  should_stop: Callable[[], bool]) -> IO[str] | None:
     """Wait in FIFO order for a free slot; returns the locked slot file, or None if stopped."""
-    slots = Path(settings.home) / "slots"
-    slots.mkdir(parents=True, exist_ok=True)
     entry = register_in_queue(settings, run_dir, os.getpid())
     announced = None
     try:
@@ -103,13 +122,9 @@ def acquire_slot(settings: Settings, run_dir: Path, log: EventLog,
             live = live_queue(settings)
             position = next((i for i, e in enumerate(live) if e.name == entry.name), 0)
             if position < settings.max_concurrent_runs:
-                for index in range(settings.max_concurrent_runs):
-                    handle = open(slots / f"slot-{index}.lock", "a+")  # noqa: SIM115 - held for the run.
-                    try:
-                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        return handle
-                    except BlockingIOError:
-                        handle.close()
+                handle = try_slot(settings)
+                if handle is not None:
+                    return handle
             if position != announced:
                 log.write({"type": "queued", "position": position,
                            "message": f"waiting for a free training slot ({position} run(s) ahead)"})

@@ -27,7 +27,7 @@ from typing import Any
 from transfer_core.config import Settings
 from transfer_core.fileio import atomic_write_json
 from transfer_core.jobs.queue import register_in_queue
-from transfer_core.jobs.runner import redirect_output, run_worker
+from transfer_core.jobs.runner import output_to, run_worker
 from transfer_core.jobs.spawn import REPO_ROOT, settings_env
 from transfer_core.runs import TERMINAL_EVENTS, EventLog, read_events, write_pid
 
@@ -86,22 +86,35 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
 
 
 def _task(run_dir: str, settings: dict[str, Any], owner_node: str) -> int:
-    """What a Ray worker runs: the worker code, in a fresh process (``max_calls=1``)."""
+    """What a Ray worker runs: the worker code. Ray reuses the worker process for the next run
+    with the same environment (decision 11: TensorFlow stays imported, backbones stay built), up
+    to ``Settings.worker_max_runs`` runs (``max_calls``); Keras is reset between runs."""
     import ray
 
+    from transfer_core.jobs.standby_worker import resident_mb
+
     run_path = Path(run_dir)
+    worker_settings = Settings.from_dict(settings)
     node = ray.get_runtime_context().get_node_id()
-    redirect_output(run_path)
-    atomic_write_json(run_path / RAY_TASK_FILE, {"pid": os.getpid(), "node": node, "owner_node": owner_node})
-    return run_worker(run_path, Settings.from_dict(settings), record_pid=node == owner_node)
+    with output_to(run_path):
+        atomic_write_json(run_path / RAY_TASK_FILE, {"pid": os.getpid(), "node": node, "owner_node": owner_node})
+        status = run_worker(run_path, worker_settings, record_pid=node == owner_node)
+    from transfer_core.training import release_run_state
+
+    release_run_state()
+    if resident_mb() > worker_settings.worker_max_memory_mb:
+        # Retire above the memory ceiling. The run's files are complete (its terminal event is
+        # written); the owner's watcher reads that and does not mark the run lost.
+        os._exit(0)
+    return status
 
 
 @functools.cache
-def _remote_task():
+def _remote_task(max_runs: int):
     import ray
 
     # No retries: a lost worker shows the run interrupted; rerunning it would mix two runs' events.
-    return ray.remote(max_retries=0, max_calls=1)(_task)
+    return ray.remote(max_retries=0, max_calls=max_runs)(_task)
 
 
 def _task_env(settings: Settings) -> dict[str, str]:
@@ -134,12 +147,12 @@ def submit_run(run_dir: Path, settings: Settings, *, queued: bool) -> None:
     ray = _connect(settings)
     run_dir = Path(run_dir).resolve()
     owner_pid = os.getpid()
-    write_pid(run_dir, owner_pid)
+    write_pid(run_dir, owner_pid, owner=True)
     atomic_write_json(run_dir / RAY_TASK_FILE, {"owner_pid": owner_pid})
     entry = register_in_queue(settings, run_dir, owner_pid) if queued else None
     with EventLog(run_dir / "events.jsonl") as log:
         log.write({"type": "queued", "position": None, "message": "waiting for the Ray cluster to run it"})
-    ref = _remote_task().options(
+    ref = _remote_task(settings.worker_max_runs).options(
         num_cpus=settings.ray_num_cpus,
         num_gpus=settings.ray_num_gpus,
         runtime_env={"env_vars": _task_env(settings)},

@@ -1,7 +1,7 @@
 """The code that runs inside a worker: wait for the previous run and a slot, train, write artefacts.
 
-The same code runs in a local worker process (``python -m transfer_core worker``), in the
-standby worker, and in a Ray task; it reads and writes only the run directory (and the
+The same code runs in a warm worker (:mod:`.standby_worker`, several runs in turn), in a one-run
+worker process (``python -m transfer_core worker``) and in a Ray task; it reads and writes only the run directory (and the
 queue/slot files under ``Settings.home``; a run on a class assignment's data also gets its score
 written under ``<home>/assignments/``).
 """
@@ -13,26 +13,21 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from transfer_core.config import RunConfig, Settings
 from transfer_core.fileio import atomic_path, atomic_write_json
 from transfer_core.jobs.queue import acquire_slot, queue_entry, record_run_time
-from transfer_core.jobs.standby import start_successor_standby
 from transfer_core.processes import lower_priority
 from transfer_core.runs import EventLog, load_run, write_pid
 
 
 def worker_main(run_dir: Path) -> int:
-    """Entry point of a worker process: wait for a slot, train, write artefacts."""
-    settings = Settings.from_env()
-    try:
-        return run_worker(Path(run_dir).resolve(), settings)
-    finally:
-        if settings.standby_worker:
-            start_successor_standby(settings, Path(run_dir))
+    """Entry point of a one-run worker process (``python -m transfer_core worker RUN_DIR``):
+    wait for a slot, train, write artefacts. The app and ``start_run`` use warm workers instead."""
+    return run_worker(Path(run_dir).resolve(), Settings.from_env())
 
 
 def run_worker(run_dir: Path, settings: Settings, *, record_pid: bool = True) -> int:
@@ -57,46 +52,60 @@ def run_worker(run_dir: Path, settings: Settings, *, record_pid: bool = True) ->
         return stop_file.exists()
 
     with EventLog(run_dir / "events.jsonl") as log:
-        try:
-            config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-        except (OSError, ValueError, TypeError) as error:
-            finish_run(run_dir, log, "failed", f"config.json is unreadable: {error}", {})
-            return 1
         if not _wait_for_predecessor(run_dir, log, should_stop):
             finish_run(run_dir, log, "stopped", "stopped while waiting for the previous run", {})
             return 0
         slot = None
         if settings.executor == "ray":
             queue_entry(settings, run_dir).unlink(missing_ok=True)
-            stopped = should_stop()
         else:
             slot = acquire_slot(settings, run_dir, log, should_stop)
-            stopped = slot is None
-        if stopped:
-            finish_run(run_dir, log, "stopped", "stopped while waiting in the queue", {})
-            return 0
-        log.write({"type": "starting", "message": "got a training slot; loading TensorFlow and the model"})
-        started = time.time()
-        try:
-            from transfer_core.training import train
+            if slot is None:
+                finish_run(run_dir, log, "stopped", "stopped while waiting in the queue", {})
+                return 0
+    return train_claimed_run(run_dir, settings, slot)
 
-            result = train(config, emit=log, should_stop=should_stop, settings=settings)
-            if result.classifier is not None:
-                save_model(result.classifier.model, run_dir / "model.keras")
-            result.history.to_csv(run_dir / ".metrics.csv.tmp", index=False)
-            os.replace(run_dir / ".metrics.csv.tmp", run_dir / "metrics.csv")
-            finish_run(run_dir, log, result.status, result.reason, result.report)
-            if result.status == "finished" and result.classifier is not None:
-                score_assignment_run(run_dir, config, result.classifier.model, result.report, settings)
-            if result.status == "finished":
-                with contextlib.suppress(OSError):  # Only feeds the queue's ETA.
-                    record_run_time(settings, config.train.strategy, time.time() - started)
-        except Exception as error:  # noqa: BLE001 - the run must end with a readable reason.
-            finish_run(run_dir, log, "failed", f"{type(error).__name__}: {error}", {})
-            return 1
-        finally:
-            if slot is not None:
-                slot.close()
+
+def train_claimed_run(run_dir: Path, settings: Settings, slot: IO[str] | None) -> int:
+    """Train a run this process has taken (holding ``slot``, closed at the end) and write its
+    artefacts; returns the worker's exit status. Everything of the run lives inside this call."""
+    stop_file = run_dir / "stop"
+
+    def should_stop() -> bool:
+        return stop_file.exists()
+
+    try:
+        with EventLog(run_dir / "events.jsonl") as log:
+            try:
+                config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+            except (OSError, ValueError, TypeError) as error:
+                finish_run(run_dir, log, "failed", f"config.json is unreadable: {error}", {})
+                return 1
+            if should_stop():
+                finish_run(run_dir, log, "stopped", "stopped while waiting in the queue", {})
+                return 0
+            log.write({"type": "starting", "message": "got a training slot; loading TensorFlow and the model"})
+            started = time.time()
+            try:
+                from transfer_core.training import train
+
+                result = train(config, emit=log, should_stop=should_stop, settings=settings)
+                if result.classifier is not None:
+                    save_model(result.classifier.model, run_dir / "model.keras")
+                result.history.to_csv(run_dir / ".metrics.csv.tmp", index=False)
+                os.replace(run_dir / ".metrics.csv.tmp", run_dir / "metrics.csv")
+                finish_run(run_dir, log, result.status, result.reason, result.report)
+                if result.status == "finished" and result.classifier is not None:
+                    score_assignment_run(run_dir, config, result.classifier.model, result.report, settings)
+                if result.status == "finished":
+                    with contextlib.suppress(OSError):  # Only feeds the queue's ETA.
+                        record_run_time(settings, config.train.strategy, time.time() - started)
+            except Exception as error:  # noqa: BLE001 - the run must end with a readable reason.
+                finish_run(run_dir, log, "failed", f"{type(error).__name__}: {error}", {})
+                return 1
+    finally:
+        if slot is not None:
+            slot.close()
     return 0
 
 
@@ -114,15 +123,26 @@ def score_assignment_run(run_dir: Path, config: RunConfig, model, report: dict[s
         print(f"Scoring on the assignment's hidden test split failed ({type(error).__name__}).", file=sys.stderr)
 
 
-def redirect_output(run_dir: Path) -> None:
-    """Send this process's stdout and stderr to the run's ``worker.log``, where any worker logs
-    (for a process that became the run's worker after it started: a standby, a Ray task)."""
+@contextlib.contextmanager
+def output_to(run_dir: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr to the run's ``worker.log`` while it trains the run
+    (a warm worker, a reused Ray worker), then back where they went before."""
     sys.stdout.flush()
     sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
     log = os.open(Path(run_dir) / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    try:
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def _wait_for_predecessor(run_dir: Path, log: EventLog, should_stop: Callable[[], bool]) -> bool:

@@ -33,6 +33,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRANSFER_RAY_NUM_GPUS": str(settings.ray_num_gpus),
         "TRANSFER_MAX_QUEUED_PER_SESSION": str(settings.max_queued_per_session),
         "TRANSFER_WORKER_NICE": str(settings.worker_nice),
+        "TRANSFER_WORKER_MAX_RUNS": str(settings.worker_max_runs),
+        "TRANSFER_WORKER_MAX_MEMORY_MB": str(settings.worker_max_memory_mb),
         "TRANSFER_OFFLINE": "1" if settings.offline else "0",
     }
     if settings.ray_address:

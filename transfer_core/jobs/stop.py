@@ -8,25 +8,28 @@ import time
 from pathlib import Path
 
 from transfer_core.fileio import atomic_write_json, atomic_write_text
+from transfer_core.jobs.pool import cancel_queued
 from transfer_core.jobs.ray_executor import cancel_run, is_ray_run
-from transfer_core.runs import EventLog, load_run, read_events, read_pid
+from transfer_core.runs import EventLog, load_run, pid_is_owner, read_events, read_pid
 
 POLL_SECONDS = 0.2
 
 
 def request_stop(run_dir: Path) -> None:
-    """Ask the worker of ``run_dir`` to stop after its current batch."""
+    """Ask the worker of ``run_dir`` to stop after its current batch; a run still waiting for a
+    warm worker is cancelled here and now."""
     stop_file = Path(run_dir) / "stop"
     if not stop_file.exists():
         atomic_write_text(stop_file, f"{time.time()}\n")
+    cancel_queued(Path(run_dir))
 
 
 def _kill_worker(run_dir: Path) -> bool:
     if is_ray_run(run_dir):
         return cancel_run(run_dir)  # The pid file may name the server itself: never kill by pid.
     pid_info = read_pid(run_dir)
-    if pid_info is None:
-        return False
+    if pid_info is None or pid_is_owner(run_dir):
+        return False  # Queued, no worker yet: the pid is the server's (request_stop cancels it).
     try:
         os.killpg(pid_info[0], signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

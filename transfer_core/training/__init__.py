@@ -16,7 +16,12 @@ from transfer_core.training.api import TrainResult, compute_head_features, prefl
 from transfer_core.training.context import SplitData
 from transfer_core.training.errors import BudgetUsed, RunFailed, RunStopped
 from transfer_core.training.inputs import load_split
-from transfer_core.training.keras_state import make_optimizer, reset_keras_state, resolve_precision
+from transfer_core.training.keras_state import (
+    make_optimizer,
+    release_run_state,
+    reset_keras_state,
+    resolve_precision,
+)
 
 __all__ = [
     "BudgetUsed",
@@ -28,6 +33,7 @@ __all__ = [
     "load_split",
     "make_optimizer",
     "preflight",
+    "release_run_state",
     "reset_keras_state",
     "resolve_precision",
     "train",

@@ -1,7 +1,8 @@
 """Keras' process-wide state (graph, seeds, dtype policy), the distribution scope and optimizers.
 
-Keras global state is reset only in :func:`reset_keras_state`, called once at the start of
-each run (see ARCHITECTURE.md).
+Keras global state is reset only here: :func:`reset_keras_state` at the start of each run, and
+:func:`release_run_state` when a warm worker (one process, several runs in turn) has finished
+one, so nothing of that run is visible to the next (see ARCHITECTURE.md, decision 11).
 """
 
 from __future__ import annotations
@@ -33,6 +34,22 @@ def reset_keras_state(seed: int, precision: str = "float32") -> str:
     policy = resolve_precision(precision)
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def release_run_state() -> None:
+    """After a run, in a process that may train another: drop the run's graph and models, free
+    their memory, and put the dtype policy and seeds back to a fresh process's.
+
+    A backbone kept for reuse (:func:`transfer_core.models.keep_backbone`) survives: it is
+    referenced from its module, holds ImageNet weights only, and is checked before any reuse.
+    """
+    import keras
+
+    global _models_built_in_process
+    keras.backend.clear_session(free_memory=True)
+    _models_built_in_process = True
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)
 
 
 def resolve_precision(precision: str) -> str:
