@@ -120,8 +120,10 @@ class StreamlitSession:
         texts = []
         for element in self.elements():
             kind = element.WhichOneof("type")
-            if kind in ("heading", "markdown", "alert", "text", "code"):
+            if kind in ("heading", "markdown", "alert", "text"):
                 texts.append(getattr(element, kind).body)
+            elif kind == "code":
+                texts.append(element.code.code_text)
             elif kind in ("button", "download_button", "page_link"):
                 texts.append(getattr(element, kind).label)
             elif kind == "progress":
