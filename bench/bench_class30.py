@@ -214,6 +214,7 @@ def protocol_class(args, tmp: Path) -> dict:
         thread.start()
         started.wait(timeout=max(deadline - time.time(), 1))
         starts_at = time.time()
+        cpu_at_starts = {name: group.cpu_seconds for name, group in sampler.groups.items()}
         probes: list[float] = []
         next_probe = time.time() + 2.0
         while thread.is_alive() and time.time() < deadline + 5:
@@ -227,6 +228,14 @@ def protocol_class(args, tmp: Path) -> dict:
         thread.join(timeout=10)
         elapsed = time.time() - measure_started
         sampler_result["starts_after_s"] = round(starts_at - measure_started, 1)
+        # The class proper, from the Starts to the end (bench_classroom's cpu_cores covers the same span).
+        class_seconds = time.time() - starts_at
+        sampler_result["cpu_cores_from_starts"] = {
+            name: round((group.cpu_seconds - cpu_at_starts[name]) / class_seconds, 3)
+            for name, group in sampler.groups.items()}
+        sampler_result["cpu_cores_before_starts"] = {
+            name: round(cpu_at_starts[name] / max(starts_at - measure_started, 1e-9), 3)
+            for name in sampler.groups}
         return _summarise(args, home, records, probes, idle, sampler, sampler_result, elapsed, loop_error)
 
 
