@@ -115,6 +115,7 @@ async def _student(index: int, url: str, home: Path, record: dict, start_gate: a
         record["runs_options"] = session.selectbox_options("Run")
     except (SessionError, OSError, TimeoutError) as error:
         record["lost"] = f"{type(error).__name__}: {error}"
+        record["page_at_loss"] = session.describe()
         if not start_gate.is_set():
             await ready.put(index)  # Do not hold the class's Start for a session that failed before it.
     finally:
@@ -171,7 +172,7 @@ def _leaks(records: list[dict]) -> list[str]:
         seen = sorted({value for value in others if any(value in line for line in text)})
         if seen:
             problems.append(f"session {index}'s page names {seen}")
-        if record.get("run"):
+        if record.get("page_status"):  # A session that never saw its run end is reported as lost.
             for key in ("runs_options", "runs_options_final"):
                 options = record.get(key)
                 if options != [record["run"]]:
@@ -243,7 +244,7 @@ def _summarise(args, home, records, probes, idle, sampler, extra, elapsed, loop_
     runs = []
     for record in records:
         entry = {k: record.get(k) for k in ("index", "home_s", "try_demo_s", "workspace", "run", "page_status",
-                                            "lost", "final_look_error", "stats")}
+                                            "lost", "page_at_loss", "final_look_error", "stats")}
         if record.get("run_dir") and Path(record["run_dir"]).exists():
             disk = _run_times(Path(record["run_dir"]), record["clicked"])
             entry.update(disk_status=disk["status"], queue_wait_s=disk["queue_wait_s"],

@@ -13,7 +13,9 @@ What a browser tab does, reduced to what a load test needs (the messages are Str
 - presses a button by its label (a ``trigger_value`` widget state; a form's submit button likewise,
   the form's other widgets keeping the values the server last saw);
 - runs each fragment's ``run_every`` timer (``ForwardMsg.auto_rerun``), sending ``is_auto_rerun``
-  fragment reruns, cleared when a full run starts and on ``stop_auto_rerun``, as the frontend does.
+  fragment reruns, cleared when a full run starts and on ``stop_auto_rerun``, as the frontend does. A
+  timer fires whatever the script is doing (the server merges the requests); an earlier version held
+  it back while a full run was in flight and, when a fragment rerun cut that run short, never sent again.
 
 It does not render, upload files, or cache messages (no ``cached_message_hashes``, so the server sends
 every message in full). One asyncio loop can hold dozens of sessions.
@@ -74,7 +76,7 @@ class StreamlitSession:
         self._reader: asyncio.Task | None = None
         self._elements: dict[tuple[int, ...], Element] = {}
         self._written_this_run: set[tuple[int, ...]] = set()
-        self._full_run_running = False
+        self._full_run_running = False  # From new_session / script_finished / session_status_changed.
         self._full_runs_finished = 0
         self._changed = asyncio.Event()
         self._timers: dict[str, asyncio.Task] = {}
@@ -278,13 +280,20 @@ class StreamlitSession:
                     del self._elements[path]
                 self._full_run_running = False
                 self._full_runs_finished += 1
-            elif status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
-                self._full_run_running = True  # Another run follows at once (st.rerun, st.switch_page).
+            # FINISHED_EARLY_FOR_RERUN: another run follows (st.rerun, st.switch_page, a request that
+            # cut it short); the flag stays as it is until that run's messages come.
+        elif kind == "session_status_changed" and not message.session_status_changed.script_is_running:
+            self._full_run_running = False
 
     async def _auto_rerun(self, fragment_id: str, interval: float) -> None:
-        """A fragment's ``run_every``: rerun it every ``interval`` s, skipping while a full run is in flight."""
+        """A fragment's ``run_every``: rerun it every ``interval`` s until a full run or the server stops it."""
         with contextlib.suppress(asyncio.CancelledError, SessionError, websockets.ConnectionClosed):
             while True:
                 await asyncio.sleep(interval)
-                if not self._full_run_running:
-                    await self.rerun(fragment_id=fragment_id, is_auto_rerun=True)
+                await self.rerun(fragment_id=fragment_id, is_auto_rerun=True)
+
+    def describe(self) -> dict:
+        """What the page shows and where the session stands: for a report when a wait ran out."""
+        return {"headings": self.headings(), "alerts": self.alerts(), "query_string": self.query_string,
+                "script_running": self._full_run_running, "full_runs_finished": self._full_runs_finished,
+                "fragment_timers": len(self._timers), "closed": self._closed}
