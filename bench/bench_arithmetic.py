@@ -66,8 +66,9 @@ def _config(kind: str, spec, settings, seed: int = 0):
 
 
 def _wait_for_standby(settings) -> float:
-    from transfer_core.jobs.spawn import standby_key
     from transfer_core.jobs.standby import standby_dir, standby_entries
+
+    from transfer_core.jobs.spawn import standby_key
 
     started = time.perf_counter()
     while not standby_entries(standby_dir(settings), standby_key(settings), "ready"):
