@@ -102,3 +102,18 @@ def test_the_status_line_shows_the_eta(tmp_path):
     assert run_text.status_line(info, 2, 130.0) == "queued (2 run(s) ahead), starts in about 2 min"
     assert run_text.status_line(info, 0, 12.0) == "queued (next), starts in about 10 s"
     assert run_text.status_line(info, 0) == "queued (next)"
+
+
+def test_reading_the_queue_leaves_another_processs_half_written_entry_alone(tmp_path):
+    """A page asking its queue position while a worker writes its entry must not delete the temporary
+    file under it (the rename then failed and a student's Start with it; bench_class30 at N=30)."""
+    from transfer_core.fileio import atomic_path
+    from transfer_core.jobs.queue import live_queue, queue_dir
+
+    settings = Settings(home=tmp_path)
+    queue_dir(settings).mkdir(parents=True)
+    with atomic_path(queue_dir(settings) / "0001-run") as tmp:
+        tmp.write_text("{")  # Half written: not yet JSON.
+        assert live_queue(settings) == []
+        assert tmp.exists()
+    assert (queue_dir(settings) / "0001-run").exists()

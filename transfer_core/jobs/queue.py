@@ -43,7 +43,9 @@ def live_queue(settings: Settings) -> list[Path]:
     if not queue.exists():
         return []
     live = []
-    for entry in sorted(queue.iterdir()):
+    # Dot files are other processes' half-written entries (fileio.atomic_path): deleting one made their
+    # rename fail and their Start fail (seen with 30 sessions pressing Start together).
+    for entry in sorted(queue.glob("[!.]*")):
         try:
             data = json.loads(entry.read_text())
             alive = process_alive(int(data["pid"]), data.get("start_time"))
