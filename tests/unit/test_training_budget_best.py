@@ -14,7 +14,6 @@ from helpers.models import TINY_MODEL
 
 from transfer_core.config import FreezePlan, RunConfig, Settings, TrainConfig
 from transfer_core.training import train
-from transfer_core.training.progress import StageCallback
 
 SLOW_BATCH_SECONDS = 0.2
 
@@ -64,6 +63,9 @@ def test_time_budget_ends_a_long_epoch_within_one_batch_and_evaluates_it(tiny_da
 @pytest.fixture
 def epoch_weights(monkeypatch):
     """Every epoch's weights as its stage model had them at the epoch's end, recorded during training."""
+    # Imported here: the module subclasses a Keras callback, and collecting the fast tier imports no Keras.
+    from transfer_core.training.progress import StageCallback
+
     recorded: list[dict] = []
     original = StageCallback.on_epoch_end
 
