@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transfer_core.cli_export import add_export_command
 from transfer_core.config import (
     HEAD_POOLINGS,
     STRATEGIES,
@@ -438,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     standby_parser.add_argument("directory")
     standby_parser.add_argument("key")
     standby_parser.set_defaults(func=cmd_standby)
+    add_export_command(sub, _add_common, _settings)
     return parser
 
 
