@@ -37,7 +37,13 @@ from transfer_core.export.parity import (
     parity_check,
     save_parity,
 )
-from transfer_core.export.script import generate_script, predict_snippet, read_template
+from transfer_core.export.script import (
+    RUNNER_TEMPLATES,
+    generate_script,
+    predict_snippet,
+    read_template,
+    runner_script,
+)
 from transfer_core.export.writers import (
     EXPORT_FOLDER,
     ExportBundle,
@@ -62,6 +68,7 @@ __all__ = [
     "PARITY_FILE",
     "QUANTIZED_MAX_DIFF",
     "QUANTIZED_MAX_FLIP_SHARE",
+    "RUNNER_TEMPLATES",
     "Calibration",
     "ExportBundle",
     "ExportFormat",
@@ -83,6 +90,7 @@ __all__ = [
     "parse_formats",
     "predict_snippet",
     "read_template",
+    "runner_script",
     "save_parity",
     "table_text",
     "training_calibration",
