@@ -25,6 +25,7 @@ from transfer_core.config import (
     Settings,
     TrainConfig,
 )
+from transfer_core.doctor import add_doctor_command
 from transfer_core.events import TERMINAL_EVENTS
 from transfer_core.report import EMPTY_REPORT
 
@@ -384,7 +385,7 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
                         help="compute precision; auto = mixed_float16 on a GPU, float32 on a CPU")
     parser.add_argument("--distribute", dest="strategy_distribute", default="none", choices=["none", "mirrored"],
                         help="tf.distribute strategy: mirrored = MirroredStrategy over all visible GPUs "
-                             "(or the CPU); TensorFlow uses a GPU automatically either way")
+                             "(or the CPU); a GPU needs the GPU install (scripts/setup.sh --gpu; see `doctor`)")
     parser.add_argument("--runs-dir", help="where run directories go (default <home>/runs)")
     parser.add_argument("--name", help="a label for the run")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -440,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     standby_parser.add_argument("key")
     standby_parser.set_defaults(func=cmd_standby)
     add_export_command(sub, _add_common, _settings)
+    add_doctor_command(sub, _add_common, _settings)
     return parser
 
 
