@@ -129,7 +129,8 @@ else:
     st.caption(f"Float formats pass with 100% agreement and differences below {export.FLOAT_TOLERANCE:g} "
                "(rounding). A rounded file (float16, 8-bit) passes when at most "
                f"{export.QUANTIZED_MAX_FLIP_SHARE:.0%} of the images (or one) change class, images the model was "
-               f"unsure about, and no probability moves by more than {export.QUANTIZED_MAX_DIFF:g}. A file that "
+               f"unsure about, and (but for int8, whose output is rounded too) no probability moves by more than "
+               f"{export.QUANTIZED_MAX_DIFF:g}. A file that "
                f"loses more than {export.MAX_POINTS_LOST:g} points of accuracy or agrees on fewer than "
                f"{export.MIN_AGREEMENT:.0%} of the images is flagged. The int8 file is calibrated on training "
                "images only.")

@@ -84,7 +84,9 @@ def test_parity_check_passes_for_every_format(finished, bundle):
         assert rows.loc[name, "top1_agreement"] == 1.0
         assert rows.loc[name, "max_abs_diff"] <= export.FLOAT_TOLERANCE
         assert rows.loc[name, "images"] == finished["result"].report["num_val"]
-    assert rows.loc["keras", "max_abs_diff"] == 0.0
+    # The reloaded .keras file runs one image at a time, the reference in batches of 32: the same weights and
+    # graph, only the float summation order of batched kernels differs (about 1e-7 here).
+    assert rows.loc["keras", "max_abs_diff"] <= 1e-6
     assert rows.loc["tflite_quantized", "max_abs_diff"] <= export.QUANTIZED_MAX_DIFF
     if finished["pretrained"]:
         # A real model: outputs vary between images, and 8-bit weights change them measurably but a little.

@@ -203,7 +203,10 @@ def _judge(row: dict[str, Any], precision: str, outputs: np.ndarray, reference: 
         ordered = np.sort(reference, axis=1)
         margins = (ordered[:, -1] - ordered[:, -2])[flipped] if reference.shape[1] > 1 else np.zeros(0)
         allowed = max(1, int(QUANTIZED_MAX_FLIP_SHARE * count))
-        row["passed"] = int(flipped.sum()) <= allowed and row["max_abs_diff"] <= QUANTIZED_MAX_DIFF
+        # int8 also rounds activations, the output included (steps of 1/256), so an image the model is
+        # unsure about can move by more than QUANTIZED_MAX_DIFF without changing class: only the flips count.
+        within = precision == "int8" or row["max_abs_diff"] <= QUANTIZED_MAX_DIFF
+        row["passed"] = int(flipped.sum()) <= allowed and within
         row["note"] = _ROUNDING_NOTES[precision]
         if flipped.any():
             row["note"] += (
@@ -262,8 +265,8 @@ def parity_check(
         ``max_abs_diff`` / ``mean_abs_diff`` (of any class probability); ``ms_per_image`` (batch 1,
         median) and the ``runtime`` that ran it; ``passed`` (float formats: 100% agreement and a
         difference below :data:`FLOAT_TOLERANCE`; rounded formats: at most
-        :data:`QUANTIZED_MAX_FLIP_SHARE` of the images, or one, change class and no probability moves
-        more than :data:`QUANTIZED_MAX_DIFF`); ``flagged`` and ``advice``
+        :data:`QUANTIZED_MAX_FLIP_SHARE` of the images, or one, change class and, except for int8, no
+        probability moves more than :data:`QUANTIZED_MAX_DIFF`); ``flagged`` and ``advice``
         (:func:`~transfer_core.export.costs.flag_row`); ``note``.
 
     Raises:
