@@ -1,4 +1,4 @@
-"""Export: take the trained model away (.keras, SavedModel, TFLite, labels), check it, reproduce it."""
+"""Export: take the trained model away (.keras, SavedModel, TFLite, ONNX, labels), measure each file, reproduce it."""
 
 import functools
 from pathlib import Path
@@ -55,12 +55,12 @@ st.markdown(
 
 st.subheader("Files")
 if st.button("Export and check", key="export_make", type="primary",
-             help="Writes every format (about half a minute for a small model), then reloads each file and "
-                  "compares its predictions with the trained model on the validation images."):
+             help="Writes every format (a minute or two for a small model), then runs each file through its own "
+                  "runtime on the validation (and test) images and compares it with the trained model."):
     # In the inference worker: exporting and the parity check load TensorFlow, never in this server.
     inference.export_request(state.settings(), str(info.path), str(info.model_path), modified, submit=True)
 # Looked up by its inputs, so a rerun, a reload or another tab follows the export already asked for.
-exported = await_request("Exporting .keras, SavedModel and TFLite, then checking each file...",
+exported = await_request("Exporting every format, then running each file through its runtime...",
                          lambda: inference.export_request(state.settings(), str(info.path), str(info.model_path),
                                                           modified))
 if exported is not None and not exported.ok:
@@ -82,25 +82,40 @@ else:
         button_col.download_button(
             "Download", data=functools.partial(Path.read_bytes, path), file_name=f"{short}-{path.name}",
             mime=fmt.mime, key=f"export_download_{name}", on_click="ignore", width="stretch")
+missing = {key: export.missing_packages(key) for key in export.FORMATS if export.missing_packages(key)}
+if missing:
+    st.caption("Not written on this server: " + "; ".join(
+        f"{export.EXPORT_FORMATS[key].display_name} (needs {', '.join(names)})" for key, names in missing.items())
+        + ". Install them with `pip install -r requirements-export.txt`.")
 
 # ----- parity ------------------------------------------------------------------------------------------
 
-st.subheader("Parity check")
+st.subheader("What each file costs")
 parity = export.load_parity(info.path)
 if parity is None or parity.empty:
     st.caption("Appears after **Export and check**.")
+elif "val_accuracy" not in parity:
+    st.caption("This run was exported before the cost table existed: press **Export and check** again.")
 else:
     passed = bool(parity["passed"].all())
     (st.success if passed else st.error)(
         "Every exported file gives the trained model's answers." if passed
         else "Some exported files disagree with the trained model: see the table.")
+    st.markdown("  \n".join(export.cost_reading(parity)))
+    for advice in parity.loc[parity["flagged"].fillna(False).astype(bool), "advice"]:
+        st.warning(advice)
     st.dataframe(
-        parity[["name", "passed", "top1_agreement", "max_abs_diff", "mean_abs_diff", "images", "ms_per_image",
-                "size_mb", "note"]],
+        parity[["name", "passed", "val_accuracy", "test_accuracy", "top1_agreement", "size_mb", "ms_per_image",
+                "runtime", "max_abs_diff", "images", "note"]],
         hide_index=True, width="stretch", key="export_parity_table",
         column_config={
             "name": "Format",
             "passed": st.column_config.CheckboxColumn("Passed"),
+            "val_accuracy": st.column_config.NumberColumn("Validation accuracy", format="percent"),
+            "test_accuracy": st.column_config.NumberColumn(
+                "Test accuracy", format="percent", help="Empty when the data set has no test split."),
+            "runtime": st.column_config.TextColumn("Runtime", help="What ran the file: LiteRT (XNNPACK), "
+                                                                    "onnxruntime, Keras or TensorFlow."),
             "top1_agreement": st.column_config.NumberColumn(
                 "Same top-1 class", format="percent",
                 help="Share of validation images whose most likely class matches the trained model's."),
@@ -109,16 +124,22 @@ else:
                 help="The largest gap between any class probability of this file and the trained model's."),
             "mean_abs_diff": st.column_config.NumberColumn("Mean difference", format="%.2e"),
             "images": "Images",
-            "ms_per_image": st.column_config.NumberColumn("ms / image", format="%.1f",
-                                                          help="Prediction time on this server, in batches."),
+            "ms_per_image": st.column_config.NumberColumn(
+                "ms / image", format="%.2f",
+                help="One image at a time (batch 1), median over the images, on this server's CPU (shared with "
+                     "everyone using it)."),
             "size_mb": st.column_config.NumberColumn("MB", format="%.2f"),
             "note": "Note",
         },
     )
     st.caption(f"Float formats pass with 100% agreement and differences below {export.FLOAT_TOLERANCE:g} "
-               "(rounding). The quantised TFLite passes when at most "
+               "(rounding). A rounded file (float16, 8-bit) passes when at most "
                f"{export.QUANTIZED_MAX_FLIP_SHARE:.0%} of the images (or one) change class, images the model was "
-               f"unsure about, and no probability moves by more than {export.QUANTIZED_MAX_DIFF:g}.")
+               f"unsure about, and (but for int8, whose output is rounded too) no probability moves by more than "
+               f"{export.QUANTIZED_MAX_DIFF:g}. A file that "
+               f"loses more than {export.MAX_POINTS_LOST:g} points of accuracy or agrees on fewer than "
+               f"{export.MIN_AGREEMENT:.0%} of the images is flagged. The int8 file is calibrated on training "
+               "images only.")
 
 # ----- reproduce ---------------------------------------------------------------------------------------------
 

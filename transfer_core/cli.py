@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transfer_core.cli_export import add_export_command
 from transfer_core.config import (
     HEAD_POOLINGS,
     STRATEGIES,
@@ -25,6 +26,7 @@ from transfer_core.config import (
     Settings,
     TrainConfig,
 )
+from transfer_core.doctor import add_doctor_command
 from transfer_core.events import TERMINAL_EVENTS
 from transfer_core.report import EMPTY_REPORT
 
@@ -393,7 +395,7 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
                         help="compute precision; auto = mixed_float16 on a GPU, float32 on a CPU")
     parser.add_argument("--distribute", dest="strategy_distribute", default="none", choices=["none", "mirrored"],
                         help="tf.distribute strategy: mirrored = MirroredStrategy over all visible GPUs "
-                             "(or the CPU); TensorFlow uses a GPU automatically either way")
+                             "(or the CPU); a GPU needs the GPU install (scripts/setup.sh --gpu; see `doctor`)")
     parser.add_argument("--runs-dir", help="where run directories go (default <home>/runs)")
     parser.add_argument("--name", help="a label for the run")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -452,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     standby_parser.add_argument("directory")
     standby_parser.add_argument("key")
     standby_parser.set_defaults(func=cmd_standby)
+    add_export_command(sub, _add_common, _settings)
+    add_doctor_command(sub, _add_common, _settings)
     return parser
 
 

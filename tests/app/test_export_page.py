@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from helpers.workspaces import open_page, rerun_until
 
+from transfer_core import export
+
 
 def test_export_page_before_exporting(finished):
     at = open_page(finished, "pages/export.py")
@@ -37,15 +39,16 @@ def test_export_and_check_makes_every_file_and_passes_parity(finished):
     at.button(key="export_make").click().run()
     assert not at.exception, at.exception
     rerun_until(at, lambda page: bool(page.success) or bool(page.error))
-    assert not at.error, [e.value for e in at.error]
-    assert at.success[0].value == "Every exported file gives the trained model's answers."
+    # A rounded file (float16, 8-bit) of this random-weights model may change classes; no other error.
+    assert all(e.value.startswith("Some exported files disagree") for e in at.error), [e.value for e in at.error]
     parity = at.dataframe[0].value
-    assert parity["passed"].all()
     float_rows = parity[parity["name"].isin(["Keras (.keras)", "TensorFlow SavedModel (zip)", "TFLite, float32"])]
-    assert len(float_rows) == 3 and (float_rows["top1_agreement"] == 1.0).all()
+    assert len(float_rows) == 3 and (float_rows["top1_agreement"] == 1.0).all() and float_rows["passed"].all()
+    assert parity["val_accuracy"].notna().sum() == len(parity) - 1  # Every model file; labels.txt has none.
+    assert any(m.value.startswith("Compared with the TFLite float32 file") for m in at.markdown)
     keys = {b.key for b in at.get("download_button")}
-    for name in ("keras", "saved_model", "tflite_float", "tflite_quantized", "labels"):
+    for name in export.available_formats():
         assert f"export_download_{name}" in keys
-    # A later visit (another session) sees the files and the saved parity report without exporting again.
+    # A later visit (another session) sees the files and the saved table without exporting again.
     again = open_page(finished, "pages/export.py")
-    assert again.dataframe[0].value["passed"].all()
+    assert list(again.dataframe[0].value["name"]) == list(parity["name"])

@@ -52,13 +52,17 @@ def finished(tmp_path_factory):
             "pretrained": pretrained}
 
 
+# The formats this module checks; every other format round-trips in test_export_runtimes.py.
+FORMATS = ("keras", "saved_model", "tflite_float", "tflite_quantized", "labels")
+
+
 @pytest.fixture(scope="module")
 def bundle(finished):
-    return export.export_run(finished["run_dir"])
+    return export.export_run(finished["run_dir"], formats=FORMATS)
 
 
 def test_export_writes_every_format(finished, bundle):
-    assert set(bundle.files) == set(export.FORMATS)
+    assert set(bundle.files) == set(FORMATS)
     assert bundle.folder == finished["run_dir"] / "export"
     for name, path in bundle.files.items():
         assert path.is_file() and path.stat().st_size > 0, name
@@ -74,13 +78,15 @@ def test_export_writes_every_format(finished, bundle):
 def test_parity_check_passes_for_every_format(finished, bundle):
     parity = export.parity_check(finished["run_dir"], bundle)
     rows = parity.set_index("format")
-    assert set(rows.index) == set(export.FORMATS)
+    assert set(rows.index) == set(FORMATS)
     assert rows["passed"].all(), parity.to_string()
-    for name in export.FLOAT_FORMATS:
+    for name in ("keras", "saved_model", "tflite_float"):
         assert rows.loc[name, "top1_agreement"] == 1.0
         assert rows.loc[name, "max_abs_diff"] <= export.FLOAT_TOLERANCE
         assert rows.loc[name, "images"] == finished["result"].report["num_val"]
-    assert rows.loc["keras", "max_abs_diff"] == 0.0
+    # The reloaded .keras file runs one image at a time, the reference in batches of 32: the same weights and
+    # graph, only the float summation order of batched kernels differs (about 1e-7 here).
+    assert rows.loc["keras", "max_abs_diff"] <= 1e-6
     assert rows.loc["tflite_quantized", "max_abs_diff"] <= export.QUANTIZED_MAX_DIFF
     if finished["pretrained"]:
         # A real model: outputs vary between images, and 8-bit weights change them measurably but a little.
@@ -109,7 +115,7 @@ def test_parity_check_reports_a_broken_file(finished, bundle, tmp_path):
 
 def test_export_rejects_unknown_formats_and_runs_without_a_model(finished, tmp_path):
     with pytest.raises(ValueError, match="formats must be among"):
-        export.export_run(finished["run_dir"], formats=["onnx"])
+        export.export_run(finished["run_dir"], formats=["tfjs"])
     with pytest.raises(FileNotFoundError, match="no trained model"):
         export.export_keras(tmp_path, tmp_path / "out")
 

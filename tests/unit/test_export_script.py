@@ -50,7 +50,7 @@ def _items(frame: pd.DataFrame) -> list[tuple[str, str, str]]:
 # ----- templates ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["reproduce.py", "predict.py"])
+@pytest.mark.parametrize("name", ["reproduce.py", "predict.py", "predict_tflite.py", "predict_onnx.py"])
 def test_templates_are_package_files_that_lint_clean(name):
     path = REPO_ROOT / "transfer_core" / "export" / "templates" / name
     assert export.read_template(name) == path.read_text(encoding="utf-8")

@@ -25,9 +25,17 @@ from typing import Any
 from transfer_core.config import AUGMENTATIONS, RunConfig
 from transfer_core.export.formats import EXPORT_FORMATS
 
-__all__ = ["generate_script", "predict_snippet", "read_template"]
+__all__ = ["RUNNER_TEMPLATES", "generate_script", "predict_snippet", "read_template", "runner_script"]
 
 GENERATED_START, GENERATED_END = "# <generated>", "# </generated>"
+# The runner program handed out with each format that has one (the .keras file's is predict.py).
+RUNNER_TEMPLATES = {
+    "tflite_float": "predict_tflite.py",
+    "tflite_float16": "predict_tflite.py",
+    "tflite_quantized": "predict_tflite.py",
+    "tflite_int8": "predict_tflite.py",
+    "onnx": "predict_onnx.py",
+}
 SHARED_START, SHARED_END = "# <shared: ", "# </shared>"
 
 
@@ -79,18 +87,23 @@ def _fill_generated(template: str, comments: list[str], constants: dict[str, Any
     return _replace_block(template, GENERATED_START, GENERATED_END, "\n".join(body))
 
 
-def _fill_shared(template: str) -> str:
+def _fill_shared(template: str, functions: dict[str, Any] | None = None) -> str:
     """Replace each ``# <shared: module.function>`` block with that Transfer Lab function's source.
 
-    Raises:
-        RuntimeError: A block names something other than a function of the two below.
-    """
-    from transfer_core.data import augment, split
+    Args:
+        template: The template's text.
+        functions: Qualified name -> function; the reproduce script's two when None.
 
-    functions = {
-        "transfer_core.data.augment.build_augmenter": augment.build_augmenter,
-        "transfer_core.data.split.split_sizes": split.split_sizes,
-    }
+    Raises:
+        RuntimeError: A block names something other than the functions given.
+    """
+    if functions is None:
+        from transfer_core.data import augment, split
+
+        functions = {
+            "transfer_core.data.augment.build_augmenter": augment.build_augmenter,
+            "transfer_core.data.split.split_sizes": split.split_sizes,
+        }
     named = [line[len(SHARED_START):].split(">", 1)[0] for line in template.splitlines() if line.startswith(SHARED_START)]
     if sorted(named) != sorted(functions):
         raise RuntimeError(f"The template shares {named}; the generator fills {list(functions)}.")
@@ -201,3 +214,32 @@ def predict_snippet(config: RunConfig, model_file: str = EXPORT_FORMATS["keras"]
     constants = {"CLASS_NAMES": list(config.dataset.class_names), "INPUT_SIZE": size, "MODEL_FILE": model_file}
     return _fill_generated(read_template("predict.py"), ["CLASS_NAMES are also in labels.txt, one per line, in this order."],
                            constants)
+
+
+def runner_script(config: RunConfig, key: str) -> str:
+    """A short program that runs one exported TFLite or ONNX file on an image and prints the top classes.
+
+    It needs NumPy, Pillow and the format's runtime (LiteRT or onnxruntime), no TensorFlow: it decodes and
+    resizes the image like the app (:func:`transfer_core.export.pixels.load_pixels`, written into it).
+
+    Args:
+        config: The run's configuration (class names, input size).
+        key: A format of :data:`RUNNER_TEMPLATES`.
+
+    Returns:
+        Python source text.
+
+    Raises:
+        ValueError: A format without a runner.
+    """
+    from transfer_core import zoo
+    from transfer_core.export import pixels
+
+    if key not in RUNNER_TEMPLATES:
+        raise ValueError(f"format must be among {tuple(RUNNER_TEMPLATES)}. Received: format={key!r}")
+    size = zoo.check_input_size(config.model.backbone, config.model.input_size)
+    constants = {"CLASS_NAMES": list(config.dataset.class_names), "INPUT_SIZE": size,
+                 "MODEL_FILE": EXPORT_FORMATS[key].file_name}
+    source = _fill_generated(read_template(RUNNER_TEMPLATES[key]),
+                             ["CLASS_NAMES are also in labels.txt, one per line, in this order."], constants)
+    return _fill_shared(source, {"transfer_core.export.pixels.load_pixels": pixels.load_pixels})

@@ -1,11 +1,12 @@
-"""Write a run's exports: .keras, SavedModel, TFLite (float and quantised), labels.
+"""Write a run's exports: .keras, SavedModel, TFLite (float32, float16, dynamic range, int8), ONNX, labels.
 
 Every exported model holds its preprocessing, so it takes raw RGB pixels
 (float 0..255) at the run's input size, exactly what ``decode_for_model`` and
 the training pipeline give. Files go to ``<run>/export/`` and are written
 atomically (temporary name, then rename), so two browser sessions exporting
 the same run never see half a file. Which formats exist, and their file
-names, come from :mod:`transfer_core.export.formats`.
+names, come from :mod:`transfer_core.export.formats`; the conversions from the
+SavedModel are in :mod:`transfer_core.export.converters`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transfer_core.export.formats import EXPORT_FORMATS, FORMATS
-from transfer_core.fileio import atomic_path, atomic_write_bytes, atomic_write_text
+from transfer_core.export.calibration import DEFAULT_CALIBRATION_IMAGES, Calibration, training_calibration
+from transfer_core.export.converters import export_onnx, export_tflite
+from transfer_core.export.formats import EXPORT_FORMATS, FORMATS, available_formats, missing_packages
+from transfer_core.fileio import atomic_path, atomic_write_text
 
 __all__ = [
     "EXPORT_FOLDER",
@@ -31,7 +34,6 @@ __all__ = [
     "export_keras",
     "export_run",
     "export_saved_model",
-    "export_tflite",
     "write_labels",
 ]
 
@@ -46,11 +48,13 @@ class ExportBundle:
         folder: ``<run>/export``.
         files: Format key (see :data:`~transfer_core.export.formats.FORMATS`) -> file.
         seconds: Format key -> seconds it took to produce.
+        calibration: The training images the int8 file was calibrated on (None without int8).
     """
 
     folder: Path
     files: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
@@ -120,29 +124,6 @@ def export_saved_model(model: Any, out_dir: str | os.PathLike) -> tuple[Path, Pa
     return folder, archive
 
 
-def export_tflite(saved_model_dir: str | os.PathLike, out_path: str | os.PathLike, quantize: bool = False) -> Path:
-    """Convert a SavedModel folder to TensorFlow Lite.
-
-    Args:
-        saved_model_dir: From :func:`export_saved_model`.
-        out_path: The ``.tflite`` file to write.
-        quantize: Dynamic-range quantisation: weights stored as 8-bit integers
-            (about 4x smaller), activations stay float; no calibration data needed.
-
-    Returns:
-        ``out_path``.
-    """
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-    if quantize:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    flatbuffer = converter.convert()
-    out_path = Path(out_path)
-    atomic_write_bytes(out_path, bytes(flatbuffer))
-    return out_path
-
-
 def write_labels(class_names: Sequence[str], path: str | os.PathLike) -> Path:
     """Write one class name per line, in the model's output order.
 
@@ -166,18 +147,20 @@ def write_labels(class_names: Sequence[str], path: str | os.PathLike) -> Path:
 
 def export_run(
     run_dir: str | os.PathLike,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] | None = None,
     out_dir: str | os.PathLike | None = None,
     model: Any | None = None,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> ExportBundle:
     """Export a finished run in the chosen formats.
 
     Args:
         run_dir: The run directory (must hold ``model.keras`` and ``config.json``).
-        formats: Any of :data:`~transfer_core.export.formats.FORMATS`; TFLite needs the
-            SavedModel, which is then made too.
+        formats: Any of :data:`~transfer_core.export.formats.FORMATS` (every format this installation
+            can write when None); TFLite and ONNX are converted from the SavedModel, which is then made too.
         out_dir: Where files go (``<run>/export`` when None).
         model: The run's model if already loaded (else it is loaded in safe mode).
+        calibration_images: At most this many training images calibrate the int8 TFLite.
 
     Returns:
         An :class:`ExportBundle`.
@@ -185,13 +168,19 @@ def export_run(
     Raises:
         FileNotFoundError: The run has no model.
         ValueError: An unknown format.
+        ModuleNotFoundError: A chosen format needs a package that is not installed (its message names it).
     """
     from transfer_core.explore.explain import load_model
     from transfer_core.runs import load_run
 
+    formats = available_formats() if formats is None else tuple(formats)
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
         raise ValueError(f"formats must be among {FORMATS}. Received: formats={list(formats)}")
+    for key in formats:
+        if missing := missing_packages(key):
+            raise ModuleNotFoundError(f"The {key} export needs {', '.join(missing)}: "
+                                      "pip install -r requirements-export.txt")
     run_dir = Path(run_dir)
     _model_file(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / EXPORT_FOLDER
@@ -219,11 +208,18 @@ def export_run(
         bundle.seconds["saved_model"] = round(time.perf_counter() - started, 3)
         if "saved_model" in formats:
             bundle.files["saved_model"] = archive
+        if any(fmt.precision == "int8" for fmt in chosen):
+            size = int(model.inputs[0].shape[1])
+            bundle.calibration = training_calibration(info.config.dataset, size, calibration_images)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for fmt in chosen:
+                target = out_dir / fmt.file_name
                 if fmt.writer == "tflite":
-                    timed(fmt.key, lambda fmt=fmt: export_tflite(folder, out_dir / fmt.file_name, fmt.quantized))
+                    timed(fmt.key, lambda fmt=fmt, target=target: export_tflite(
+                        folder, target, fmt.precision, bundle.calibration))
+                elif fmt.writer == "onnx":
+                    timed(fmt.key, lambda target=target: export_onnx(folder, target))
     return bundle
 
 

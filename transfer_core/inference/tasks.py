@@ -192,15 +192,15 @@ def user_model_predict(
 
 
 def export_and_check(progress: ProgressFn, run_path: str, model_path: str, modified: float) -> pd.DataFrame:
-    """Export a run in every format, reload each file, compare predictions; the parity report (also saved)."""
+    """Export a run in every available format, run each file through its own runtime; the cost table (saved)."""
     from transfer_core import export
 
     model = _run_model(model_path, modified)
-    progress(0.0, "Exporting .keras, SavedModel and TFLite...")
+    progress(0.0, "Exporting .keras, SavedModel, TFLite (float32, float16, 8-bit, int8) and ONNX...")
     bundle = export.export_run(run_path, model=model)
-    progress(0.6, "Reloading each file and comparing predictions...")
+    progress(0.6, "Running each file through its own runtime on the held-out images...")
     parity = export.parity_check(run_path, bundle, reference_model=model)
-    export.save_parity(parity, run_path)
+    export.save_parity(parity, run_path, bundle)
     return parity
 
 
