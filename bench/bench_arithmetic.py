@@ -4,8 +4,8 @@ For the demo run ("Try the demo": the shapes-where set, 180 images at 96 px, Mob
 offline weights, head 5 epochs then the top 3 blocks 5 epochs) and a hymenoptera feature-extraction
 run (224 px, MobileNetV2-0.35, offline weights, 10 epochs of the head):
 
-- **wall**: the app's own path without the web pages. A fresh TRANSFER_HOME, a standby worker started
-  and ready as a freshly started server has one (``jobs.ensure_standby``), then ``jobs.start_run`` (what
+- **wall**: the app's own path without the web pages. A fresh TRANSFER_HOME, an idle warm worker
+  ready as a freshly started server has one (``jobs.ensure_standby``), then ``jobs.start_run`` (what
   the Train page's Start calls) and the run's events: Start -> finished and each stage's share. The
   first run of a home computes its features; a second run of the same data in the same home (another
   seed) finds them, and the frozen prefix, in the cache, as every later student's demo run does.
@@ -66,14 +66,14 @@ def _config(kind: str, spec, settings, seed: int = 0):
 
 
 def _wait_for_standby(settings) -> float:
-    from transfer_core.jobs.standby import standby_dir, standby_entries
+    """Seconds until the pool has an idle warm worker (TensorFlow imported, waiting for a run)."""
+    from transfer_core import jobs
 
-    from transfer_core.jobs.spawn import standby_key
-
+    directory, key = jobs.workers_dir(settings), jobs.standby_key(settings)
     started = time.perf_counter()
-    while not standby_entries(standby_dir(settings), standby_key(settings), "ready"):
+    while not any(w.state == "idle" for w in jobs.live_workers(directory, key)):
         if time.perf_counter() - started > STANDBY_READY_TIMEOUT:
-            raise TimeoutError("no standby worker became ready")
+            raise TimeoutError("no warm worker became idle")
         time.sleep(0.2)
     return time.perf_counter() - started
 
@@ -136,7 +136,7 @@ def wall(kind: str, work: Path, args) -> list[dict]:
                 result.update(_segments(events, clicked))
             results.append(result)
             print(f"wall {kind} {label} #{repeat}: {result}", flush=True)
-        jobs.shutdown_standby(settings)
+        jobs.shutdown_workers(settings)
     return results
 
 
