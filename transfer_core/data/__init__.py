@@ -5,6 +5,7 @@ Importing this package does not import TensorFlow; only ``make_tf_dataset``,
 ``load_split_arrays`` and ``decode_for_model`` load it, when called.
 """
 
+from transfer_core.data.demo_template import demo_dataset_from_template
 from transfer_core.data.fixes import (
     add_image,
     current_labels,
@@ -78,6 +79,7 @@ __all__ = [
     "load_split_arrays",
     "load_version",
     "list_versions",
+    "demo_dataset_from_template",
     "make_demo_dataset",
     "make_tf_dataset",
     "read_manifest",
