@@ -80,7 +80,7 @@ def _page_status(session: StreamlitSession, run_id: str) -> str | None:
 
 
 async def _student(index: int, url: str, home: Path, record: dict, start_gate: asyncio.Event,
-                   ready: asyncio.Queue, deadline: float) -> None:
+                   ready: asyncio.Queue, deadline: float, demo_only: bool = False) -> None:
     """One student: open Home, Try the demo, wait for the class, Start, follow the run on the page."""
     record.update(index=index, lost=None)
     session = StreamlitSession(url)
@@ -96,6 +96,8 @@ async def _student(index: int, url: str, home: Path, record: dict, start_gate: a
         record["try_demo_s"] = round(time.perf_counter() - pressed, 2)
         record["workspace"] = session.query("ws")
         await ready.put(index)
+        if demo_only:
+            return
         await start_gate.wait()
         record["clicked"] = time.time()
         await session.click("Start training", timeout=max(deadline - time.time(), 1))
@@ -123,10 +125,10 @@ async def _student(index: int, url: str, home: Path, record: dict, start_gate: a
 
 
 async def _class(url: str, home: Path, sessions: int, deadline: float, records: list[dict],
-                 started: threading.Event) -> None:
+                 started: threading.Event, demo_only: bool = False) -> None:
     start_gate = asyncio.Event()
     ready: asyncio.Queue = asyncio.Queue()
-    tasks = [asyncio.create_task(_student(i, url, home, records[i], start_gate, ready, deadline))
+    tasks = [asyncio.create_task(_student(i, url, home, records[i], start_gate, ready, deadline, demo_only))
              for i in range(sessions)]
     for _ in range(sessions):  # Every student is on the Train page (or failed) before anyone starts.
         await asyncio.wait_for(ready.get(), timeout=max(deadline - time.time(), 1))
@@ -136,7 +138,8 @@ async def _class(url: str, home: Path, sessions: int, deadline: float, records: 
         if isinstance(outcome, BaseException):  # A bug of this bench, not a lost run: say so.
             record["lost"] = record.get("lost") or f"bench error: {outcome!r}"
     # Once every run has ended: each page drawn afresh (a full rerun), when every other run exists.
-    await asyncio.gather(*(_final_look(record) for record in records), return_exceptions=True)
+    if not demo_only:
+        await asyncio.gather(*(_final_look(record) for record in records), return_exceptions=True)
     for record in records:
         session = record.pop("_session", None)
         if session is not None:
@@ -201,7 +204,7 @@ def protocol_class(args, tmp: Path) -> dict:
         def clients() -> None:
             cpu = time.thread_time()
             try:
-                asyncio.run(_class(server.url, home, args.sessions, deadline, records, started))
+                asyncio.run(_class(server.url, home, args.sessions, deadline, records, started, args.demo_only))
             except BaseException as error:  # Reported with the results.
                 loop_error.append(error)
             finally:
@@ -255,7 +258,7 @@ def _summarise(args, home, records, probes, idle, sampler, extra, elapsed, loop_
                     entry["page_lag_s"] = round(entry["page_time_to_finished_s"] - disk["time_to_finished_s"], 2)
         elif record.get("run"):
             entry["lost"] = entry["lost"] or "no run directory"
-        if entry.get("page_status") is None and not entry["lost"]:
+        if entry.get("page_status") is None and not entry["lost"] and not args.demo_only:
             entry["lost"] = "the page never showed the run ended"
         runs.append(entry)
     disagreements = [
@@ -326,6 +329,8 @@ def main() -> None:
                         help="most seconds the page may show the end after the event (polls every 3-5 s)")
     parser.add_argument("--class-limit", type=float, default=900.0, help="give up on one class after this")
     parser.add_argument("--time-limit", type=int, default=1800, help="the whole command stops after this")
+    parser.add_argument("--demo-only", action="store_true",
+                        help="the students press Try the demo and stop there (no Start): times Try the demo alone")
     parser.add_argument("--out")
     args = parser.parse_args()
     reason = browser_missing_reason()
@@ -355,7 +360,7 @@ def main() -> None:
 
 
 def _short(result: dict) -> str:
-    keys = ("all_finished", "lost", "leaks", "last_finished_s", "median_time_to_finished_s",
+    keys = ("all_finished", "lost", "leaks", "try_demo_s", "last_finished_s", "median_time_to_finished_s",
             "home_latency_s", "cpu_cores", "peak_rss_mb")
     return ", ".join(f"{key}={result.get(key)}" for key in keys)
 
