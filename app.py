@@ -32,6 +32,7 @@ if st.session_state.get("teacher_view"):
     PAGES.append(st.Page("pages/teacher.py", title="Class view", icon=":material/groups:"))
 
 state.start_standby()  # Explicit: reading the settings starts no process.
+state.prepare_demo()  # The demo data set's template, once per server, in the background.
 page = st.navigation(PAGES)
 state.workspace()  # Create (or reopen from ?ws=) this session's workspace before any page runs.
 # The sidebar shows the state after the page's action: drawn before the page (what stays if the

@@ -21,6 +21,7 @@ Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -55,6 +56,28 @@ def _start_standby_for(current: Settings) -> None:
     from transfer_core.jobs import ensure_standby
 
     ensure_standby(current)
+
+
+def prepare_demo() -> None:
+    """Make the demo data set's template once per server, in the background: "Try the demo" then
+    only copies it, even for the first student (app.py calls this on every run)."""
+    _prepare_demo_for(settings())
+
+
+@lru_cache(maxsize=1)
+def _prepare_demo_for(current: Settings) -> None:
+    import threading
+
+    from transfer_core.data import prepare_demo_template
+    from transfer_core.sessions import presets
+
+    def build() -> None:
+        # A failure here is not lost: "Try the demo" builds it itself and shows what went wrong.
+        with contextlib.suppress(Exception):
+            prepare_demo_template(current.cache_dir, images_per_class=presets.DEMO_IMAGES_PER_CLASS,
+                                  image_size=presets.DEMO_IMAGE_SIZE, kind=presets.DEMO_KIND)
+
+    threading.Thread(target=build, name="demo-template", daemon=True).start()
 
 
 def workspace() -> Workspace:

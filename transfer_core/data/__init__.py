@@ -5,7 +5,7 @@ Importing this package does not import TensorFlow; only ``make_tf_dataset``,
 ``load_split_arrays`` and ``decode_for_model`` load it, when called.
 """
 
-from transfer_core.data.demo_template import demo_dataset_from_template
+from transfer_core.data.demo_template import demo_dataset_from_template, prepare_demo_template
 from transfer_core.data.fixes import (
     add_image,
     current_labels,
@@ -81,6 +81,7 @@ __all__ = [
     "list_versions",
     "demo_dataset_from_template",
     "make_demo_dataset",
+    "prepare_demo_template",
     "make_tf_dataset",
     "read_manifest",
     "read_notes",

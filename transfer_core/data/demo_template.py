@@ -83,6 +83,19 @@ def demo_dataset_from_template(
     return spec
 
 
+def prepare_demo_template(
+    cache_dir: str | os.PathLike,
+    *,
+    images_per_class: int = 40,
+    image_size: int = 96,
+    seed: int = 0,
+    kind: str = "shapes",
+) -> Path:
+    """Build the template now if it is missing (the app server does it in the background when it
+    starts, so even the first "Try the demo" only copies); returns its folder."""
+    return _template(Path(cache_dir), images_per_class, image_size, seed, kind)
+
+
 def template_dir(cache_dir: Path, images_per_class: int, image_size: int, seed: int, kind: str) -> Path:
     """Where the template of these demo parameters lives (built or not)."""
     name = f"{kind}-{images_per_class}x{image_size}px-seed{seed}-{_code_fingerprint()}"
