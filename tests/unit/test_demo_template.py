@@ -18,6 +18,7 @@ from transfer_core.data import (
     demo_dataset_from_template,
     load_dataset,
     make_demo_dataset,
+    prepare_demo_template,
     read_manifest,
     relabel_image,
     remove_image,
@@ -100,3 +101,13 @@ def test_other_parameters_other_template_and_a_full_folder_refused(tmp_path: Pat
     assert (full / "x.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="image_size"):
         demo_dataset_from_template(tmp_path / "bad", cache, **{**SMALL, "image_size": 4})
+
+
+def test_prepared_template_is_reused_not_rebuilt(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    template = prepare_demo_template(cache, **SMALL)
+    assert template == template_dir(cache, *SMALL.values())
+    stamp = (template / "dataset.json").stat().st_mtime_ns
+    demo_dataset_from_template(tmp_path / "ws" / "demo", cache, **SMALL)
+    assert prepare_demo_template(cache, **SMALL) == template
+    assert (template / "dataset.json").stat().st_mtime_ns == stamp
