@@ -60,8 +60,11 @@ def _start_standby_for(current: Settings) -> None:
 
 def prepare_demo() -> None:
     """Make the demo data set's template once per server, in the background: "Try the demo" then
-    only copies it, even for the first student (app.py calls this on every run)."""
-    _prepare_demo_for(settings())
+    only copies it, even for the first student (app.py calls this on every run). Like the standby
+    worker, only where the server prepares ahead (``standby_worker``: on in the app, off in tests)."""
+    current = settings()
+    if current.standby_worker:
+        _prepare_demo_for(current)
 
 
 @lru_cache(maxsize=1)
