@@ -60,13 +60,16 @@ def boot_time() -> float:
 def lower_priority(niceness: int) -> None:
     """Raise this process's nice value to at least ``niceness``; never lowers it (that needs root).
 
-    Call it before TensorFlow starts its thread pools: on Linux the nice value belongs to each
-    thread, and threads started later inherit it.
+    On Linux the nice value belongs to each thread and threads started later inherit it; threads
+    already running (a BLAS pool started by an import) are raised one by one.
     """
     if niceness <= 0 or not hasattr(os, "getpriority"):
         return
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
-            os.setpriority(os.PRIO_PROCESS, 0, niceness)
-    except OSError:
-        pass  # A platform or sandbox that refuses: the run trains at the server's priority.
+    tasks = Path("/proc/self/task")
+    threads = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
+    for thread in threads:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, thread) < niceness:
+                os.setpriority(os.PRIO_PROCESS, thread, niceness)
+        except OSError:
+            pass  # A thread that ended, or a sandbox that refuses: it runs at the server's priority.

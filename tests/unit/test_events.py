@@ -139,6 +139,10 @@ def written(tiny_dataset, tmp_path_factory, shared_weights_dir) -> dict[str, lis
         "from_scratch_diverged": _train_to_file(
             _config(tiny_dataset, strategy="from_scratch", epochs=3, learning_rate=10.0), settings,
             logs / "scratch.jsonl"),
+        # A budget far below one batch: the epoch ends part-way and its epoch_end says after how many.
+        "from_scratch_budget": _train_to_file(
+            _config(tiny_dataset, strategy="from_scratch", epochs=2, batch_size=1, time_budget_seconds=0.001),
+            settings, logs / "budget.jsonl"),
     }
     pretrained = ModelSpec(backbone="mobilenet_v2_0.35", input_size=96, weights="imagenet")
     for name in ("pretrained_cold", "pretrained_cached"):  # The second reads the features from the cache.
@@ -147,9 +151,11 @@ def written(tiny_dataset, tmp_path_factory, shared_weights_dir) -> dict[str, lis
     assert results["feature_extraction"].status == "finished", results["feature_extraction"].reason
     assert results["fine_tuning_stopped"].status == "stopped"
     assert results["from_scratch_diverged"].status == "failed"
+    assert results["from_scratch_budget"].report["stopped_by_budget"] is True
     assert results["pretrained_cached"].report["cache_hits"] == ["pool", "pool"]
     written = {name: read_events(logs / f"{file}.jsonl")[0] for name, file in (
         ("feature_extraction", "fe"), ("fine_tuning_stopped", "ft"), ("from_scratch_diverged", "scratch"),
+        ("from_scratch_budget", "budget"),
         ("pretrained_cold", "pretrained_cold"), ("pretrained_cached", "pretrained_cached"))}
 
     # Through the real job runner: one run finishes; one waits in the queue behind it and is stopped
