@@ -5,7 +5,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from transfer_core import compare, inference, jobs, live, zoo
+from transfer_core import compare, inference, jobs, live, strategies, zoo
 from transfer_core.config import RunConfig, TrainConfig
 from transfer_core.display import compare_charts, run_text
 from transfer_core.display.views import dataset_name
@@ -64,18 +64,12 @@ else:
                                                      batch_size=16)
     st.markdown("**Which strategies**")
     fe_col, ft_col, scratch_col, bn_col = st.columns(4)
-    use_fe = fe_col.checkbox(
-        "Feature extraction", value=True, key="compare_use_fe",
-        help="Backbone frozen; its features are computed once and only the new head trains. Fast and "
-             "hard to overfit.")
-    use_ft = ft_col.checkbox(
-        "Fine-tuning", value=True, key="compare_use_ft",
-        help="Stage 1 trains the head like feature extraction; stage 2 unfreezes the top blocks and trains "
-             "them with a 10x lower learning rate. Usually a little more accurate, and slower.")
-    use_scratch = scratch_col.checkbox(
-        "From scratch", value=True, key="compare_use_scratch",
-        help="The same network with random weights, every layer trained: no transfer. The slowest, and far "
-             "worse with few images; it shows what the pretrained weights are worth.")
+    use_fe = fe_col.checkbox(strategies.FEATURE_EXTRACTION.title, value=True, key="compare_use_fe",
+                             help=strategies.FEATURE_EXTRACTION.help)
+    use_ft = ft_col.checkbox(strategies.FINE_TUNING.title, value=True, key="compare_use_ft",
+                             help=strategies.FINE_TUNING.help)
+    use_scratch = scratch_col.checkbox(strategies.FROM_SCRATCH.title, value=True, key="compare_use_scratch",
+                                       help=strategies.FROM_SCRATCH.help)
     use_bn = bn_col.checkbox(
         "BatchNorm pitfall", value=False, key="compare_use_bn", disabled=model.weights != "imagenet",
         help="Fine-tuning again, but with BatchNormalization layers in training mode. Their statistics "

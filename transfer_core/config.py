@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("feature_extraction", "fine_tuning", "from_scratch")
+from transfer_core import strategies as _strategies
+
+STRATEGIES = _strategies.NAMES  # Declared with their labels and colours in transfer_core.strategies.
 FREEZE_MODES = ("all_frozen", "top_blocks", "from_layer", "all_trainable", "custom")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast")

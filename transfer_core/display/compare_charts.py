@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from transfer_core import strategies
+
 __all__ = [
     "STRATEGY_COLORS",
     "clickable_confusion_figure",
@@ -21,13 +23,8 @@ __all__ = [
     "overlay_curves_figure",
 ]
 
-# One colour per strategy, the same on every chart of the Compare page.
-STRATEGY_COLORS = {
-    "feature extraction": "#1f77b4",
-    "fine-tuning": "#ff7f0e",
-    "from scratch": "#7f7f7f",
-    "fine-tuning, BatchNorm training (pitfall)": "#d62728",
-}
+# One colour per strategy, the same on every chart of the Compare page; runs are drawn by label.
+STRATEGY_COLORS = strategies.color_by_label()
 _DASHES = ("solid", "dash", "dot", "dashdot")
 # Plotly's D3 palette: ten easily told-apart colours for classes.
 _CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from transfer_core import strategies
+
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
 SPLIT_COLORS = {"train": TRAIN_COLOR, "val": VAL_COLOR, "test": "#2ca02c"}
@@ -306,11 +308,6 @@ def block_map_figure(table: pd.DataFrame) -> go.Figure:
     return figure
 
 
-STRATEGY_COLORS = {"feature_extraction": TRAIN_COLOR, "fine_tuning": VAL_COLOR, "from_scratch": "#7f7f7f"}
-STRATEGY_NAMES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning",
-                  "from_scratch": "from scratch"}
-
-
 def accuracy_vs_parameters_figure(table: pd.DataFrame) -> go.Figure:
     """Validation accuracy against trainable parameters, one point per run, one trace per strategy.
 
@@ -343,8 +340,8 @@ def accuracy_vs_parameters_figure(table: pd.DataFrame) -> go.Figure:
                 x=_values(part["trainable_params"]),
                 y=_values(part["val_accuracy"]),
                 mode="markers",
-                name=STRATEGY_NAMES.get(str(strategy), str(strategy)),
-                marker={"size": 11, "color": STRATEGY_COLORS.get(str(strategy))},
+                name=strategies.label(str(strategy)),
+                marker={"size": 11, "color": strategies.color(str(strategy))},
                 text=labels,
                 hovertemplate="%{text}<br>%{x:,} trainable parameters<br>accuracy %{y:.1%}<extra></extra>",
             )
