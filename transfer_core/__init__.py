@@ -21,7 +21,7 @@ _NAMES = {
     **dict.fromkeys(("enforce_stop", "follow", "queue_position", "request_stop", "start_run", "stop_and_wait"),
                     "jobs"),
     "RunReport": "report",
-    **dict.fromkeys(("RunInfo", "RunStore", "batch_frame", "epoch_frame", "load_run", "read_events"), "runs"),
+    **dict.fromkeys(("RunInfo", "RunStatus", "RunStore", "batch_frame", "epoch_frame", "load_run", "read_events"), "runs"),
     "Workspace": "sessions.workspace",
 }
 

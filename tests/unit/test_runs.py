@@ -10,7 +10,10 @@ import pytest
 from transfer_core.config import DatasetSpec, RunConfig
 from transfer_core.report import RunReport
 from transfer_core.runs import (
+    TERMINAL_EVENTS,
     EventLog,
+    RunInfo,
+    RunStatus,
     RunStore,
     atomic_write_json,
     epoch_frame,
@@ -84,7 +87,18 @@ def test_finished_event_without_report_is_not_shown_as_finished(tmp_path, config
         log.write({"type": "finished"})
     assert load_run(path).status == "interrupted"
     atomic_write_json(path / "report.json", {"status": "finished", "val_accuracy": 0.9})
-    assert load_run(path).status == "finished"
+    info = load_run(path)
+    assert info.status is RunStatus.FINISHED and info.status == "finished"  # Typed, and still the plain word.
+    assert json.loads(json.dumps({"status": info.status})) == {"status": "finished"}
+    assert f"{info.status:<9}|" == "finished |"
+
+
+def test_run_statuses_cover_the_terminal_events_and_reject_unknown_words(tmp_path):
+    assert set(TERMINAL_EVENTS) <= set(RunStatus)
+    assert [s for s in RunStatus if s.is_active] == [RunStatus.QUEUED, RunStatus.RUNNING]
+    assert RunInfo("r", tmp_path, None, "stopped", "", 0.0, None, None).status is RunStatus.STOPPED
+    with pytest.raises(ValueError, match="'paused' is not a valid RunStatus"):
+        RunInfo("r", tmp_path, None, "paused", "", 0.0, None, None)
 
 
 def test_failed_atomic_write_leaves_the_old_file(tmp_path, monkeypatch):

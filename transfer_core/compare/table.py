@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from transfer_core.compare.labels import as_number, report_of, run_label
-from transfer_core.runs import RunInfo
+from transfer_core.runs import RunInfo, RunStatus
 
 TABLE_COLUMNS = [
     "run_id",
@@ -65,7 +65,7 @@ def finished_runs(runs: Sequence[RunInfo]) -> list[RunInfo]:
     """
     return [
         info for info in runs
-        if info.status in ("finished", "stopped") and info.config is not None
+        if info.status in (RunStatus.FINISHED, RunStatus.STOPPED) and info.config is not None
         and as_number(report_of(info).val_accuracy) is not None
     ]
 
