@@ -27,7 +27,7 @@ import streamlit as st
 from transfer_core import jobs, live
 from transfer_core.config import RunConfig
 from transfer_core.display import run_charts, run_text
-from transfer_core.report import EMPTY_REPORT
+from transfer_core.report import EMPTY_REPORT, SplitEvaluation
 from transfer_core.runs import RunInfo, batch_frame
 from ui import data_fix, state
 from ui.widgets import STATUS_ICONS
@@ -244,20 +244,20 @@ def result_panel(info: RunInfo) -> None:
         _charts(metrics, batch_frame(events), key="result")
 
     evaluation = report.val_evaluation
-    if evaluation and evaluation.get("num_images"):
+    if evaluation and evaluation.num_images:
         matrix_col, table_col = st.columns([1, 1])
         with matrix_col:
             normalize = st.toggle("Show shares per true class", key=f"train_cm_normalize_{info.run_id}")
             st.plotly_chart(
                 run_charts.confusion_matrix_figure(
-                    evaluation["confusion_matrix"], evaluation["class_names"], normalize
+                    evaluation.confusion_matrix, evaluation.class_names, normalize
                 ),
                 key="train_result_confusion",
             )
         with table_col:
             st.markdown("**Per class (validation)**")
             st.dataframe(
-                pd.DataFrame(evaluation["per_class"]),
+                pd.DataFrame(list(evaluation.per_class)),
                 hide_index=True,
                 width="stretch",
                 key="train_result_per_class",
@@ -271,11 +271,10 @@ def result_panel(info: RunInfo) -> None:
                 "Precision: of the images predicted as this class, the share that are. "
                 "Recall: of this class's images, the share found."
             )
-        test = report.test_evaluation
         if report.test_accuracy is not None:
             st.caption(
                 f"Test accuracy — the number to quote: {_percent(report.test_accuracy)} on the "
-                f"{test['num_images']} images of the held-out test split, never used to choose anything "
+                f"{report.num_test} images of the held-out test split, never used to choose anything "
                 "(validation picked the best epoch)."
             )
         _mistakes(info, evaluation)
@@ -283,8 +282,8 @@ def result_panel(info: RunInfo) -> None:
     _event_log(events)
 
 
-def _mistakes(info: RunInfo, evaluation: dict) -> None:
-    wrong = [item for item in evaluation.get("top_losses", []) if not item.get("correct")]
+def _mistakes(info: RunInfo, evaluation: SplitEvaluation) -> None:
+    wrong = [item for item in evaluation.top_losses if not item.correct]
     st.markdown("**Most confidently wrong (validation)**")
     if not wrong:
         st.caption("No validation image was misclassified.")
@@ -294,15 +293,15 @@ def _mistakes(info: RunInfo, evaluation: dict) -> None:
     labels = data_fix.labels_now(str(root)) if root is not None else None
     columns = st.columns(4)  # Room for the buttons' class names.
     for index, item in enumerate(wrong[:12]):
-        path = root / item["path"] if root is not None and item.get("path") else None
+        path = root / item.path if root is not None and item.path else None
         with columns[index % 4]:
             if path is not None and path.exists():
                 st.image(str(path), width="stretch")
             st.caption(
-                f"true **{item['true']}** → predicted **{item['predicted']}** ({item['confidence']:.0%})"
+                f"true **{item.true}** → predicted **{item.predicted}** ({item.confidence:.0%})"
             )
-            if item.get("path"):
-                data_fix.image_actions(str(root), item["path"], item["true"], item["predicted"],
+            if item.path:
+                data_fix.image_actions(str(root), item.path, item.true, item.predicted,
                                        list(info.config.dataset.class_names), labels, key=f"fix_{index}")
 
 
