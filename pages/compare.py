@@ -11,7 +11,7 @@ from transfer_core.display import compare_charts, run_text
 from transfer_core.display.views import dataset_name
 from transfer_core.sessions import presets
 from transfer_core.sessions.workspace import QuotaExceededError
-from ui import state, widgets
+from ui import live_follow, state, widgets
 from ui.widgets import STATUS_ICONS
 from ui.worker_progress import await_request
 
@@ -139,17 +139,13 @@ def _live_panel(run_ids: list[str]) -> None:
     Cheap: each run's new events only (no reread of an active run). The curves below are drawn
     by the full page run, which this asks for when a run changed status or ended an epoch.
     """
-    drawn = st.session_state.get("compare_live_drawn", {})
     infos, redraw = [], False
     for run_id in run_ids:
-        follower = state.follower(run_id)
-        follower.poll()
-        jobs.enforce_stop(follower.run_dir)
-        snapshot = follower.snapshot()
-        redraw = redraw or run_id not in drawn or live.needs_redraw(
-            drawn[run_id], snapshot, epoch_seconds=LIVE_CURVES_SECONDS)
+        polled = live_follow.poll(run_id)
+        redraw = redraw or polled.drawn is None or live.needs_redraw(
+            polled.drawn, polled.current, epoch_seconds=LIVE_CURVES_SECONDS)
         try:
-            infos.append(follower.run_info())
+            infos.append(polled.follower.run_info())
         except (FileNotFoundError, ValueError):
             continue
     if redraw or not any(info.is_active for info in infos):
@@ -180,16 +176,10 @@ def _live_panel(run_ids: list[str]) -> None:
 
 def _live_comparison(run_ids: list[str], infos: list) -> None:
     """The full page run's part of the comparison in flight: the polling fragment, then the curves."""
-    drawn = {}
-    for run_id, info in zip(run_ids, infos, strict=True):
-        follower = state.follower(run_id)
-        follower.poll()
-        snapshot = follower.snapshot()
-        if info.is_active and snapshot.status == "ended":
-            snapshot = dataclasses.replace(snapshot, status=info.status)  # Ended since the load: next poll redraws.
-        drawn[run_id] = snapshot
-    st.session_state["compare_live_drawn"] = drawn
-    running = any(snapshot.status == "running" for snapshot in drawn.values())
+    # A run that ended since the load is remembered as loaded (active): the panel's next poll redraws.
+    drawn = [live_follow.remember_drawn(run_id, ended_as=info.status if info.is_active else None)
+             for run_id, info in zip(run_ids, infos, strict=True)]
+    running = any(snapshot.status == "running" for snapshot in drawn)
     st.fragment(_live_panel, run_every=live.poll_seconds("running" if running else "queued"))(run_ids)
     curves = compare.curves_frame(infos)
     if len(curves):

@@ -17,7 +17,6 @@ No TensorFlow here.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from transfer_core.config import RunConfig
 from transfer_core.display import run_charts, run_text
 from transfer_core.report import EMPTY_REPORT, SplitEvaluation
 from transfer_core.runs import RunInfo, batch_frame
-from ui import data_fix, state
+from ui import data_fix, live_follow, state
 from ui.widgets import STATUS_ICONS
 
 # Points of the live per-batch curve: a redraw's cost grows with them; the result shows them all.
@@ -57,18 +56,10 @@ def show_run(run_id: str) -> None:
 
 def _live_view(run_id: str) -> None:
     """The full page run's part of the live view: header, the polling fragment, charts, log."""
-    follower = state.follower(run_id)
-    follower.poll()
-    drawn = follower.snapshot()
-    if drawn.status == "ended":
-        # It ended between the load above and this poll: the fragment's first poll sees the
-        # change and asks for the full rerun that shows the results.
-        drawn = dataclasses.replace(drawn, status="running")
     # The status fragment compares the status it polls with the one this run drew.
-    st.session_state.setdefault("live_drawn", {})[run_id] = drawn
+    status = live_follow.remember_drawn(run_id, ended_as="running").status
     state.set_live_view(run_id)
-    status = drawn.status
-    _run_header(run_id, status, follower.config)
+    _run_header(run_id, status, state.follower(run_id).config)
     st.fragment(_live_status, run_every=live.poll_seconds(status))(run_id)
     # A queued run has no curves yet: its page polls slowly and draws them once it runs.
     st.fragment(_live_curves, run_every=live.CURVES_POLL_SECONDS if status == "running" else None)(run_id)
@@ -91,12 +82,8 @@ def _live_status(run_id: str) -> None:
     Costs a read of the new bytes of events.jsonl, a few stats and a pid check; while queued
     also a listing of the queue. The charts and the log are not drawn here (see the module doc).
     """
-    run_dir = state.workspace().store.path_of(run_id)
-    follower = state.follower(run_id)
-    follower.poll()
-    jobs.enforce_stop(run_dir)
-    current = follower.snapshot()
-    drawn = st.session_state.get("live_drawn", {}).get(run_id)
+    polled = live_follow.poll(run_id)
+    follower, current, drawn, run_dir = polled.follower, polled.current, polled.drawn, polled.follower.run_dir
     if drawn is None or drawn.status != current.status:
         # A full rerun: it starts the curves once a queued run trains, or draws the results once
         # the run ended (and then no fragment, so the browser schedules no further poll of this run).
