@@ -32,11 +32,11 @@ st.markdown(
 )
 
 runs = ws.store.list_runs()
-if "compare_group" not in st.session_state:
+if state.comparison_group() is None:
     groups = compare.comparison_groups(runs)
     if groups:
-        st.session_state["compare_group"] = next(iter(groups.values()))
-group_ids = [run_id for run_id in st.session_state.get("compare_group", []) if run_id in {r.run_id for r in runs}]
+        state.set_comparison_group(next(iter(groups.values())))
+group_ids = [run_id for run_id in state.comparison_group() or [] if run_id in {r.run_id for r in runs}]
 group_infos = [info for info in runs if info.run_id in group_ids]
 group_infos.sort(key=lambda info: group_ids.index(info.run_id))
 group_active = any(info.is_active for info in group_infos)
@@ -125,8 +125,8 @@ else:
                 jobs.StartFailed) as error:
             st.error(str(error))
         else:
-            st.session_state["compare_group"] = [path.name for path in run_dirs]
-            st.session_state["compare_follow_group"] = True  # Results show this comparison's runs as they end.
+            # Results show this comparison's runs as they end.
+            state.set_comparison_group([path.name for path in run_dirs], follow=True)
             state.set_opened_run(None)  # Explore and Export then preselect the comparison's most accurate run.
             st.rerun()
 
@@ -201,12 +201,7 @@ if not finished:
 else:
     options = [info.run_id for info in finished]
     by_id = {info.run_id: info for info in finished}
-    if st.session_state.get("compare_follow_group"):
-        st.session_state["compare_pick"] = [run_id for run_id in group_ids if run_id in by_id]
-        st.session_state["compare_follow_group"] = group_active
-    elif "compare_pick" not in st.session_state:
-        st.session_state["compare_pick"] = [run_id for run_id in group_ids if run_id in by_id] or options[:3]
-    st.session_state["compare_pick"] = [run_id for run_id in st.session_state["compare_pick"] if run_id in by_id]
+    state.prepare_comparison_pick(group_ids, options, group_active)
     picked = st.multiselect(
         "Runs to compare", options, key="compare_pick",
         format_func=lambda run_id: compare.describe_run(by_id[run_id]),
