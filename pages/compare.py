@@ -5,13 +5,13 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from transfer_core import compare, inference, jobs, live, zoo
+from transfer_core import compare, inference, jobs, live, strategies, zoo
 from transfer_core.config import RunConfig, TrainConfig
 from transfer_core.display import compare_charts, run_text
 from transfer_core.display.views import dataset_name
 from transfer_core.sessions import presets
 from transfer_core.sessions.workspace import QuotaExceededError
-from ui import state, widgets
+from ui import live_follow, state, widgets
 from ui.widgets import STATUS_ICONS
 from ui.worker_progress import await_request
 
@@ -32,11 +32,11 @@ st.markdown(
 )
 
 runs = ws.store.list_runs()
-if "compare_group" not in st.session_state:
+if state.comparison_group() is None:
     groups = compare.comparison_groups(runs)
     if groups:
-        st.session_state["compare_group"] = next(iter(groups.values()))
-group_ids = [run_id for run_id in st.session_state.get("compare_group", []) if run_id in {r.run_id for r in runs}]
+        state.set_comparison_group(next(iter(groups.values())))
+group_ids = [run_id for run_id in state.comparison_group() or [] if run_id in {r.run_id for r in runs}]
 group_infos = [info for info in runs if info.run_id in group_ids]
 group_infos.sort(key=lambda info: group_ids.index(info.run_id))
 group_active = any(info.is_active for info in group_infos)
@@ -64,18 +64,12 @@ else:
                                                      batch_size=16)
     st.markdown("**Which strategies**")
     fe_col, ft_col, scratch_col, bn_col = st.columns(4)
-    use_fe = fe_col.checkbox(
-        "Feature extraction", value=True, key="compare_use_fe",
-        help="Backbone frozen; its features are computed once and only the new head trains. Fast and "
-             "hard to overfit.")
-    use_ft = ft_col.checkbox(
-        "Fine-tuning", value=True, key="compare_use_ft",
-        help="Stage 1 trains the head like feature extraction; stage 2 unfreezes the top blocks and trains "
-             "them with a 10x lower learning rate. Usually a little more accurate, and slower.")
-    use_scratch = scratch_col.checkbox(
-        "From scratch", value=True, key="compare_use_scratch",
-        help="The same network with random weights, every layer trained: no transfer. The slowest, and far "
-             "worse with few images; it shows what the pretrained weights are worth.")
+    use_fe = fe_col.checkbox(strategies.FEATURE_EXTRACTION.title, value=True, key="compare_use_fe",
+                             help=strategies.FEATURE_EXTRACTION.help)
+    use_ft = ft_col.checkbox(strategies.FINE_TUNING.title, value=True, key="compare_use_ft",
+                             help=strategies.FINE_TUNING.help)
+    use_scratch = scratch_col.checkbox(strategies.FROM_SCRATCH.title, value=True, key="compare_use_scratch",
+                                       help=strategies.FROM_SCRATCH.help)
     use_bn = bn_col.checkbox(
         "BatchNorm pitfall", value=False, key="compare_use_bn", disabled=model.weights != "imagenet",
         help="Fine-tuning again, but with BatchNormalization layers in training mode. Their statistics "
@@ -111,9 +105,9 @@ else:
     if estimate is not None:
         with st.container(border=True, key="compare_estimate"):
             rough = " (rough: nothing measured yet for this backbone and size on this server)" if estimate.rough else ""
-            st.markdown(f"**Estimated time: about {compare.format_duration(estimate.total_seconds)}**{rough}")
+            st.markdown(f"**Estimated time: about {run_text.format_seconds(estimate.total_seconds)}**{rough}")
             st.markdown("\n".join(
-                f"- {run.label}: ~{compare.format_duration(run.seconds)} ({run.basis}; {run.detail})"
+                f"- {run.label}: ~{run_text.format_seconds(run.seconds)} ({run.basis}; {run.detail})"
                 for run in estimate.runs))
             if estimate.warning:
                 st.warning(estimate.warning)
@@ -131,8 +125,8 @@ else:
                 jobs.StartFailed) as error:
             st.error(str(error))
         else:
-            st.session_state["compare_group"] = [path.name for path in run_dirs]
-            st.session_state["compare_follow_group"] = True  # Results show this comparison's runs as they end.
+            # Results show this comparison's runs as they end.
+            state.set_comparison_group([path.name for path in run_dirs], follow=True)
             state.set_opened_run(None)  # Explore and Export then preselect the comparison's most accurate run.
             st.rerun()
 
@@ -145,17 +139,13 @@ def _live_panel(run_ids: list[str]) -> None:
     Cheap: each run's new events only (no reread of an active run). The curves below are drawn
     by the full page run, which this asks for when a run changed status or ended an epoch.
     """
-    drawn = st.session_state.get("compare_live_drawn", {})
     infos, redraw = [], False
     for run_id in run_ids:
-        follower = state.follower(run_id)
-        follower.poll()
-        jobs.enforce_stop(follower.run_dir)
-        snapshot = follower.snapshot()
-        redraw = redraw or run_id not in drawn or live.needs_redraw(
-            drawn[run_id], snapshot, epoch_seconds=LIVE_CURVES_SECONDS)
+        polled = live_follow.poll(run_id)
+        redraw = redraw or polled.drawn is None or live.needs_redraw(
+            polled.drawn, polled.current, epoch_seconds=LIVE_CURVES_SECONDS)
         try:
-            infos.append(follower.run_info())
+            infos.append(polled.follower.run_info())
         except (FileNotFoundError, ValueError):
             continue
     if redraw or not any(info.is_active for info in infos):
@@ -186,16 +176,10 @@ def _live_panel(run_ids: list[str]) -> None:
 
 def _live_comparison(run_ids: list[str], infos: list) -> None:
     """The full page run's part of the comparison in flight: the polling fragment, then the curves."""
-    drawn = {}
-    for run_id, info in zip(run_ids, infos, strict=True):
-        follower = state.follower(run_id)
-        follower.poll()
-        snapshot = follower.snapshot()
-        if info.is_active and snapshot.status == "ended":
-            snapshot = dataclasses.replace(snapshot, status=info.status)  # Ended since the load: next poll redraws.
-        drawn[run_id] = snapshot
-    st.session_state["compare_live_drawn"] = drawn
-    running = any(snapshot.status == "running" for snapshot in drawn.values())
+    # A run that ended since the load is remembered as loaded (active): the panel's next poll redraws.
+    drawn = [live_follow.remember_drawn(run_id, ended_as=info.status if info.is_active else None)
+             for run_id, info in zip(run_ids, infos, strict=True)]
+    running = any(snapshot.status == "running" for snapshot in drawn)
     st.fragment(_live_panel, run_every=live.poll_seconds("running" if running else "queued"))(run_ids)
     curves = compare.curves_frame(infos)
     if len(curves):
@@ -217,12 +201,7 @@ if not finished:
 else:
     options = [info.run_id for info in finished]
     by_id = {info.run_id: info for info in finished}
-    if st.session_state.get("compare_follow_group"):
-        st.session_state["compare_pick"] = [run_id for run_id in group_ids if run_id in by_id]
-        st.session_state["compare_follow_group"] = group_active
-    elif "compare_pick" not in st.session_state:
-        st.session_state["compare_pick"] = [run_id for run_id in group_ids if run_id in by_id] or options[:3]
-    st.session_state["compare_pick"] = [run_id for run_id in st.session_state["compare_pick"] if run_id in by_id]
+    state.prepare_comparison_pick(group_ids, options, group_active)
     picked = st.multiselect(
         "Runs to compare", options, key="compare_pick",
         format_func=lambda run_id: compare.describe_run(by_id[run_id]),

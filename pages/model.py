@@ -34,8 +34,7 @@ def _use_recipe(recipe: presets.RecipeChoice) -> None:
     state.set_model_spec(recipe.model)
     state.set_freeze_plan(recipe.freeze)
     state.set_train_config(recipe.train)
-    for key in MODEL_WIDGET_KEYS:
-        st.session_state.pop(key, None)
+    state.forget_widgets(MODEL_WIDGET_KEYS)
     state.set_notice(f"{presets.CLASSIC_RECIPE_NAME}: {recipe.summary} Start it on the Train page.", "success")
 
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from transfer_core import jobs
+from transfer_core import jobs, strategies
 from transfer_core.config import AUGMENTATIONS, OPTIMIZERS, STRATEGIES, TrainConfig
 from transfer_core.display.views import dataset_name
 from transfer_core.sessions import presets
@@ -10,11 +10,6 @@ from transfer_core.sessions.workspace import QuotaExceededError
 from transfer_core.zoo import WeightsUnavailableError
 from ui import run_view, state, widgets
 
-STRATEGY_NAMES = {
-    "feature_extraction": "Feature extraction (frozen backbone, train the head)",
-    "fine_tuning": "Fine-tuning (head first, then the unfrozen blocks)",
-    "from_scratch": "From scratch (random weights, no transfer)",
-}
 LEARNING_RATES = list(presets.LEARNING_RATES)
 
 st.title("Train")
@@ -50,7 +45,7 @@ if dataset is not None:
             "Strategy",
             STRATEGIES,
             index=STRATEGIES.index(defaults.strategy),
-            format_func=STRATEGY_NAMES.get,
+            format_func=lambda name: strategies.BY_NAME[name].summary,
             key="train_strategy",
         )
         epochs_col, finetune_col, batch_col, optimizer_col = st.columns(4)

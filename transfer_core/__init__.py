@@ -12,7 +12,7 @@ from typing import Any
 # (8 queued workers starting at once on 2 cores; BENCHMARKS.md, "A classroom on one server").
 _SUBMODULES = frozenset({
     "cli", "cli_export", "compare", "config", "data", "display", "doctor", "events", "explore", "export", "fileio", "freezing", "inference",
-    "jobs", "live", "metrics", "models", "processes", "report", "runs", "sessions", "training", "zoo",
+    "jobs", "live", "metrics", "models", "processes", "report", "runs", "sessions", "strategies", "training", "zoo",
 })
 _NAMES = {
     **dict.fromkeys(("AUGMENTATIONS", "FREEZE_MODES", "OPTIMIZERS", "STRATEGIES", "DatasetSpec", "FreezePlan",
@@ -21,7 +21,7 @@ _NAMES = {
     **dict.fromkeys(("enforce_stop", "follow", "queue_position", "request_stop", "start_run", "stop_and_wait"),
                     "jobs"),
     "RunReport": "report",
-    **dict.fromkeys(("RunInfo", "RunStore", "batch_frame", "epoch_frame", "load_run", "read_events"), "runs"),
+    **dict.fromkeys(("RunInfo", "RunStatus", "RunStore", "batch_frame", "epoch_frame", "load_run", "read_events"), "runs"),
     "Workspace": "sessions.workspace",
 }
 

@@ -211,7 +211,7 @@ def _run_one(config: RunConfig, settings: Settings, runs_dir: Path, quiet: bool)
         "val_loss": report.val_loss,
         # Of the held-out test split (None without one): the number to quote.
         "test_accuracy": report.test_accuracy,
-        "num_test": (report.test_evaluation or {}).get("num_images") or None,
+        "num_test": report.num_test,
         "seconds": report.seconds,
         "training_seconds": report.training_seconds,
         "time_budget_seconds": report.time_budget_seconds,

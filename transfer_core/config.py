@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("feature_extraction", "fine_tuning", "from_scratch")
+from transfer_core import strategies as _strategies
+
+STRATEGIES = _strategies.NAMES  # Declared with their labels and colours in transfer_core.strategies.
 FREEZE_MODES = ("all_frozen", "top_blocks", "from_layer", "all_trainable", "custom")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast")
@@ -337,9 +339,49 @@ def _env_float(name: str, default: float) -> float:
 EXECUTORS = ("local", "ray")
 
 
-def _env_paths(name: str) -> tuple[Path, ...]:
+def _env_paths(name: str, default: tuple[Path, ...]) -> tuple[Path, ...]:
     value = os.environ.get(name, "").strip()
-    return tuple(Path(p).expanduser() for p in value.split(os.pathsep) if p.strip())
+    return tuple(Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()) if value else default
+
+
+def _env_str(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"Environment variable {name} must be 1 or 0 (true/false). Received: {name}={value!r}")
+
+
+# The environment variable and reader of each Settings field (Settings.from_env); the defaults are the fields' own.
+SETTING_VARIABLES = {
+    "home": ("TRANSFER_HOME", _env_path),
+    "weights_dir": ("TRANSFER_WEIGHTS_DIR", _env_path),
+    "max_concurrent_runs": ("TRANSFER_MAX_CONCURRENT_RUNS", _env_int),
+    "max_upload_mb": ("TRANSFER_MAX_UPLOAD_MB", _env_int),
+    "max_files": ("TRANSFER_MAX_FILES", _env_int),
+    "max_pixels": ("TRANSFER_MAX_PIXELS", _env_int),
+    "max_session_disk_mb": ("TRANSFER_MAX_SESSION_DISK_MB", _env_int),
+    "allowed_data_dirs": ("TRANSFER_ALLOWED_DATA_DIRS", _env_paths),
+    "standby_worker": ("TRANSFER_STANDBY_WORKER", _env_bool),
+    "executor": ("TRANSFER_EXECUTOR", _env_str),
+    "ray_address": ("RAY_ADDRESS", _env_str),
+    "ray_num_cpus": ("TRANSFER_RAY_NUM_CPUS", _env_float),
+    "ray_num_gpus": ("TRANSFER_RAY_NUM_GPUS", _env_float),
+    "max_queued_per_session": ("TRANSFER_MAX_QUEUED_PER_SESSION", _env_int),
+    "worker_nice": ("TRANSFER_WORKER_NICE", _env_int),
+    "worker_max_runs": ("TRANSFER_WORKER_MAX_RUNS", _env_int),
+    "worker_max_memory_mb": ("TRANSFER_WORKER_MAX_MEMORY_MB", _env_int),
+    "teacher_token": ("TRANSFER_TEACHER_TOKEN", _env_str),
+    "demo_dir": ("TRANSFER_DEMO_DIR", _env_path),
+    "offline": ("TRANSFER_OFFLINE", _env_bool),
+}
 
 
 @dataclass(frozen=True)
@@ -381,9 +423,8 @@ class Settings(_DictMixin):
         demo_dir: A folder with the ants-and-bees photos (``train/`` and ``val/``) for the real-photo
             demo, used instead of downloading them. ``TRANSFER_DEMO_DIR``.
         offline: Never download pretrained weights: a backbone whose file is not on this machine
-            fails with a clear message instead. ``TRANSFER_OFFLINE`` (``1``, ``true`` or ``yes``);
-            ``from_env`` leaves downloads on when it is unset, while settings built in code (tests,
-            benchmarks, notebooks) download nothing unless they ask with ``offline=False``.
+            fails with a clear message instead. On by default, in code and from the environment
+            alike; ``TRANSFER_OFFLINE=0`` (or ``offline=False``) lets Keras download a missing file.
     """
 
     home: Path = Path("workspace")
@@ -448,25 +489,6 @@ class Settings(_DictMixin):
                 unless ``TRANSFER_STANDBY_WORKER=0`` (a one-shot command would leave
                 it behind unused).
         """
-        return cls(
-            home=_env_path("TRANSFER_HOME", Path("workspace")),
-            weights_dir=_env_path("TRANSFER_WEIGHTS_DIR", None),
-            max_concurrent_runs=_env_int("TRANSFER_MAX_CONCURRENT_RUNS", 1),
-            max_upload_mb=_env_int("TRANSFER_MAX_UPLOAD_MB", 200),
-            max_files=_env_int("TRANSFER_MAX_FILES", 20000),
-            max_pixels=_env_int("TRANSFER_MAX_PIXELS", 40_000_000),
-            max_session_disk_mb=_env_int("TRANSFER_MAX_SESSION_DISK_MB", 2000),
-            allowed_data_dirs=_env_paths("TRANSFER_ALLOWED_DATA_DIRS"),
-            standby_worker=bool(_env_int("TRANSFER_STANDBY_WORKER", int(server))),
-            executor=os.environ.get("TRANSFER_EXECUTOR", "").strip() or "local",
-            ray_address=os.environ.get("RAY_ADDRESS", "").strip(),
-            ray_num_cpus=_env_float("TRANSFER_RAY_NUM_CPUS", 1.0),
-            ray_num_gpus=_env_float("TRANSFER_RAY_NUM_GPUS", 0.0),
-            max_queued_per_session=_env_int("TRANSFER_MAX_QUEUED_PER_SESSION", 3),
-            worker_nice=_env_int("TRANSFER_WORKER_NICE", 10),
-            worker_max_runs=_env_int("TRANSFER_WORKER_MAX_RUNS", cls.worker_max_runs),
-            worker_max_memory_mb=_env_int("TRANSFER_WORKER_MAX_MEMORY_MB", cls.worker_max_memory_mb),
-            teacher_token=os.environ.get("TRANSFER_TEACHER_TOKEN", "").strip(),
-            demo_dir=_env_path("TRANSFER_DEMO_DIR", None),
-            offline=os.environ.get("TRANSFER_OFFLINE", "").strip().lower() in ("1", "true", "yes"),
-        )
+        defaults = {spec.name: spec.default for spec in dataclasses.fields(cls)}
+        defaults["standby_worker"] = server
+        return cls(**{name: read(variable, defaults[name]) for name, (variable, read) in SETTING_VARIABLES.items()})

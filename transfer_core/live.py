@@ -28,6 +28,7 @@ from transfer_core.processes import process_alive
 from transfer_core.runs import (
     TERMINAL_EVENTS,
     RunInfo,
+    RunStatus,
     batch_frame,
     epoch_frame,
     load_run,
@@ -53,9 +54,9 @@ CURVES_POLL_SECONDS = 5.0
 
 def poll_seconds(status: str) -> float | None:
     """Seconds between polls of a run in ``status`` (``queued``/``running``); None once it ended."""
-    if status == "queued":
+    if status == RunStatus.QUEUED:
         return QUEUED_POLL_SECONDS
-    if status == "running":
+    if status == RunStatus.RUNNING:
         return RUNNING_POLL_SECONDS
     return None
 

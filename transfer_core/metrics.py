@@ -7,10 +7,11 @@ test and the same code serves the training engine, the pages and the CLI.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from transfer_core.report import SplitEvaluation, TopLoss
 
 _EPSILON = 1e-7
 
@@ -54,12 +55,11 @@ def top_losses(
     class_names: Sequence[str],
     paths: Sequence[str] | None = None,
     k: int = 12,
-) -> list[dict[str, Any]]:
+) -> list[TopLoss]:
     """The ``k`` images with the highest loss, most confidently wrong first.
 
     Returns:
-        One dict per image: index, path, true, predicted, confidence (of the
-        predicted class), true_probability, loss, correct.
+        One :class:`~transfer_core.report.TopLoss` per image.
     """
     y_true = np.asarray(y_true, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)
@@ -68,16 +68,16 @@ def top_losses(
     predicted = probabilities.argmax(axis=1)
     order = np.argsort(-losses, kind="stable")[:k]
     return [
-        {
-            "index": int(i),
-            "path": paths[i] if paths is not None else None,
-            "true": class_names[y_true[i]],
-            "predicted": class_names[predicted[i]],
-            "confidence": float(probabilities[i, predicted[i]]),
-            "true_probability": float(true_probability[i]),
-            "loss": float(losses[i]),
-            "correct": bool(predicted[i] == y_true[i]),
-        }
+        TopLoss(
+            index=int(i),
+            path=paths[i] if paths is not None else None,
+            true=class_names[y_true[i]],
+            predicted=class_names[predicted[i]],
+            confidence=float(probabilities[i, predicted[i]]),
+            true_probability=float(true_probability[i]),
+            loss=float(losses[i]),
+            correct=bool(predicted[i] == y_true[i]),
+        )
         for i in order
     ]
 
@@ -88,8 +88,8 @@ def evaluate_predictions(
     class_names: Sequence[str],
     paths: Sequence[str] | None = None,
     top_k: int = 12,
-) -> dict[str, Any]:
-    """Everything the report shows about one split, as a JSON-friendly dict.
+) -> SplitEvaluation:
+    """Everything the report shows about one split.
 
     Args:
         y_true: Integer labels, shape ``(n,)``.
@@ -99,9 +99,8 @@ def evaluate_predictions(
         top_k: How many top losses to keep.
 
     Returns:
-        ``accuracy``, ``loss`` (mean cross-entropy), ``num_images``,
-        ``confusion_matrix`` (list of lists), ``per_class`` (list of dicts),
-        ``top_losses``, ``class_names``.
+        Accuracy, loss (mean cross-entropy), image count, confusion matrix, per-class rows,
+        top losses and class names (``SplitEvaluation.to_dict`` is what report.json stores).
 
     Raises:
         ValueError: If shapes disagree.
@@ -120,24 +119,17 @@ def evaluate_predictions(
         )
     num_images = int(len(y_true))
     if num_images == 0:
-        return {
-            "accuracy": None,
-            "loss": None,
-            "num_images": 0,
-            "confusion_matrix": np.zeros((len(class_names),) * 2, dtype=int).tolist(),
-            "per_class": [],
-            "top_losses": [],
-            "class_names": list(class_names),
-        }
+        zeros = np.zeros((len(class_names),) * 2, dtype=int).tolist()
+        return SplitEvaluation(confusion_matrix=tuple(map(tuple, zeros)), class_names=tuple(class_names))
     predicted = probabilities.argmax(axis=1)
     true_probability = probabilities[np.arange(num_images), y_true]
     matrix = confusion_matrix(y_true, predicted, len(class_names))
-    return {
-        "accuracy": float((predicted == y_true).mean()),
-        "loss": float(-np.log(np.clip(true_probability, _EPSILON, 1.0)).mean()),
-        "num_images": num_images,
-        "confusion_matrix": matrix.tolist(),
-        "per_class": per_class_metrics(matrix, class_names).to_dict(orient="records"),
-        "top_losses": top_losses(y_true, probabilities, class_names, paths, k=top_k),
-        "class_names": list(class_names),
-    }
+    return SplitEvaluation(
+        accuracy=float((predicted == y_true).mean()),
+        loss=float(-np.log(np.clip(true_probability, _EPSILON, 1.0)).mean()),
+        num_images=num_images,
+        confusion_matrix=tuple(map(tuple, matrix.tolist())),
+        per_class=tuple(per_class_metrics(matrix, class_names).to_dict(orient="records")),
+        top_losses=tuple(top_losses(y_true, probabilities, class_names, paths, k=top_k)),
+        class_names=tuple(class_names),
+    )

@@ -17,6 +17,75 @@ _NUMBER = (int, float)
 
 
 @dataclass(frozen=True)
+class TopLoss:
+    """One image of the top-losses gallery (``metrics.top_losses``)."""
+
+    index: int  # Position in the split's file list.
+    path: str | None  # Relative to the data set's root.
+    true: str
+    predicted: str
+    confidence: float  # Of the predicted class.
+    true_probability: float
+    loss: float
+    correct: bool
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TopLoss:
+        """Read one ``top_losses`` item of report.json."""
+        return cls(**{name: data.get(name) for name in _TOP_LOSS_FIELDS})
+
+
+@dataclass(frozen=True)
+class SplitEvaluation:
+    """The kept model's metrics on one split (``metrics.evaluate_predictions``).
+
+    Stored in report.json under ``evaluation.val`` / ``evaluation.test`` with these field names as keys.
+    """
+
+    accuracy: float | None = None  # None for an empty split.
+    loss: float | None = None  # Mean cross-entropy.
+    num_images: int = 0
+    confusion_matrix: tuple[tuple[int, ...], ...] = ()  # True classes as rows, predicted as columns.
+    per_class: tuple[dict[str, Any], ...] = ()  # Rows of class, precision, recall, f1, support.
+    top_losses: tuple[TopLoss, ...] = ()  # Highest loss first.
+    class_names: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SplitEvaluation:
+        """Read ``evaluation.<split>`` of report.json; a missing key reads as empty.
+
+        Raises:
+            ValueError: ``data`` or one of its lists has the wrong JSON type.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"report.json evaluation of a split must be a JSON object. Received: {data!r:.80}")
+        try:
+            return cls(
+                accuracy=data.get("accuracy"),
+                loss=data.get("loss"),
+                num_images=int(data.get("num_images") or 0),
+                confusion_matrix=tuple(tuple(row) for row in data.get("confusion_matrix") or ()),
+                per_class=tuple(dict(row) for row in data.get("per_class") or ()),
+                top_losses=tuple(TopLoss.from_dict(item) for item in data.get("top_losses") or ()),
+                class_names=tuple(data.get("class_names") or ()),
+            )
+        except (TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"report.json evaluation of a split is malformed: {error}") from error
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object stored in report.json (lists, plain dicts)."""
+        return {
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "num_images": self.num_images,
+            "confusion_matrix": [list(row) for row in self.confusion_matrix],
+            "per_class": [dict(row) for row in self.per_class],
+            "top_losses": [dataclasses.asdict(item) for item in self.top_losses],
+            "class_names": list(self.class_names),
+        }
+
+
+@dataclass(frozen=True)
 class RunReport:
     """Summary and evaluation of one run; every field but ``status`` may be missing (None)."""
 
@@ -50,8 +119,8 @@ class RunReport:
     cache_hits: tuple[str, ...] | None = None  # "pool", "prefix:<layer>" per split read from the cache.
     reused_backbone: bool | None = None
     peak_rss_mb: float | None = None
-    # {"val": evaluate_predictions(...), "test": ...}; see transfer_core.metrics.
-    evaluation: dict[str, Any] | None = None
+    # {"val": evaluate_predictions(...), "test": ...}: split name -> its metrics.
+    evaluation: dict[str, SplitEvaluation] | None = None
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -76,6 +145,8 @@ class RunReport:
             value = data.get(name)
             if isinstance(value, list) and _KINDS[name] == "strings":
                 value = tuple(value)
+            if isinstance(value, dict) and _KINDS[name] == "evaluations":
+                value = {split: SplitEvaluation.from_dict(part) for split, part in value.items()}
             values[name] = value
         return cls(**values)
 
@@ -86,6 +157,8 @@ class RunReport:
             value = getattr(self, name)
             if value is None:
                 continue
+            if name == "evaluation":
+                value = {split: part.to_dict() for split, part in value.items()}
             out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -95,19 +168,25 @@ class RunReport:
         return self.val_accuracy is not None
 
     @property
-    def val_evaluation(self) -> dict[str, Any] | None:
+    def val_evaluation(self) -> SplitEvaluation | None:
         """``evaluate_predictions`` of the validation split, or None."""
         return (self.evaluation or {}).get("val")
 
     @property
-    def test_evaluation(self) -> dict[str, Any] | None:
+    def test_evaluation(self) -> SplitEvaluation | None:
         """``evaluate_predictions`` of the held-out test split, or None when there is none."""
         return (self.evaluation or {}).get("test")
 
     @property
+    def num_test(self) -> int | None:
+        """Images in the held-out test split, or None when there is none."""
+        test = self.test_evaluation
+        return test.num_images if test and test.num_images else None
+
+    @property
     def test_accuracy(self) -> float | None:
         test = self.test_evaluation
-        return test.get("accuracy") if test and test.get("num_images") else None
+        return test.accuracy if test and test.num_images else None
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunReport))
@@ -126,10 +205,11 @@ _KINDS = {
     "class_names": "strings",
     "cache_hits": "strings",
     **dict.fromkeys(("reused_backbone", "stopped_by_budget"), "bool"),
-    "evaluation": "object",
+    "evaluation": "evaluations",
 }
 _KIND_NAMES = {"str": "a string", "int": "an integer", "number": "a number", "strings": "a list of strings",
-               "bool": "true or false", "object": "a JSON object"}
+               "bool": "true or false", "evaluations": "a JSON object of split evaluations"}
+_TOP_LOSS_FIELDS = tuple(f.name for f in dataclasses.fields(TopLoss))
 assert set(_KINDS) == set(FIELD_NAMES)  # noqa: S101 - a field without a kind is a programming error.
 
 
@@ -144,4 +224,4 @@ def _matches(kind: str, value: Any) -> bool:
         return isinstance(value, tuple) and all(isinstance(item, str) for item in value)
     if kind == "bool":
         return isinstance(value, bool)
-    return isinstance(value, dict)
+    return isinstance(value, dict) and all(isinstance(part, SplitEvaluation) for part in value.values())

@@ -29,6 +29,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 # Set (tests/conftest.py does) to make every EventLog refuse an event transfer_core.events does not declare.
 CHECK_EVENTS_ENV = "TRANSFER_CHECK_EVENTS"
-STATUSES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 
 
 class EventLog:
@@ -116,6 +116,26 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
     return events, offset + end + 1
 
 
+class RunStatus(StrEnum):
+    """Where a run is, derived from its files (see :func:`load_run`).
+
+    A ``str``: ``info.status == "finished"``, JSON and table cells keep working with the plain words.
+    Finished, stopped and failed are also the terminal event types (``events.TERMINAL_EVENTS``).
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_active(self) -> bool:
+        """Queued or running: the run may still change."""
+        return self in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
 @dataclass
 class RunInfo:
     """What the store knows about one run, read from its files."""
@@ -123,15 +143,18 @@ class RunInfo:
     run_id: str
     path: Path
     config: RunConfig | None
-    status: str
+    status: RunStatus
     reason: str
     created: float
     last_event: dict[str, Any] | None
     report: RunReport | None
 
+    def __post_init__(self) -> None:
+        self.status = RunStatus(self.status)  # A plain word is accepted; an unknown one is a ValueError.
+
     @property
     def is_active(self) -> bool:
-        return self.status in ("queued", "running")
+        return self.status.is_active
 
     @property
     def strategy(self) -> str:
@@ -257,19 +280,19 @@ def load_run(path: Path) -> RunInfo:
     terminal = next((e for e in reversed(typed) if e["type"] in TERMINAL_EVENTS), None)
     report, report_problem = _read_report(path / "report.json")
     if config is None:
-        status = "failed"
+        status = RunStatus.FAILED
     elif terminal is not None:
-        status = terminal["type"]
+        status = RunStatus(terminal["type"])
         reason = terminal.get("reason", "")
-        if status in ("finished", "stopped") and report is None:
+        if status in (RunStatus.FINISHED, RunStatus.STOPPED) and report is None:
             # A terminal event without the report means the writes did not complete.
-            status, reason = "interrupted", report_problem or "the run ended before its report was written"
+            status, reason = RunStatus.INTERRUPTED, report_problem or "the run ended before its report was written"
     elif worker_alive(path):
         # "starting": the worker holds a slot and is loading TensorFlow; no longer queued.
         started = any(e["type"] in ("starting", "run_started") for e in typed)
-        status = "running" if started else "queued"
+        status = RunStatus.RUNNING if started else RunStatus.QUEUED
     else:
-        status = "interrupted"
+        status = RunStatus.INTERRUPTED
         reason = "the worker process ended without finishing (killed, crashed or the server restarted)"
     return RunInfo(
         run_id=path.name,

@@ -17,7 +17,6 @@ No TensorFlow here.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -27,9 +26,9 @@ import streamlit as st
 from transfer_core import jobs, live
 from transfer_core.config import RunConfig
 from transfer_core.display import run_charts, run_text
-from transfer_core.report import EMPTY_REPORT
+from transfer_core.report import EMPTY_REPORT, SplitEvaluation
 from transfer_core.runs import RunInfo, batch_frame
-from ui import data_fix, state
+from ui import data_fix, live_follow, state
 from ui.widgets import STATUS_ICONS
 
 # Points of the live per-batch curve: a redraw's cost grows with them; the result shows them all.
@@ -57,18 +56,10 @@ def show_run(run_id: str) -> None:
 
 def _live_view(run_id: str) -> None:
     """The full page run's part of the live view: header, the polling fragment, charts, log."""
-    follower = state.follower(run_id)
-    follower.poll()
-    drawn = follower.snapshot()
-    if drawn.status == "ended":
-        # It ended between the load above and this poll: the fragment's first poll sees the
-        # change and asks for the full rerun that shows the results.
-        drawn = dataclasses.replace(drawn, status="running")
     # The status fragment compares the status it polls with the one this run drew.
-    st.session_state.setdefault("live_drawn", {})[run_id] = drawn
+    status = live_follow.remember_drawn(run_id, ended_as="running").status
     state.set_live_view(run_id)
-    status = drawn.status
-    _run_header(run_id, status, follower.config)
+    _run_header(run_id, status, state.follower(run_id).config)
     st.fragment(_live_status, run_every=live.poll_seconds(status))(run_id)
     # A queued run has no curves yet: its page polls slowly and draws them once it runs.
     st.fragment(_live_curves, run_every=live.CURVES_POLL_SECONDS if status == "running" else None)(run_id)
@@ -91,12 +82,8 @@ def _live_status(run_id: str) -> None:
     Costs a read of the new bytes of events.jsonl, a few stats and a pid check; while queued
     also a listing of the queue. The charts and the log are not drawn here (see the module doc).
     """
-    run_dir = state.workspace().store.path_of(run_id)
-    follower = state.follower(run_id)
-    follower.poll()
-    jobs.enforce_stop(run_dir)
-    current = follower.snapshot()
-    drawn = st.session_state.get("live_drawn", {}).get(run_id)
+    polled = live_follow.poll(run_id)
+    follower, current, drawn, run_dir = polled.follower, polled.current, polled.drawn, polled.follower.run_dir
     if drawn is None or drawn.status != current.status:
         # A full rerun: it starts the curves once a queued run trains, or draws the results once
         # the run ended (and then no fragment, so the browser schedules no further poll of this run).
@@ -244,20 +231,20 @@ def result_panel(info: RunInfo) -> None:
         _charts(metrics, batch_frame(events), key="result")
 
     evaluation = report.val_evaluation
-    if evaluation and evaluation.get("num_images"):
+    if evaluation and evaluation.num_images:
         matrix_col, table_col = st.columns([1, 1])
         with matrix_col:
             normalize = st.toggle("Show shares per true class", key=f"train_cm_normalize_{info.run_id}")
             st.plotly_chart(
                 run_charts.confusion_matrix_figure(
-                    evaluation["confusion_matrix"], evaluation["class_names"], normalize
+                    evaluation.confusion_matrix, evaluation.class_names, normalize
                 ),
                 key="train_result_confusion",
             )
         with table_col:
             st.markdown("**Per class (validation)**")
             st.dataframe(
-                pd.DataFrame(evaluation["per_class"]),
+                pd.DataFrame(list(evaluation.per_class)),
                 hide_index=True,
                 width="stretch",
                 key="train_result_per_class",
@@ -271,11 +258,10 @@ def result_panel(info: RunInfo) -> None:
                 "Precision: of the images predicted as this class, the share that are. "
                 "Recall: of this class's images, the share found."
             )
-        test = report.test_evaluation
         if report.test_accuracy is not None:
             st.caption(
                 f"Test accuracy — the number to quote: {_percent(report.test_accuracy)} on the "
-                f"{test['num_images']} images of the held-out test split, never used to choose anything "
+                f"{report.num_test} images of the held-out test split, never used to choose anything "
                 "(validation picked the best epoch)."
             )
         _mistakes(info, evaluation)
@@ -283,8 +269,8 @@ def result_panel(info: RunInfo) -> None:
     _event_log(events)
 
 
-def _mistakes(info: RunInfo, evaluation: dict) -> None:
-    wrong = [item for item in evaluation.get("top_losses", []) if not item.get("correct")]
+def _mistakes(info: RunInfo, evaluation: SplitEvaluation) -> None:
+    wrong = [item for item in evaluation.top_losses if not item.correct]
     st.markdown("**Most confidently wrong (validation)**")
     if not wrong:
         st.caption("No validation image was misclassified.")
@@ -294,15 +280,15 @@ def _mistakes(info: RunInfo, evaluation: dict) -> None:
     labels = data_fix.labels_now(str(root)) if root is not None else None
     columns = st.columns(4)  # Room for the buttons' class names.
     for index, item in enumerate(wrong[:12]):
-        path = root / item["path"] if root is not None and item.get("path") else None
+        path = root / item.path if root is not None and item.path else None
         with columns[index % 4]:
             if path is not None and path.exists():
                 st.image(str(path), width="stretch")
             st.caption(
-                f"true **{item['true']}** → predicted **{item['predicted']}** ({item['confidence']:.0%})"
+                f"true **{item.true}** → predicted **{item.predicted}** ({item.confidence:.0%})"
             )
-            if item.get("path"):
-                data_fix.image_actions(str(root), item["path"], item["true"], item["predicted"],
+            if item.path:
+                data_fix.image_actions(str(root), item.path, item.true, item.predicted,
                                        list(info.config.dataset.class_names), labels, key=f"fix_{index}")
 
 

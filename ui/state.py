@@ -11,6 +11,8 @@ Keys in ``st.session_state``:
 - ``followers``: run id -> :class:`transfer_core.live.EventFollower`.
 - ``notice``: a one-time message for the next page (e.g. after "Try the demo").
 - ``saved_choices``: the :class:`SessionChoices` last written to (or read from) the workspace.
+- ``compare_group``: run ids of the comparison the Compare page shows; ``compare_follow_group``: keep
+  its "Runs to compare" pick (widget key ``compare_pick``) on that comparison's runs as they end.
 
 The data set, model, freeze plan and training choices are also kept in the workspace
 (``session.json``): a new session on the same ``?ws=`` address (a reload, a new tab)
@@ -298,3 +300,37 @@ def set_notice(text: str, kind: str = "info") -> None:
 
 def pop_notice() -> tuple[str, str] | None:
     return st.session_state.pop("notice", None)
+
+
+def comparison_group() -> list[str] | None:
+    """Run ids of the comparison the Compare page shows, or None before one is chosen."""
+    return st.session_state.get("compare_group")
+
+
+def set_comparison_group(run_ids: list[str], follow: bool = False) -> None:
+    """Show the comparison of ``run_ids``; ``follow``: it just started, so the pick follows its runs."""
+    st.session_state["compare_group"] = list(run_ids)
+    if follow:
+        st.session_state["compare_follow_group"] = True
+
+
+def prepare_comparison_pick(group_ids: list[str], finished_ids: list[str], group_active: bool) -> None:
+    """Set what the "Runs to compare" multiselect (key ``compare_pick``) shows before it is drawn.
+
+    While a comparison is followed, its finished runs (following stops once none is active); else the
+    student's own pick, at first the comparison's runs or the first three. Runs gone are dropped.
+    """
+    available = set(finished_ids)
+    in_group = [run_id for run_id in group_ids if run_id in available]
+    if st.session_state.get("compare_follow_group"):
+        st.session_state["compare_pick"] = in_group
+        st.session_state["compare_follow_group"] = group_active
+    elif "compare_pick" not in st.session_state:
+        st.session_state["compare_pick"] = in_group or finished_ids[:3]
+    st.session_state["compare_pick"] = [run_id for run_id in st.session_state["compare_pick"] if run_id in available]
+
+
+def forget_widgets(keys: list[str] | tuple[str, ...]) -> None:
+    """Drop widgets' values so that they show the choices they are built from on the next run."""
+    for key in keys:
+        st.session_state.pop(key, None)

@@ -21,7 +21,8 @@ LEAVES = {
     "transfer_core.data.decode": set(),
     "transfer_core.report": set(),
     "transfer_core.events": set(),
-    "transfer_core.config": set(),
+    "transfer_core.strategies": set(),
+    "transfer_core.config": {"transfer_core.strategies"},
 }
 # Modules a web-server process imports must not pull TensorFlow in at import time; checked for the
 # modules' top-level imports (function-level imports of TensorFlow are how the rest stays lazy).

@@ -137,3 +137,16 @@ def test_accuracy_against_parameters_of_nothing_is_an_empty_chart():
     for table in (pd.DataFrame(), pd.DataFrame(columns=["strategy", "trainable_params", "val_accuracy"])):
         figure = run_charts.accuracy_vs_parameters_figure(table)
         assert figure.data == () and figure.layout.title.text
+
+
+def test_run_charts_and_compare_charts_share_one_layout():
+    from transfer_core.display import compare_charts
+
+    run_figure = run_charts.epoch_metric_figure(_epochs(3), "loss")
+    compare_figure = compare_charts.lr_finder_figure(pd.DataFrame({"lr": [1e-4, 1e-3], "smoothed_loss": [1.0, 0.9],
+                                                                   "loss": [1.0, 0.8]}))
+    for figure in (run_figure, compare_figure):
+        assert figure.layout.title.x == 0.0 and figure.layout.legend.orientation == "h"
+    assert run_figure.layout.margin == compare_figure.layout.margin
+    assert run_figure.layout.template == compare_figure.layout.template
+    assert (run_figure.layout.height, compare_figure.layout.height) == (320, 340)

@@ -19,6 +19,7 @@ from transfer_core.compare.estimate import (
     speed_key,
 )
 from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, Settings, TrainConfig
+from transfer_core.display.run_text import format_seconds
 from transfer_core.report import RunReport
 from transfer_core.runs import EventLog, RunStore, load_run
 from transfer_core.training.budget import resolve_time_budget
@@ -118,15 +119,8 @@ def test_a_comparison_over_three_minutes_is_warned_about(tiny_dataset):
     long = compare.estimate_comparison(configs, num_train=1030, num_val=258, input_size=224, params=1_700_000)
     assert short.total_seconds < compare.LONG_COMPARISON_SECONDS and short.warning is None
     assert long.is_long
-    assert long.warning.startswith(f"This comparison will take about {compare.format_duration(long.total_seconds)}")
+    assert long.warning.startswith(f"This comparison will take about {format_seconds(long.total_seconds)}")
     assert "from scratch" in long.warning  # The slowest run is named.
-
-
-def test_format_duration():
-    assert compare.format_duration(45.2) == "45 s"
-    assert compare.format_duration(200) == "3 min 20 s"
-    assert compare.format_duration(180) == "3 min"
-    assert compare.format_duration(3900) == "1 h 5 min"
 
 
 def test_speeds_are_measured_from_finished_runs_and_kept_in_the_speed_file(tiny_dataset, tmp_path):

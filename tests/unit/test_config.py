@@ -1,10 +1,20 @@
 """Config dataclasses: validation messages, round trips, settings from the environment."""
 
 import dataclasses
+import os
+from pathlib import Path
 
 import pytest
 
-from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
+from transfer_core.config import (
+    SETTING_VARIABLES,
+    DatasetSpec,
+    FreezePlan,
+    ModelSpec,
+    RunConfig,
+    Settings,
+    TrainConfig,
+)
 
 
 def _spec(**kwargs):
@@ -88,6 +98,30 @@ def test_settings_from_env(monkeypatch, tmp_path):
     assert settings.max_concurrent_runs == 2
     assert settings.allowed_data_dirs == (tmp_path / "a", tmp_path / "b")
     assert settings.runs_dir == tmp_path / "runs"
+
+
+def test_settings_from_an_empty_environment_are_the_dataclass_defaults(monkeypatch):
+    for variable in [name for name in os.environ if name.startswith("TRANSFER_")] + ["RAY_ADDRESS"]:
+        monkeypatch.delenv(variable, raising=False)
+    assert Settings.from_env() == Settings()
+    assert Settings.from_env(server=True) == Settings(standby_worker=True)
+    assert Settings().offline  # One default for downloads, in code and from the environment.
+
+
+def test_every_setting_has_an_environment_variable_in_the_readme():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    variables = {variable for variable, _ in SETTING_VARIABLES.values()}
+    assert set(SETTING_VARIABLES) == {spec.name for spec in dataclasses.fields(Settings)}
+    assert [variable for variable in sorted(variables) if f"| `{variable}` |" not in readme] == []
+
+
+def test_boolean_settings_read_words_and_reject_others(monkeypatch):
+    monkeypatch.setenv("TRANSFER_OFFLINE", "no")
+    monkeypatch.setenv("TRANSFER_STANDBY_WORKER", "1")
+    assert not Settings.from_env().offline and Settings.from_env().standby_worker
+    monkeypatch.setenv("TRANSFER_OFFLINE", "maybe")
+    with pytest.raises(ValueError, match="TRANSFER_OFFLINE must be 1 or 0"):
+        Settings.from_env()
 
 
 def test_settings_reject_non_integer_env(monkeypatch):

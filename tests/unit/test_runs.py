@@ -5,12 +5,17 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from transfer_core.config import DatasetSpec, RunConfig
-from transfer_core.report import RunReport
+from transfer_core.metrics import evaluate_predictions
+from transfer_core.report import RunReport, SplitEvaluation
 from transfer_core.runs import (
+    TERMINAL_EVENTS,
     EventLog,
+    RunInfo,
+    RunStatus,
     RunStore,
     atomic_write_json,
     epoch_frame,
@@ -84,7 +89,18 @@ def test_finished_event_without_report_is_not_shown_as_finished(tmp_path, config
         log.write({"type": "finished"})
     assert load_run(path).status == "interrupted"
     atomic_write_json(path / "report.json", {"status": "finished", "val_accuracy": 0.9})
-    assert load_run(path).status == "finished"
+    info = load_run(path)
+    assert info.status is RunStatus.FINISHED and info.status == "finished"  # Typed, and still the plain word.
+    assert json.loads(json.dumps({"status": info.status})) == {"status": "finished"}
+    assert f"{info.status:<9}|" == "finished |"
+
+
+def test_run_statuses_cover_the_terminal_events_and_reject_unknown_words(tmp_path):
+    assert set(TERMINAL_EVENTS) <= set(RunStatus)
+    assert [s for s in RunStatus if s.is_active] == [RunStatus.QUEUED, RunStatus.RUNNING]
+    assert RunInfo("r", tmp_path, None, "stopped", "", 0.0, None, None).status is RunStatus.STOPPED
+    with pytest.raises(ValueError, match="'paused' is not a valid RunStatus"):
+        RunInfo("r", tmp_path, None, "paused", "", 0.0, None, None)
 
 
 def test_failed_atomic_write_leaves_the_old_file(tmp_path, monkeypatch):
@@ -146,17 +162,25 @@ def test_report_reads_old_files_missing_keys_as_none_and_ignores_unknown_ones(tm
     assert isinstance(report, RunReport)
     assert (report.val_accuracy, report.epochs, report.cache_hits) == (0.9, 2, ("pool",))
     assert report.precision is None and report.test_accuracy is None
-    assert report.val_evaluation == {"accuracy": 0.9, "num_images": 10}
+    assert report.val_evaluation == SplitEvaluation(accuracy=0.9, num_images=10)  # Missing keys read as empty.
     assert report.to_dict() == {"status": "finished", "val_accuracy": 0.9, "epochs": 2, "cache_hits": ["pool"],
-                                "evaluation": {"val": {"accuracy": 0.9, "num_images": 10}}}
+                                "evaluation": {"val": {"accuracy": 0.9, "loss": None, "num_images": 10,
+                                                       "confusion_matrix": [], "per_class": [], "top_losses": [],
+                                                       "class_names": []}}}
 
 
 def test_report_round_trips_and_names_its_test_split():
+    val = evaluate_predictions(np.array([0, 1, 1, 0]), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]]),
+                               ["a", "b"], paths=["a/1.png", "b/1.png", "b/2.png", "a/2.png"])
     report = RunReport(status="finished", reason="", val_accuracy=0.75, class_names=("a", "b"), epochs=3,
-                       evaluation={"val": {"accuracy": 0.75, "num_images": 4},
-                                   "test": {"accuracy": 0.5, "num_images": 2}})
-    assert RunReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
-    assert report.test_accuracy == 0.5 and report.has_metrics
+                       evaluation={"val": val, "test": SplitEvaluation(accuracy=0.5, num_images=2)})
+    on_disk = json.loads(json.dumps(report.to_dict()))
+    assert RunReport.from_dict(on_disk) == report
+    assert on_disk["evaluation"]["val"]["top_losses"][0] == {
+        "index": 2, "path": "b/2.png", "true": "b", "predicted": "a", "confidence": 0.6, "true_probability": 0.4,
+        "loss": pytest.approx(-np.log(0.4)), "correct": False}
+    assert on_disk["evaluation"]["val"]["confusion_matrix"] == [[2, 0], [1, 1]]
+    assert report.test_accuracy == 0.5 and report.num_test == 2 and report.has_metrics
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -165,6 +189,8 @@ def test_report_round_trips_and_names_its_test_split():
     ({"reused_backbone": 1}, "'reused_backbone' must be true or false"),
     ({"cache_hits": "pool"}, "'cache_hits' must be a list of strings"),
     ([1, 2], "must hold a JSON object"),
+    ({"evaluation": {"val": [0.9]}}, "evaluation of a split must be a JSON object"),
+    ({"evaluation": {"val": {"top_losses": [3]}}}, "evaluation of a split is malformed"),
 ])
 def test_report_with_wrong_json_types_is_a_clear_error(data, message):
     with pytest.raises(ValueError, match=message):

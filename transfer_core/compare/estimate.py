@@ -34,6 +34,7 @@ import pandas as pd
 
 from transfer_core.compare.labels import as_number, report_of, run_label
 from transfer_core.config import RunConfig, Settings
+from transfer_core.display.run_text import format_seconds
 from transfer_core.runs import RunInfo
 
 # Above this many seconds in total the page warns before Start.
@@ -101,21 +102,9 @@ class ComparisonEstimate:
         if not self.is_long:
             return None
         slowest = max(self.runs, key=lambda run: run.seconds)
-        return (f"This comparison will take about {format_duration(self.total_seconds)}, "
-                f"{format_duration(slowest.seconds)} of it for {slowest.label}. Fewer epochs, a smaller input size "
+        return (f"This comparison will take about {format_seconds(self.total_seconds)}, "
+                f"{format_seconds(slowest.seconds)} of it for {slowest.label}. Fewer epochs, a smaller input size "
                 "or leaving a strategy out makes it shorter.")
-
-
-def format_duration(seconds: float) -> str:
-    """``"45 s"``, ``"3 min 20 s"``, ``"1 h 5 min"``."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        minutes, rest = divmod(round(seconds), 60)
-        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-    hours, rest = divmod(round(seconds / 60), 60)
-    return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
 def speed_key(backbone: str, input_size: int, stage: str) -> str:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from transfer_core import strategies
 from transfer_core.config import RunConfig
 from transfer_core.report import EMPTY_REPORT, RunReport
 from transfer_core.runs import RunInfo
 
-STRATEGY_LABELS = {
-    "feature_extraction": "feature extraction",
-    "fine_tuning": "fine-tuning",
-    "from_scratch": "from scratch",
-}
-BN_PITFALL_LABEL = "fine-tuning, BatchNorm training (pitfall)"
+BN_PITFALL_LABEL = strategies.BN_PITFALL_LABEL
+STRATEGY_LABELS = {strategy.name: strategy.label for strategy in strategies.STRATEGIES}
 # Runs started together are named "compare <group>: <label>", so a group can be found again later.
 COMPARISON_PREFIX = "compare "
 
@@ -32,7 +29,7 @@ def run_label(config: RunConfig | None) -> str:
         return "unreadable run"
     if config.train.strategy == "fine_tuning" and config.freeze.train_batchnorm:
         return BN_PITFALL_LABEL
-    return STRATEGY_LABELS.get(config.train.strategy, config.train.strategy)
+    return strategies.label(config.train.strategy)
 
 
 def as_number(value: Any) -> float | None:

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from transfer_core.compare.labels import as_number, report_of, run_label
-from transfer_core.runs import RunInfo
+from transfer_core.runs import RunInfo, RunStatus
 
 TABLE_COLUMNS = [
     "run_id",
@@ -65,7 +65,7 @@ def finished_runs(runs: Sequence[RunInfo]) -> list[RunInfo]:
     """
     return [
         info for info in runs
-        if info.status in ("finished", "stopped") and info.config is not None
+        if info.status in (RunStatus.FINISHED, RunStatus.STOPPED) and info.config is not None
         and as_number(report_of(info).val_accuracy) is not None
     ]
 
@@ -182,7 +182,7 @@ def comparison_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
                 report.val_loss, as_number(last["val_loss"]) if last is not None else None),
             # Of the held-out test split (None without one): never used to choose anything.
             "test_accuracy": as_number(report.test_accuracy),
-            "num_test": (report.test_evaluation or {}).get("num_images") or None,
+            "num_test": report.num_test,
             "seconds": from_report(report.seconds, as_number(last["elapsed"]) if last is not None else None),
             "training_seconds": from_report(
                 report.training_seconds, as_number(seconds_col.sum()) if seconds_col is not None else None),

@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from transfer_core import strategies
+from transfer_core.display.chart_layout import apply_layout
+
 __all__ = [
     "STRATEGY_COLORS",
     "clickable_confusion_figure",
@@ -21,13 +24,8 @@ __all__ = [
     "overlay_curves_figure",
 ]
 
-# One colour per strategy, the same on every chart of the Compare page.
-STRATEGY_COLORS = {
-    "feature extraction": "#1f77b4",
-    "fine-tuning": "#ff7f0e",
-    "from scratch": "#7f7f7f",
-    "fine-tuning, BatchNorm training (pitfall)": "#d62728",
-}
+# One colour per strategy, the same on every chart of the Compare page; runs are drawn by label.
+STRATEGY_COLORS = strategies.color_by_label()
 _DASHES = ("solid", "dash", "dot", "dashdot")
 # Plotly's D3 palette: ten easily told-apart colours for classes.
 _CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -40,20 +38,7 @@ _METRICS = {
     "loss": "training loss",
 }
 _AXES = {"epoch": "epoch", "elapsed": "wall-clock seconds since the run started"}
-_HEIGHT = 340
-
-
-def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, height: int = _HEIGHT) -> go.Figure:
-    figure.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left"},
-        xaxis_title=x_title,
-        yaxis_title=y_title,
-        height=height,
-        margin={"l": 55, "r": 20, "t": 60, "b": 45},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
-        template="plotly_white",
-    )
-    return figure
+_HEIGHT = 340  # A little taller than a run's charts: several runs share the plot.
 
 
 def _color(label: str, index: int) -> str:
@@ -110,7 +95,7 @@ def overlay_curves_figure(curves: pd.DataFrame, metric: str = "val_accuracy", x:
                 )
             )
     title = f"{_METRICS[metric].capitalize()} by {'epoch' if x == 'epoch' else 'time'}"
-    _layout(figure, title, _AXES[x], _METRICS[metric])
+    apply_layout(figure, title, _AXES[x], _METRICS[metric], height=_HEIGHT)
     if metric.endswith("accuracy"):
         figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
     figure.update_xaxes(rangemode="tozero")
@@ -149,7 +134,7 @@ def embedding_figure(frame: pd.DataFrame, title: str, class_order: Sequence[str]
                 hovertemplate=f"{label}<br>%{{text}}<extra></extra>" if "path" in part else None,
             )
         )
-    _layout(figure, title, "component 1", "component 2", height=380)
+    apply_layout(figure, title, "component 1", "component 2", height=380)
     figure.update_xaxes(showticklabels=False)
     figure.update_yaxes(showticklabels=False)
     return figure
@@ -186,7 +171,7 @@ def lr_finder_figure(frame: pd.DataFrame, suggested_lr: float | None = None,
         if value:
             figure.add_trace(go.Scatter(x=[value, value], y=[0, top], mode="lines", name=f"{name} {value:.1e}",
                                         line={"color": color, "dash": dash, "width": 2}))
-    _layout(figure, "Learning-rate finder", "learning rate (log scale)", "training loss")
+    apply_layout(figure, "Learning-rate finder", "learning rate (log scale)", "training loss", height=_HEIGHT)
     figure.update_xaxes(type="log")
     figure.update_yaxes(range=[0, top * 1.05])
     return figure
@@ -246,7 +231,7 @@ def clickable_confusion_figure(matrix: Sequence[Sequence[int]], class_names: Seq
             showlegend=False,
         )
     )
-    _layout(figure, "Confusion matrix (validation) - click a cell", "predicted class", "true class", height=side)
+    apply_layout(figure, "Confusion matrix (validation) - click a cell", "predicted class", "true class", height=side)
     figure.update_xaxes(type="category", categoryorder="array", categoryarray=names, showgrid=False)
     figure.update_yaxes(type="category", categoryorder="array", categoryarray=names[::-1], showgrid=False)
     figure.update_layout(clickmode="event+select", dragmode=False)

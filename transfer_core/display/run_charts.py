@@ -14,6 +14,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from transfer_core import strategies
+from transfer_core.display.chart_layout import apply_layout, layout_dict
+
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
 SPLIT_COLORS = {"train": TRAIN_COLOR, "val": VAL_COLOR, "test": "#2ca02c"}
@@ -22,23 +25,6 @@ STAGE_NAMES = {
     "fine_tune": "fine-tuning",
     "scratch": "from scratch",
 }
-_HEIGHT = 320
-
-
-def _layout_dict(title: str, x_title: str, y_title: str, height: int = _HEIGHT) -> dict:
-    return {
-        "title": {"text": title, "x": 0.0, "xanchor": "left"},
-        "xaxis": {"title": {"text": x_title}},
-        "yaxis": {"title": {"text": y_title}},
-        "height": height,
-        "margin": {"l": 50, "r": 20, "t": 50, "b": 45},
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
-    }
-
-
-def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, height: int = _HEIGHT) -> go.Figure:
-    figure.update_layout(**_layout_dict(title, x_title, y_title, height))
-    return figure
 
 
 def _finite(series: pd.Series) -> pd.Series:
@@ -87,7 +73,7 @@ def epoch_metric_figure(frame: pd.DataFrame, metric: str = "loss", title: str | 
                 "connectgaps": False,
             }
         )
-    layout = _layout_dict(title or metric.capitalize(), "epoch", metric)
+    layout = layout_dict(title or metric.capitalize(), "epoch", metric)
     layout["xaxis"].update({"rangemode": "tozero", "dtick": 1 if len(frame) <= 20 else None})
     if metric == "accuracy":
         layout["yaxis"]["range"] = [0, 1.02]
@@ -169,7 +155,7 @@ def batch_loss_figure(frame: pd.DataFrame, smoothing: int = 5, max_points: int =
                 "line": {"color": TRAIN_COLOR, "width": 2.5},
             }
         )
-    return go.Figure({"data": data, "layout": _layout_dict("Loss per batch", "batch (all epochs)", "loss")})
+    return go.Figure({"data": data, "layout": layout_dict("Loss per batch", "batch (all epochs)", "loss")})
 
 
 def confusion_matrix_figure(
@@ -213,7 +199,7 @@ def confusion_matrix_figure(
         )
     )
     side = max(260, min(700, 60 * len(names) + 140))
-    _layout(figure, "Confusion matrix (validation)", "predicted class", "true class", height=side)
+    apply_layout(figure, "Confusion matrix (validation)", "predicted class", "true class", height=side)
     figure.update_yaxes(autorange="reversed", type="category")
     figure.update_xaxes(type="category", side="bottom")
     return figure
@@ -244,7 +230,7 @@ def class_counts_figure(counts: pd.DataFrame) -> go.Figure:
             )
         )
     figure.update_layout(barmode="stack")
-    _layout(figure, "Images per class", "class", "images")
+    apply_layout(figure, "Images per class", "class", "images")
     figure.update_xaxes(type="category")
     return figure
 
@@ -301,14 +287,9 @@ def block_map_figure(table: pd.DataFrame) -> go.Figure:
             )
         )
     figure.update_layout(barmode="stack")
-    _layout(figure, "Blocks from input (left) to output (right)", "block", "parameters", height=300)
+    apply_layout(figure, "Blocks from input (left) to output (right)", "block", "parameters", height=300)
     figure.update_xaxes(type="category", tickangle=-45)
     return figure
-
-
-STRATEGY_COLORS = {"feature_extraction": TRAIN_COLOR, "fine_tuning": VAL_COLOR, "from_scratch": "#7f7f7f"}
-STRATEGY_NAMES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning",
-                  "from_scratch": "from scratch"}
 
 
 def accuracy_vs_parameters_figure(table: pd.DataFrame) -> go.Figure:
@@ -343,13 +324,13 @@ def accuracy_vs_parameters_figure(table: pd.DataFrame) -> go.Figure:
                 x=_values(part["trainable_params"]),
                 y=_values(part["val_accuracy"]),
                 mode="markers",
-                name=STRATEGY_NAMES.get(str(strategy), str(strategy)),
-                marker={"size": 11, "color": STRATEGY_COLORS.get(str(strategy))},
+                name=strategies.label(str(strategy)),
+                marker={"size": 11, "color": strategies.color(str(strategy))},
                 text=labels,
                 hovertemplate="%{text}<br>%{x:,} trainable parameters<br>accuracy %{y:.1%}<extra></extra>",
             )
         )
-    _layout(figure, "Validation accuracy against trainable parameters", "trainable parameters (log scale)",
+    apply_layout(figure, "Validation accuracy against trainable parameters", "trainable parameters (log scale)",
             "validation accuracy")
     figure.update_xaxes(type="log")
     figure.update_yaxes(range=[0, 1.05], tickformat=".0%")

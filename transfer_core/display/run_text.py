@@ -13,7 +13,7 @@ import pandas as pd
 
 from transfer_core.display.views import dataset_name
 from transfer_core.report import EMPTY_REPORT
-from transfer_core.runs import RunInfo
+from transfer_core.runs import RunInfo, RunStatus
 
 # The stages of a run, in the words the page shows.
 STAGE_LABELS = {
@@ -102,12 +102,12 @@ def eta_text(seconds: float) -> str:
 def status_line(info: RunInfo, queue_position: int | None = None, eta_seconds: float | None = None) -> str:
     """Short state of a run for the sidebar and the run list (``eta_seconds``: see ``jobs.queue_eta``)."""
     report = info.report or EMPTY_REPORT
-    if info.status == "queued":
+    if info.status == RunStatus.QUEUED:
         if queue_position is None:
             return "queued"
         text = f"queued ({queue_position} run(s) ahead)" if queue_position else "queued (next)"
         return f"{text}, {eta_text(eta_seconds)}" if eta_seconds is not None else text
-    if info.status == "running":
+    if info.status == RunStatus.RUNNING:
         last = info.last_event or {}
         total = _epochs_total(info)
         epoch = last.get("epoch")
@@ -116,10 +116,10 @@ def status_line(info: RunInfo, queue_position: int | None = None, eta_seconds: f
         if last.get("type") == "epoch_end" and epoch:
             return f"running: epoch {min(epoch + 1, total or epoch + 1)} of {total}" if total else "running"
         return f"running: {STAGE_LABELS.get(last.get('stage'), 'starting')}"
-    if info.status == "finished":
+    if info.status == RunStatus.FINISHED:
         accuracy = report.val_accuracy
         return f"finished: val accuracy {accuracy:.1%}" if isinstance(accuracy, (int, float)) else "finished"
-    if info.status == "stopped":
+    if info.status == RunStatus.STOPPED:
         accuracy = report.val_accuracy
         kept = f", val accuracy {accuracy:.1%}" if isinstance(accuracy, (int, float)) else ""
         return f"stopped{kept}"

@@ -41,7 +41,7 @@ from transfer_core.jobs.queue import live_queue, register_in_queue
 from transfer_core.jobs.runner import finish_run
 from transfer_core.jobs.spawn import spawn, standby_key, worker_env
 from transfer_core.processes import process_alive, process_start_time
-from transfer_core.runs import EventLog, load_run, write_pid
+from transfer_core.runs import EventLog, RunStatus, load_run, write_pid
 
 STANDBY_IDLE_SECONDS = 900.0  # An idle worker of the app (the standby) retires after this.
 WORKER_LINGER_SECONDS = 10.0  # Other idle workers: long enough for the next run of a burst or a chain.
@@ -106,7 +106,7 @@ def cancel_queued(run_dir: Path) -> bool:
     if not (run_dir / "queued_for_worker").exists() or not claim_run(run_dir, "cancelled"):
         return False
     with EventLog(run_dir / "events.jsonl") as log:
-        finish_run(run_dir, log, "stopped", "stopped while waiting in the queue", {})
+        finish_run(run_dir, log, RunStatus.STOPPED, "stopped while waiting in the queue", {})
     return True
 
 

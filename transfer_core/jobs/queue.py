@@ -23,7 +23,7 @@ from typing import IO, Any
 from transfer_core.config import Settings
 from transfer_core.fileio import atomic_write_json
 from transfer_core.processes import process_alive, process_start_time
-from transfer_core.runs import EventLog, load_run
+from transfer_core.runs import EventLog, RunStatus, load_run
 
 RUN_TIMES_FILE = "run_times.jsonl"  # Under <home>: one line per finished run, for queue_eta.
 RUN_TIMES_KEPT = 20  # queue_eta uses the median of this many most recent runs.
@@ -154,7 +154,7 @@ def check_session_queue(runs_dir: Path, settings: Settings) -> None:
         if (run_dir / "after").exists() or (run_dir / "report.json").exists() or not (run_dir / "config.json").exists():
             continue
         try:
-            if load_run(run_dir).status == "queued":
+            if load_run(run_dir).status == RunStatus.QUEUED:
                 waiting += 1
         except FileNotFoundError:
             continue  # Deleted meanwhile.

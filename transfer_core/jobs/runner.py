@@ -21,7 +21,7 @@ from transfer_core.config import RunConfig, Settings
 from transfer_core.fileio import atomic_path, atomic_write_json
 from transfer_core.jobs.queue import acquire_slot, queue_entry, record_run_time
 from transfer_core.processes import lower_priority
-from transfer_core.runs import EventLog, load_run, write_pid
+from transfer_core.runs import EventLog, RunStatus, load_run, write_pid
 
 
 def worker_main(run_dir: Path) -> int:
@@ -53,7 +53,7 @@ def run_worker(run_dir: Path, settings: Settings, *, record_pid: bool = True) ->
 
     with EventLog(run_dir / "events.jsonl") as log:
         if not _wait_for_predecessor(run_dir, log, should_stop):
-            finish_run(run_dir, log, "stopped", "stopped while waiting for the previous run", {})
+            finish_run(run_dir, log, RunStatus.STOPPED, "stopped while waiting for the previous run", {})
             return 0
         slot = None
         if settings.executor == "ray":
@@ -61,7 +61,7 @@ def run_worker(run_dir: Path, settings: Settings, *, record_pid: bool = True) ->
         else:
             slot = acquire_slot(settings, run_dir, log, should_stop)
             if slot is None:
-                finish_run(run_dir, log, "stopped", "stopped while waiting in the queue", {})
+                finish_run(run_dir, log, RunStatus.STOPPED, "stopped while waiting in the queue", {})
                 return 0
     return train_claimed_run(run_dir, settings, slot)
 
@@ -79,10 +79,10 @@ def train_claimed_run(run_dir: Path, settings: Settings, slot: IO[str] | None) -
             try:
                 config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
             except (OSError, ValueError, TypeError) as error:
-                finish_run(run_dir, log, "failed", f"config.json is unreadable: {error}", {})
+                finish_run(run_dir, log, RunStatus.FAILED, f"config.json is unreadable: {error}", {})
                 return 1
             if should_stop():
-                finish_run(run_dir, log, "stopped", "stopped while waiting in the queue", {})
+                finish_run(run_dir, log, RunStatus.STOPPED, "stopped while waiting in the queue", {})
                 return 0
             log.write({"type": "starting", "message": "got a training slot; loading TensorFlow and the model"})
             started = time.time()
@@ -94,14 +94,14 @@ def train_claimed_run(run_dir: Path, settings: Settings, slot: IO[str] | None) -
                     save_model(result.classifier.model, run_dir / "model.keras")
                 result.history.to_csv(run_dir / ".metrics.csv.tmp", index=False)
                 os.replace(run_dir / ".metrics.csv.tmp", run_dir / "metrics.csv")
-                finish_run(run_dir, log, result.status, result.reason, result.report)
+                finish_run(run_dir, log, RunStatus(result.status), result.reason, result.report)
                 if result.status == "finished" and result.classifier is not None:
                     score_assignment_run(run_dir, config, result.classifier.model, result.report, settings)
                 if result.status == "finished":
                     with contextlib.suppress(OSError):  # Only feeds the queue's ETA.
                         record_run_time(settings, config.train.strategy, time.time() - started)
             except Exception as error:  # noqa: BLE001 - the run must end with a readable reason.
-                finish_run(run_dir, log, "failed", f"{type(error).__name__}: {error}", {})
+                finish_run(run_dir, log, RunStatus.FAILED, f"{type(error).__name__}: {error}", {})
                 return 1
     finally:
         if slot is not None:
@@ -177,7 +177,7 @@ def save_model(model, path: Path) -> None:
         model.save(tmp)
 
 
-def finish_run(run_dir: Path, log: EventLog, status: str, reason: str, report: dict[str, Any]) -> None:
+def finish_run(run_dir: Path, log: EventLog, status: RunStatus, reason: str, report: dict[str, Any]) -> None:
     """Write the report, then the terminal event (a report is what makes a run count as finished).
 
     When the report cannot be written (a full disk), the run ends as ``failed`` with that reason: a

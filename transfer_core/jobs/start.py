@@ -12,7 +12,15 @@ from transfer_core.jobs.queue import check_session_queue
 from transfer_core.jobs.ray_executor import submit_run
 from transfer_core.jobs.runner import finish_run
 from transfer_core.jobs.stop import POLL_SECONDS, enforce_stop
-from transfer_core.runs import TERMINAL_EVENTS, EventLog, RunStore, load_run, read_events, worker_alive
+from transfer_core.runs import (
+    TERMINAL_EVENTS,
+    EventLog,
+    RunStatus,
+    RunStore,
+    load_run,
+    read_events,
+    worker_alive,
+)
 
 
 class StartFailed(RuntimeError):
@@ -59,7 +67,7 @@ def start_run(
     except Exception as error:  # noqa: BLE001 - any failure to start: Ray unreachable, no process, a full disk.
         reason = f"the {settings.executor} executor could not start it: {type(error).__name__}: {error}"
         with EventLog(run_dir / "events.jsonl") as log:
-            finish_run(run_dir, log, "failed", reason, {})
+            finish_run(run_dir, log, RunStatus.FAILED, reason, {})
         raise StartFailed(f"Run {run_dir.name}: {reason}") from error
     return run_dir
 

@@ -25,7 +25,7 @@ from transfer_core.display.run_text import format_seconds
 from transfer_core.display.views import dataset_name
 from transfer_core.fileio import atomic_write_text
 from transfer_core.jobs.queue import QueueCapacity
-from transfer_core.runs import RunStore, load_run
+from transfer_core.runs import RunStatus, RunStore, load_run
 from transfer_core.sessions.presets import describe_plan
 
 NICKNAME_FILE = "nickname.txt"
@@ -137,7 +137,7 @@ def _class_run(run_dir: Path, workspace_id: str, nickname: str) -> ClassRun | No
         info = load_run(run_dir)
     except (OSError, ValueError):
         return None
-    if info.status != "finished" or info.config is None or info.report is None:
+    if info.status != RunStatus.FINISHED or info.config is None or info.report is None:
         return None
     report, config = info.report, info.config
     return ClassRun(

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from transfer_core.metrics import evaluate_predictions
-from transfer_core.report import RunReport
+from transfer_core.report import RunReport, SplitEvaluation
 from transfer_core.training.budget import planned_epochs
 from transfer_core.training.context import RunContext
 from transfer_core.training.inputs import image_dataset
 from transfer_core.training.keras_state import resolve_precision
 
 
-def evaluate(ctx: RunContext) -> dict[str, Any]:
+def evaluate(ctx: RunContext) -> dict[str, SplitEvaluation]:
     """Validation (and test) metrics of the final model."""
     model, val_inputs = ctx.final_inputs
     if isinstance(val_inputs, np.ndarray):
@@ -60,8 +59,8 @@ def build_report(ctx: RunContext, history: pd.DataFrame, status: str, reason: st
         class_names=tuple(config.dataset.class_names),
         num_train=num_train,
         num_val=len(ctx.val_data.paths),
-        val_accuracy=float(val["accuracy"]),
-        val_loss=float(val["loss"]),
+        val_accuracy=float(val.accuracy),
+        val_loss=float(val.loss),
         best_val_accuracy=float(history["val_accuracy"].max()) if epochs_run else None,
         best_val_loss=float(history["val_loss"].min()) if epochs_run else None,
         best_epoch=int(ctx.best_epoch),

@@ -145,7 +145,7 @@ def resolve_weights(
     if settings.offline:
         raise WeightsUnavailableError(
             _unavailable_message(
-                info, names, dirs, "no local copy, and downloads are off (Settings.offline, TRANSFER_OFFLINE=1)."
+                info, names, dirs, "no local copy, and downloads are off (TRANSFER_OFFLINE=0, or Settings(offline=False), allows them)."
             )
         )
     name = names[0]
