@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from transfer_core import compare, inference
@@ -13,7 +12,7 @@ from transfer_core.explore import explain
 from transfer_core.explore.embeddings import TSNE_MAX_IMAGES
 from transfer_core.metrics import confusion_matrix
 from ui import data_fix, state, widgets
-from ui.worker_progress import await_request, worker_progress
+from ui.worker_progress import await_request, await_result
 
 MAX_CELL_IMAGES = 12
 
@@ -27,24 +26,6 @@ settings = state.settings()
 @st.cache_data(max_entries=8, show_spinner=False)
 def _input_size(model_path: str, modified: float) -> int:
     return inference.model_input_size(settings, model_path, modified)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def _validation_predictions(run_path: str, model_path: str, modified: float) -> pd.DataFrame:
-    with worker_progress("Predicting the validation images...") as show:
-        return inference.validation_predictions(settings, run_path, model_path, modified, on_progress=show)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _cell_cams(model_path: str, modified: float, items: tuple[tuple[str, int], ...]) -> list[tuple[np.ndarray, float]]:
-    with worker_progress("Computing Grad-CAM of these images...") as show:
-        return inference.cell_grad_cams(settings, model_path, modified, items, on_progress=show)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _explain_uploads(model_path: str, modified: float, pictures: tuple[tuple[str, bytes], ...]):
-    with worker_progress("Predicting and computing Grad-CAM...") as show:
-        return inference.explain_images(settings, model_path, modified, pictures, on_progress=show)
 
 
 def _user_model_section() -> None:
@@ -131,8 +112,10 @@ with predict_tab:
         st.caption("Upload an image (or take a photo) to see the prediction.")
     feature_map_size = None
     pictures = pictures[:12]
-    explained = _explain_uploads(model_path, modified, tuple(pictures)) if pictures else []
-    for number, ((name, data), result) in enumerate(zip(pictures, explained, strict=True)):
+    # Every request below is looked up by its inputs: a rerun, a reload or another tab follows the one made.
+    explained = (await_result("Predicting and computing Grad-CAM...", lambda: inference.explain_request(
+        settings, model_path, modified, pictures), "Could not predict these images") if pictures else None) or []
+    for number, ((name, data), result) in enumerate(zip(pictures, explained, strict=False)):
         if result.error is not None:
             st.warning(f"{name}: {result.error}")
             continue
@@ -162,10 +145,11 @@ with predict_tab:
 # ----- confusion matrix ---------------------------------------------------------------------------------
 
 with matrix_tab:
-    frame = _validation_predictions(str(info.path), model_path, modified)
-    if frame.empty:
+    frame = await_result("Predicting the validation images...", lambda: inference.validation_predictions_request(
+        settings, str(info.path), model_path, modified), "Could not predict the validation images")
+    if frame is not None and frame.empty:
         st.info("This run's data set has no validation images.")
-    else:
+    elif frame is not None:
         st.markdown("Rows are the true classes, columns what the model said. The diagonal is right; everything "
                     "else is a mistake. **Click a cell** (or choose it below) to see those validation images "
                     "with Grad-CAM.")
@@ -208,11 +192,12 @@ with matrix_tab:
         columns = st.columns(4)
         root = Path(config.dataset.root)
         rows = list(cell.iterrows())
-        cams = _cell_cams(model_path, modified, tuple(
-            (str(root / row["path"]), int(row["predicted_index"] if target == "predicted" else row["true_index"]))
-            for _, row in rows))
+        items = [(str(root / row["path"]), int(row["predicted_index"] if target == "predicted" else row["true_index"]))
+                 for _, row in rows]
+        cams = (await_result("Computing Grad-CAM of these images...", lambda: inference.cell_grad_cams_request(
+            settings, model_path, modified, items), "Could not compute Grad-CAM") if items else None) or []
         labels = data_fix.labels_now(config.dataset.root)  # Relabel or remove: a new data set version.
-        for position, ((_, row), (overlay, _probability)) in enumerate(zip(rows, cams, strict=True)):
+        for position, ((_, row), (overlay, _probability)) in enumerate(zip(rows, cams, strict=False)):
             with columns[position % 4]:
                 st.image(overlay, width="stretch")
                 st.caption(f"{Path(row['path']).name}: said **{row['predicted']}** ({row['confidence']:.0%})")
@@ -273,8 +258,7 @@ with embedding_tab:
 with sees_tab:
     st.markdown("Before the backbone sees an image, it is **resized** to its input size and its pixel values "
                 "are **rescaled** the way the backbone was trained on ImageNet. Both steps are inside the model.")
-    frame = _validation_predictions(str(info.path), model_path, modified)
-    choices = list(frame["path"])[:60]
+    choices = [] if frame is None else list(frame["path"])[:60]  # The Mistakes tab's predictions, once answered.
     if uploads:
         choices = [f"upload: {f.name}" for f in uploads] + choices
     if not choices:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import streamlit as st
 
@@ -62,3 +63,18 @@ def await_request(text: str, check: Callable[[], Pending | Done | None]) -> Done
 
     follow()
     return None
+
+
+def await_result(text: str, check: Callable[[], Pending | Done | None], failure: str) -> Any:
+    """:func:`await_request`, then the answer's value; None while pending, never asked, or failed.
+
+    A failure is shown as ``failure: <what the task raised>``.
+    """
+    answer = await_request(text, check)
+    if answer is None:
+        return None
+    try:
+        return answer.result()
+    except Exception as error:  # noqa: BLE001 - shown to the person, not raised.
+        st.error(f"{failure}: {error}")
+        return None
