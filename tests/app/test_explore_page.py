@@ -40,11 +40,33 @@ def test_predict_an_uploaded_image_with_grad_cam(finished):
     assert any(c.startswith("Grad-CAM for '") for c in captions)  # ... and its Grad-CAM overlay.
 
 
+def _grad_cam_captions(page) -> list[str]:
+    return [c for image in page.image for c in image.captions if c.startswith("Grad-CAM for '")]
+
+
+def test_an_upload_is_asked_once_however_often_the_page_reruns_while_it_waits(finished):
+    import io
+    import time
+
+    from PIL import Image
+
+    at = open_page(finished, "pages/explore.py")
+    before = served("explain_images")
+    fresh = io.BytesIO()  # Never asked before: a colour of its own.
+    Image.new("RGB", (40, 40), tuple(int(time.time_ns() >> shift) % 256 for shift in (0, 8, 16))).save(fresh, "PNG")
+    at.file_uploader(key="explore_upload").upload("fresh.png", fresh.getvalue(), "image/png").run()
+    assert not at.exception, at.exception
+    assert not _grad_cam_captions(at)  # The script run did not wait for the worker ...
+    at.run()
+    at.run()  # ... and reruns while it works follow the same request.
+    rerun_until(at, lambda page: bool(_grad_cam_captions(page)))
+    assert served("explain_images") == before + 1
+
+
 def test_a_bad_upload_is_explained(finished):
     at = open_page(finished, "pages/explore.py")
-    at.file_uploader(key="explore_upload").upload("notes.png", b"not an image at all", "image/png").run()
-    assert not at.exception
-    assert any("notes.png" in w.value for w in at.warning)
+    at.file_uploader(key="explore_upload").upload("notes.png", b"not an image at all", "image/png")
+    rerun_until(at, lambda page: any("notes.png" in w.value for w in page.warning))
 
 
 def test_predictions_and_grad_cam_are_asked_once_and_shown_after_a_reload(finished):
