@@ -56,6 +56,7 @@ def test_the_classic_recipe_says_resnet50_is_missing_and_offers_one_click_on_a_b
     assert "ResNet50's ImageNet weights" in warning and "does not download" in warning
     assert "model_classic_recipe" not in [b.key for b in app.button]  # Offline: no ResNet50 run offered.
     app.button(key="model_classic_fallback").click().run(timeout=180)
+    notices = [s.value for s in app.success]  # Shown once, by the click's run.
     model_page_ready(app)
     spec = app.session_state["model_spec"]
     assert (spec.backbone, spec.input_size, spec.head, spec.hidden_units, spec.weights) == (
@@ -68,4 +69,4 @@ def test_the_classic_recipe_says_resnet50_is_missing_and_offers_one_click_on_a_b
     assert app.radio(key="model_head").value == "flatten"
     assert app.selectbox(key="model_hidden_units").value == 128
     assert _trainable(app) == 7 * 7 * 1280 * 128 + 128 + 128 * 4 + 4
-    assert any("classic Keras recipe" in s.value for s in app.success)
+    assert any("classic Keras recipe" in notice for notice in notices)
