@@ -22,12 +22,6 @@ ws = state.workspace()
 settings = state.settings()
 
 
-# Every model call goes to the inference worker (this server never loads TensorFlow); results are plain data.
-@st.cache_data(max_entries=8, show_spinner=False)
-def _input_size(model_path: str, modified: float) -> int:
-    return inference.model_input_size(settings, model_path, modified)
-
-
 def _user_model_section() -> None:
     """Predict with a .keras file the person uploads (loaded only in Keras' safe mode)."""
     import hashlib
@@ -86,7 +80,6 @@ config = info.config
 class_names = list(config.dataset.class_names)
 model_path = str(info.model_path)
 modified = info.model_path.stat().st_mtime
-input_size = _input_size(model_path, modified)
 
 predict_tab, matrix_tab, embedding_tab, sees_tab = st.tabs(
     ["Predict new images", "Mistakes", "Embeddings", "What the model sees"])
@@ -261,21 +254,21 @@ with sees_tab:
     choices = [] if frame is None else list(frame["path"])[:60]  # The Mistakes tab's predictions, once answered.
     if uploads:
         choices = [f"upload: {f.name}" for f in uploads] + choices
+    input_size = await_result("Loading the model...", lambda: inference.model_input_size_request(
+        settings, model_path, modified), "Could not load the model")
     if not choices:
         st.caption("No image to show: upload one in the first tab.")
-    else:
+    elif input_size is not None:
         picked = st.selectbox("Image", choices, key="explore_sees_image",
                               help="A validation image, or one you uploaded in the first tab.")
         if picked.startswith("upload: "):
             source = next(f.getvalue() for f in uploads if f"upload: {f.name}" == picked)
         else:
             source = Path(config.dataset.root) / picked
-        try:
-            view = inference.model_view(settings, source if isinstance(source, bytes) else str(source),
-                                        config.model.backbone, input_size)
-        except (ImageRejected, ValueError) as error:
-            st.warning(f"Cannot show this image: {error}")
-        else:
+        view = await_result("Resizing and preprocessing the image...", lambda: inference.model_view_request(
+            settings, source if isinstance(source, bytes) else str(source), config.model.backbone, input_size),
+            "Cannot show this image")
+        if view is not None:
             original_col, resized_col, pre_col = st.columns(3)
             original_col.image(source if isinstance(source, bytes) else str(source), width="stretch",
                                caption=f"Original: {view.original_size[0]}x{view.original_size[1]} pixels")

@@ -10,7 +10,7 @@ request as the blocking form. Those a person starts with a button (the learning-
 finder, export and check, embeddings, the ImageNet preview, the augmentation preview)
 take ``submit``: True asks (once, whatever the reruns), False only looks; they return
 ``Pending`` / ``Done`` (or None: never asked). Those a page shows without a click
-(predictions, Grad-CAM, block maps) ask unless asked already (``client.ask``).
+(predictions, Grad-CAM, block maps, what the model sees) ask unless asked already (``client.ask``).
 """
 
 from __future__ import annotations
@@ -76,6 +76,11 @@ def model_input_size(settings: Settings, model_path: str, modified: float) -> in
     return call(settings, "model_input_size", str(model_path), float(modified))
 
 
+def model_input_size_request(settings: Settings, model_path: str, modified: float) -> Pending | Done:
+    """:func:`model_input_size` without waiting (asked unless asked already)."""
+    return ask(settings, "model_input_size", str(model_path), float(modified))
+
+
 def explain_images(
     settings: Settings, model_path: str, modified: float, pictures: Sequence[tuple[str, bytes]],
     on_progress: OnProgress = None,
@@ -137,6 +142,12 @@ def model_view(settings: Settings, source: bytes | str, backbone: str, input_siz
     """What the preprocessing of ``backbone`` does to one image (bytes or a file path)."""
     return call(settings, "model_view", source if isinstance(source, bytes) else str(source), backbone,
                 int(input_size))
+
+
+def model_view_request(settings: Settings, source: bytes | str, backbone: str, input_size: int) -> Pending | Done:
+    """:func:`model_view` without waiting (asked unless asked already)."""
+    return ask(settings, "model_view", source if isinstance(source, bytes) else str(source), backbone,
+               int(input_size))
 
 
 def user_model_info(settings: Settings, digest: str, data: bytes, name: str) -> UserModelInfo:
