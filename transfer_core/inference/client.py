@@ -13,8 +13,9 @@ A request is a file named by a hash of its inputs (:func:`request_key`); see
 :mod:`transfer_core.inference.protocol` for the layout and why. So a request is never lost
 and never run twice: a page that reruns, is reloaded or is opened in another tab asks again
 with the same inputs and finds the request already queued, running or answered.
-:func:`request` submits without waiting (``Pending`` or ``Done``), :func:`peek` only looks;
-pages poll them from a fragment instead of waiting inside the script run.
+:func:`request` submits without waiting (``Pending`` or ``Done``), :func:`peek` only looks,
+:func:`ask` submits only if never asked; pages poll them from a fragment instead of waiting
+inside the script run.
 """
 
 from __future__ import annotations
