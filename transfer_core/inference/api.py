@@ -10,7 +10,7 @@ request as the blocking form. Those a person starts with a button (the learning-
 finder, export and check, embeddings, the ImageNet preview, the augmentation preview)
 take ``submit``: True asks (once, whatever the reruns), False only looks; they return
 ``Pending`` / ``Done`` (or None: never asked). Those a page shows without a click
-(predictions, Grad-CAM, block maps, what the model sees) ask unless asked already (``client.ask``).
+(predictions, Grad-CAM, block maps, what the model sees, the reproduce script) ask unless asked already (``client.ask``).
 """
 
 from __future__ import annotations
@@ -186,6 +186,12 @@ def export_request(settings: Settings, run_path: str, model_path: str, modified:
 def reproduction_script(settings: Settings, config: RunConfig, run_id: str, val_accuracy: float | None) -> str:
     """The standalone Python script that reproduces a run (``export.generate_script``)."""
     return call(settings, "reproduction_script", config, run_id, val_accuracy)
+
+
+def reproduction_script_request(settings: Settings, config: RunConfig, run_id: str,
+                                val_accuracy: float | None) -> Pending | Done:
+    """:func:`reproduction_script` without waiting (asked unless asked already)."""
+    return ask(settings, "reproduction_script", config, run_id, val_accuracy)
 
 
 def lr_find(settings: Settings, config: RunConfig, on_progress: OnProgress = None) -> LRFinderResult:
