@@ -6,7 +6,6 @@ import numpy as np
 import streamlit as st
 
 from transfer_core import compare, inference
-from transfer_core.data import ImageRejected
 from transfer_core.display import compare_charts
 from transfer_core.explore import explain
 from transfer_core.explore.embeddings import TSNE_MAX_IMAGES
@@ -26,7 +25,6 @@ def _user_model_section() -> None:
     """Predict with a .keras file the person uploads (loaded only in Keras' safe mode)."""
     import hashlib
 
-    from transfer_core.explore.safe_load import UnsafeModelError
 
     with st.expander("Or try a .keras model file of your own"):
         st.caption("Only Keras 3 `.keras` files made of built-in layers are accepted, loaded in Keras' safe "
@@ -39,20 +37,17 @@ def _user_model_section() -> None:
             return
         data = model_file.getvalue()
         digest = hashlib.sha256(data).hexdigest()
-        try:
-            with st.spinner("Checking and loading the model file..."):
-                loaded = inference.user_model_info(settings, digest, data, model_file.name)
-        except (UnsafeModelError, inference.InferenceError) as error:
-            st.error(str(error))
+        loaded = await_result("Checking and loading the model file...", lambda: inference.user_model_info_request(
+            settings, digest, data, model_file.name), "Cannot use this model file")
+        if loaded is None:
             return
         side, num_classes = loaded.input_size, loaded.num_classes
         st.caption(f"{model_file.name}: takes {side}x{side} RGB images, {num_classes} classes.")
         if picture is None:
             return
-        try:
-            probabilities = inference.user_model_predict(settings, digest, data, model_file.name, picture.getvalue())
-        except ImageRejected as error:
-            st.warning(f"{picture.name}: {error}")
+        probabilities = await_result("Predicting...", lambda: inference.user_model_predict_request(
+            settings, digest, data, model_file.name, picture.getvalue()), picture.name)
+        if probabilities is None:
             return
         st.dataframe(explain.top_k(probabilities, [f"class {i}" for i in range(num_classes)], min(3, num_classes)),
                      hide_index=True, key="explore_user_topk")

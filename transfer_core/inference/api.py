@@ -10,7 +10,8 @@ request as the blocking form. Those a person starts with a button (the learning-
 finder, export and check, embeddings, the ImageNet preview, the augmentation preview)
 take ``submit``: True asks (once, whatever the reruns), False only looks; they return
 ``Pending`` / ``Done`` (or None: never asked). Those a page shows without a click
-(predictions, Grad-CAM, block maps, what the model sees, the reproduce script) ask unless asked already (``client.ask``).
+(predictions, Grad-CAM, block maps, what the model sees, the reproduce script, a
+.keras file of one's own) ask unless asked already (``client.ask``).
 """
 
 from __future__ import annotations
@@ -159,6 +160,11 @@ def user_model_info(settings: Settings, digest: str, data: bytes, name: str) -> 
     return call(settings, "user_model_info", digest, data, name, settings.max_upload_mb * 1024 * 1024)
 
 
+def user_model_info_request(settings: Settings, digest: str, data: bytes, name: str) -> Pending | Done:
+    """:func:`user_model_info` without waiting (asked unless asked already)."""
+    return ask(settings, "user_model_info", digest, data, name, settings.max_upload_mb * 1024 * 1024)
+
+
 def user_model_predict(settings: Settings, digest: str, data: bytes, name: str, image: bytes) -> np.ndarray:
     """Probabilities of a person's ``.keras`` classifier for one image.
 
@@ -167,6 +173,13 @@ def user_model_predict(settings: Settings, digest: str, data: bytes, name: str, 
     """
     return call(settings, "user_model_predict", digest, data, name, settings.max_upload_mb * 1024 * 1024, image,
                 settings.max_pixels)
+
+
+def user_model_predict_request(settings: Settings, digest: str, data: bytes, name: str,
+                               image: bytes) -> Pending | Done:
+    """:func:`user_model_predict` without waiting (asked unless asked already)."""
+    return ask(settings, "user_model_predict", digest, data, name, settings.max_upload_mb * 1024 * 1024, image,
+               settings.max_pixels)
 
 
 def export_and_check(
