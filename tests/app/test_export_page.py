@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from helpers.workspaces import open_page, rerun_until, served
 
+from transfer_core import export
+
 
 def _script_shown(page) -> bool:
     return any("def main():" in c.value for c in page.code)
-
-from transfer_core import export
 
 
 def test_export_page_before_exporting(finished):
