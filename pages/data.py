@@ -9,6 +9,7 @@ from transfer_core.data.augment import AUGMENTATION_HELP
 from transfer_core.display import run_charts, views
 from transfer_core.sessions import project_file
 from ui import data_fix, state, widgets
+from ui.worker_progress import await_result
 
 st.title("Data")
 widgets.show_notice()
@@ -400,11 +401,10 @@ if image_names:
         "Image", list(image_names), format_func=image_names.get, key="aug_preview_image"
     )
     if st.button("Show augmented copies", key="aug_preview_button"):
-        clicks = st.session_state["aug_preview_clicks"] = st.session_state.get("aug_preview_clicks", 0) + 1
-        with st.spinner("Augmenting (in the inference worker; its first request loads TensorFlow)..."):
-            st.session_state["aug_preview"] = inference.augmentation_preview(
-                state.settings(), image_path, choices, n=7, seed=clicks
-            )
-    preview = st.session_state.get("aug_preview")
+        inference.augmentation_request(state.settings(), image_path, choices, submit=True)  # New copies each click.
+    # The newest copies asked for this image, found again by their inputs after a rerun, a reload or in a new tab.
+    preview = await_result("Augmenting (in the inference worker; its first request loads TensorFlow)...",
+                           lambda: inference.augmentation_request(state.settings(), image_path, choices),
+                           "Could not augment this image")
     if preview:
         st.image(preview, caption=["original"] + [f"copy {i}" for i in range(1, len(preview))], width=110)

@@ -3,17 +3,15 @@
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from transfer_core import compare, inference
-from transfer_core.data import ImageRejected
 from transfer_core.display import compare_charts
 from transfer_core.explore import explain
 from transfer_core.explore.embeddings import TSNE_MAX_IMAGES
 from transfer_core.metrics import confusion_matrix
 from ui import data_fix, state, widgets
-from ui.worker_progress import await_request, worker_progress
+from ui.worker_progress import await_request, await_result
 
 MAX_CELL_IMAGES = 12
 
@@ -23,35 +21,10 @@ ws = state.workspace()
 settings = state.settings()
 
 
-# Every model call goes to the inference worker (this server never loads TensorFlow); results are plain data.
-@st.cache_data(max_entries=8, show_spinner=False)
-def _input_size(model_path: str, modified: float) -> int:
-    return inference.model_input_size(settings, model_path, modified)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def _validation_predictions(run_path: str, model_path: str, modified: float) -> pd.DataFrame:
-    with worker_progress("Predicting the validation images...") as show:
-        return inference.validation_predictions(settings, run_path, model_path, modified, on_progress=show)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _cell_cams(model_path: str, modified: float, items: tuple[tuple[str, int], ...]) -> list[tuple[np.ndarray, float]]:
-    with worker_progress("Computing Grad-CAM of these images...") as show:
-        return inference.cell_grad_cams(settings, model_path, modified, items, on_progress=show)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _explain_uploads(model_path: str, modified: float, pictures: tuple[tuple[str, bytes], ...]):
-    with worker_progress("Predicting and computing Grad-CAM...") as show:
-        return inference.explain_images(settings, model_path, modified, pictures, on_progress=show)
-
-
 def _user_model_section() -> None:
     """Predict with a .keras file the person uploads (loaded only in Keras' safe mode)."""
     import hashlib
 
-    from transfer_core.explore.safe_load import UnsafeModelError
 
     with st.expander("Or try a .keras model file of your own"):
         st.caption("Only Keras 3 `.keras` files made of built-in layers are accepted, loaded in Keras' safe "
@@ -64,20 +37,17 @@ def _user_model_section() -> None:
             return
         data = model_file.getvalue()
         digest = hashlib.sha256(data).hexdigest()
-        try:
-            with st.spinner("Checking and loading the model file..."):
-                loaded = inference.user_model_info(settings, digest, data, model_file.name)
-        except (UnsafeModelError, inference.InferenceError) as error:
-            st.error(str(error))
+        loaded = await_result("Checking and loading the model file...", lambda: inference.user_model_info_request(
+            settings, digest, data, model_file.name), "Cannot use this model file")
+        if loaded is None:
             return
         side, num_classes = loaded.input_size, loaded.num_classes
         st.caption(f"{model_file.name}: takes {side}x{side} RGB images, {num_classes} classes.")
         if picture is None:
             return
-        try:
-            probabilities = inference.user_model_predict(settings, digest, data, model_file.name, picture.getvalue())
-        except ImageRejected as error:
-            st.warning(f"{picture.name}: {error}")
+        probabilities = await_result("Predicting...", lambda: inference.user_model_predict_request(
+            settings, digest, data, model_file.name, picture.getvalue()), picture.name)
+        if probabilities is None:
             return
         st.dataframe(explain.top_k(probabilities, [f"class {i}" for i in range(num_classes)], min(3, num_classes)),
                      hide_index=True, key="explore_user_topk")
@@ -105,7 +75,6 @@ config = info.config
 class_names = list(config.dataset.class_names)
 model_path = str(info.model_path)
 modified = info.model_path.stat().st_mtime
-input_size = _input_size(model_path, modified)
 
 predict_tab, matrix_tab, embedding_tab, sees_tab = st.tabs(
     ["Predict new images", "Mistakes", "Embeddings", "What the model sees"])
@@ -131,8 +100,10 @@ with predict_tab:
         st.caption("Upload an image (or take a photo) to see the prediction.")
     feature_map_size = None
     pictures = pictures[:12]
-    explained = _explain_uploads(model_path, modified, tuple(pictures)) if pictures else []
-    for number, ((name, data), result) in enumerate(zip(pictures, explained, strict=True)):
+    # Every request below is looked up by its inputs: a rerun, a reload or another tab follows the one made.
+    explained = (await_result("Predicting and computing Grad-CAM...", lambda: inference.explain_request(
+        settings, model_path, modified, pictures), "Could not predict these images") if pictures else None) or []
+    for number, ((name, data), result) in enumerate(zip(pictures, explained, strict=False)):
         if result.error is not None:
             st.warning(f"{name}: {result.error}")
             continue
@@ -162,10 +133,11 @@ with predict_tab:
 # ----- confusion matrix ---------------------------------------------------------------------------------
 
 with matrix_tab:
-    frame = _validation_predictions(str(info.path), model_path, modified)
-    if frame.empty:
+    frame = await_result("Predicting the validation images...", lambda: inference.validation_predictions_request(
+        settings, str(info.path), model_path, modified), "Could not predict the validation images")
+    if frame is not None and frame.empty:
         st.info("This run's data set has no validation images.")
-    else:
+    elif frame is not None:
         st.markdown("Rows are the true classes, columns what the model said. The diagonal is right; everything "
                     "else is a mistake. **Click a cell** (or choose it below) to see those validation images "
                     "with Grad-CAM.")
@@ -208,11 +180,12 @@ with matrix_tab:
         columns = st.columns(4)
         root = Path(config.dataset.root)
         rows = list(cell.iterrows())
-        cams = _cell_cams(model_path, modified, tuple(
-            (str(root / row["path"]), int(row["predicted_index"] if target == "predicted" else row["true_index"]))
-            for _, row in rows))
+        items = [(str(root / row["path"]), int(row["predicted_index"] if target == "predicted" else row["true_index"]))
+                 for _, row in rows]
+        cams = (await_result("Computing Grad-CAM of these images...", lambda: inference.cell_grad_cams_request(
+            settings, model_path, modified, items), "Could not compute Grad-CAM") if items else None) or []
         labels = data_fix.labels_now(config.dataset.root)  # Relabel or remove: a new data set version.
-        for position, ((_, row), (overlay, _probability)) in enumerate(zip(rows, cams, strict=True)):
+        for position, ((_, row), (overlay, _probability)) in enumerate(zip(rows, cams, strict=False)):
             with columns[position % 4]:
                 st.image(overlay, width="stretch")
                 st.caption(f"{Path(row['path']).name}: said **{row['predicted']}** ({row['confidence']:.0%})")
@@ -273,25 +246,24 @@ with embedding_tab:
 with sees_tab:
     st.markdown("Before the backbone sees an image, it is **resized** to its input size and its pixel values "
                 "are **rescaled** the way the backbone was trained on ImageNet. Both steps are inside the model.")
-    frame = _validation_predictions(str(info.path), model_path, modified)
-    choices = list(frame["path"])[:60]
+    choices = [] if frame is None else list(frame["path"])[:60]  # The Mistakes tab's predictions, once answered.
     if uploads:
         choices = [f"upload: {f.name}" for f in uploads] + choices
+    input_size = await_result("Loading the model...", lambda: inference.model_input_size_request(
+        settings, model_path, modified), "Could not load the model")
     if not choices:
         st.caption("No image to show: upload one in the first tab.")
-    else:
+    elif input_size is not None:
         picked = st.selectbox("Image", choices, key="explore_sees_image",
                               help="A validation image, or one you uploaded in the first tab.")
         if picked.startswith("upload: "):
             source = next(f.getvalue() for f in uploads if f"upload: {f.name}" == picked)
         else:
             source = Path(config.dataset.root) / picked
-        try:
-            view = inference.model_view(settings, source if isinstance(source, bytes) else str(source),
-                                        config.model.backbone, input_size)
-        except (ImageRejected, ValueError) as error:
-            st.warning(f"Cannot show this image: {error}")
-        else:
+        view = await_result("Resizing and preprocessing the image...", lambda: inference.model_view_request(
+            settings, source if isinstance(source, bytes) else str(source), config.model.backbone, input_size),
+            "Cannot show this image")
+        if view is not None:
             original_col, resized_col, pre_col = st.columns(3)
             original_col.image(source if isinstance(source, bytes) else str(source), width="stretch",
                                caption=f"Original: {view.original_size[0]}x{view.original_size[1]} pixels")

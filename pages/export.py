@@ -7,21 +7,11 @@ import streamlit as st
 
 from transfer_core import compare, export, inference
 from ui import state, widgets
-from ui.worker_progress import await_request
+from ui.worker_progress import await_request, await_result
 
 st.title("Export")
 widgets.show_notice()
 ws = state.workspace()
-
-
-@st.cache_data(max_entries=16, show_spinner="Writing the script...")
-def _script(run_path: str, modified: float) -> str:
-    from transfer_core.runs import load_run
-
-    info = load_run(Path(run_path))
-    # In the inference worker: the script names the layers that train, which means building the backbone.
-    return inference.reproduction_script(state.settings(), info.config, info.run_id,
-                                         info.report.val_accuracy if info.report else None)
 
 
 runs = [info for info in compare.finished_runs(ws.store.list_runs()) if info.model_path.exists()]
@@ -144,13 +134,18 @@ else:
 # ----- reproduce ---------------------------------------------------------------------------------------------
 
 st.subheader("Reproduce it and use it")
-script = _script(str(info.path), modified)
 snippet = export.predict_snippet(config)
 script_col, snippet_col = st.columns(2)
 script_col.markdown("**A script that trains this model again**, with plain Keras and TensorFlow: the same split "
                     "(from the data set's manifest.csv), backbone, preprocessing, head and recipe.")
-script_col.download_button("Download train script", script, file_name=f"train_{short}.py", mime="text/x-python",
-                           key="export_download_script", on_click="ignore")
+with script_col:
+    # In the inference worker: the script names the layers that train, which means building the backbone.
+    script = await_result("Writing the script...", lambda: inference.reproduction_script_request(
+        state.settings(), config, run_id, info.report.val_accuracy if info.report else None),
+        "Could not write the script")
+if script is not None:
+    script_col.download_button("Download train script", script, file_name=f"train_{short}.py",
+                               mime="text/x-python", key="export_download_script", on_click="ignore")
 snippet_col.markdown("**A few lines that load the exported `.keras` file and predict an image.**")
 snippet_col.download_button("Download predict.py", snippet, file_name="predict.py", mime="text/x-python",
                             key="export_download_snippet", on_click="ignore")
@@ -158,7 +153,8 @@ st.caption(f"Run it as `python train_{short}.py DATA_FOLDER`, where DATA_FOLDER 
            "(the exact split) or is your own folder with one sub-folder of images per class. Expect a validation "
            "accuracy close to the run's, not identical: random starts differ outside the app. On this server "
            f"the data set is `{config.dataset.root}`.")
-with st.expander("The train script", expanded=False):
-    st.code(script, language="python")
+if script is not None:
+    with st.expander("The train script", expanded=False):
+        st.code(script, language="python")
 with st.expander("predict.py", expanded=True):
     st.code(snippet, language="python")

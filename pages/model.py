@@ -8,7 +8,7 @@ from transfer_core.display import run_charts, views
 from transfer_core.freezing import blockmap
 from transfer_core.sessions import presets
 from ui import state, widgets
-from ui.worker_progress import worker_progress
+from ui.worker_progress import await_result
 
 st.title("Model")
 widgets.show_notice()
@@ -143,8 +143,11 @@ if weights == "imagenet" and not zoo.weights_available_offline(backbone, input_s
 
 st.subheader("What trains")
 # The worker builds the backbone once per (backbone, size) and keeps its blocks as a small file.
-with worker_progress("Reading the backbone's blocks (built once per backbone and size)...") as show:
-    blocks = inference.block_map(settings, backbone, int(input_size), on_progress=show)
+blocks = await_result("Reading the backbone's blocks (built once per backbone and size)...",
+                      lambda: inference.block_map_request(settings, backbone, int(input_size)),
+                      "Could not read the backbone's blocks")
+if blocks is None:
+    st.stop()  # The fragment above follows the request and redraws the page with its answer.
 num_blocks = len(blocks.block_names)
 presets_list = list(presets.FREEZE_PRESETS)
 preset = st.radio(
@@ -265,22 +268,19 @@ st.caption(
     "The unmodified network with its original 1000-class ImageNet head: it knows nothing of your "
     "classes, but its guesses show what its features capture."
 )
+thumbs = views.thumbnails_by_class(dataset, per_class=2)
+chosen_images = [(path, label) for label, items in thumbs.items() for path, _ in items][:8]
+paths = [str(p) for p, _ in chosen_images]
 if st.button("Show its top-3 guesses", key="model_pretrained_run"):
-    thumbs = views.thumbnails_by_class(dataset, per_class=2)
-    chosen_images = [(path, label) for label, items in thumbs.items() for path, _ in items][:8]
-    with worker_progress("Running the ImageNet classifier...") as show:
-        try:
-            predictions = inference.imagenet_preview(settings, [str(p) for p, _ in chosen_images], pretrained_key,
-                                                     top=3, on_progress=show)
-        except (zoo.WeightsUnavailableError, ValueError, inference.InferenceError) as error:
-            st.error(str(error))
-            predictions = []
+    inference.imagenet_preview_request(settings, paths, pretrained_key, top=3, submit=True)
+# Found again by its inputs: a rerun, a reload or another tab shows the request already made.
+predictions = await_result("Running the ImageNet classifier...",
+                           lambda: inference.imagenet_preview_request(settings, paths, pretrained_key, top=3),
+                           "Could not run the ImageNet classifier")
+if predictions:
     labelled = list(zip(predictions, [label for _, label in chosen_images], strict=False))
-    st.session_state["pretrained_predictions"] = (pretrained_key, dataset.root, labelled)
-saved = st.session_state.get("pretrained_predictions")
-if saved and saved[0] == pretrained_key and saved[1] == dataset.root and saved[2]:
     columns = st.columns(4)
-    for index, (prediction, label) in enumerate(saved[2]):
+    for index, (prediction, label) in enumerate(labelled):
         with columns[index % 4]:
             st.image(prediction.path, width=140, caption=f"your class: {label}")
             st.caption("  \n".join(f"{name.replace('_', ' ')}: {p:.0%}" for name, p in prediction.top))

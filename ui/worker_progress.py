@@ -1,37 +1,16 @@
-"""Show what the inference worker is doing while a page waits for it."""
+"""Follow an inference request from a page: its progress while pending, then its answer."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
-from transfer_core.inference import Done, Pending, Progress
+from transfer_core.inference import Done, Pending
 
 # How often a page looks at a request it is waiting for; each look reads one or two small files.
 REQUEST_POLL_SECONDS = 1.0
-
-
-@contextlib.contextmanager
-def worker_progress(text: str) -> Iterator[Callable[[Progress], None]]:
-    """A spinner with ``text`` and a line (or bar) below it that follows the worker's progress reports.
-
-    Yields the ``on_progress`` callback to hand to a ``transfer_core.inference`` call.
-    """
-    with st.spinner(text):
-        line = st.empty()
-
-        def show(progress: Progress) -> None:
-            if progress.fraction is None:
-                line.caption(progress.text)
-            else:
-                line.progress(min(max(float(progress.fraction), 0.0), 1.0), text=progress.text)
-
-        try:
-            yield show
-        finally:
-            line.empty()
 
 
 def await_request(text: str, check: Callable[[], Pending | Done | None]) -> Done | None:
@@ -62,3 +41,18 @@ def await_request(text: str, check: Callable[[], Pending | Done | None]) -> Done
 
     follow()
     return None
+
+
+def await_result(text: str, check: Callable[[], Pending | Done | None], failure: str) -> Any:
+    """:func:`await_request`, then the answer's value; None while pending, never asked, or failed.
+
+    A failure is shown as ``failure: <what the task raised>``.
+    """
+    answer = await_request(text, check)
+    if answer is None:
+        return None
+    try:
+        return answer.result()
+    except Exception as error:  # noqa: BLE001 - shown to the person, not raised.
+        st.error(f"{failure}: {error}")
+        return None

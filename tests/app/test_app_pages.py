@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers.apptest import page_text
+from helpers.workspaces import model_page_ready, rerun_until, served
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -283,13 +284,34 @@ def test_resplit_changes_the_validation_share(app):
     assert "20 val" in app.caption[0].value or any("20 val" in c.value for c in app.caption)
 
 
+def _reloaded(at, page: str):
+    """A new session (a reload, a new tab) on the same workspace, switched to ``page``."""
+    from streamlit.testing.v1 import AppTest
+
+    again = AppTest.from_file(APP, default_timeout=120)
+    again.query_params["ws"] = at.session_state["workspace"].workspace_id
+    again.run()
+    again.switch_page(page).run()
+    assert not again.exception, again.exception
+    return again
+
+
+def _copies(at) -> list:
+    return [image for image in at.image if "original" in image.captions]
+
+
 @pytest.mark.slow
-def test_augmentation_preview_shows_copies(app):
+def test_augmentation_preview_shows_copies_and_a_reload_finds_them(app):
     _demo(app)
-    app.multiselect(key="aug_preview_choice").set_value(["flip", "rotate"])
-    app.button(key="aug_preview_button").click().run(timeout=120)
-    assert not app.exception, app.exception
-    assert len(app.session_state["aug_preview"]) == 8
+    app.button(key="aug_preview_button").click().run()
+    assert not _copies(app)  # The click's run did not wait for the worker.
+    again = _reloaded(app, "pages/data.py")  # A reload in the middle of the wait: the click is not lost.
+    rerun_until(again, lambda page: bool(_copies(page)))
+    assert len(_copies(again)[0].captions) == 8 and served("augmentation_preview") == 1
+    rerun_until(app, lambda page: bool(_copies(page)))  # The first tab shows the same copies.
+    assert served("augmentation_preview") == 1
+    again.button(key="aug_preview_button").click().run()  # Another click: new copies, asked once more.
+    rerun_until(again, lambda page: served("augmentation_preview") == 2 and bool(_copies(page)))
 
 
 def _trainable(at) -> int:
@@ -302,7 +324,7 @@ def test_model_page_freeze_controls_change_the_trainable_count(app):
     assert not app.exception, app.exception
     app.selectbox(key="model_backbone").set_value("mobilenet_v2_0.35")
     app.selectbox(key="model_input_size").set_value(96)
-    app.run(timeout=120)
+    model_page_ready(app)
     app.radio(key="model_freeze_preset").set_value("feature_extraction").run()
     frozen = _trainable(app)
     assert frozen == 1280 * 4 + 4  # Only the head trains: 1280 features x 4 classes + biases.
@@ -321,7 +343,7 @@ def test_model_page_freeze_controls_change_the_trainable_count(app):
 
 
 def test_model_page_custom_blocks_from_the_table(app):
-    app.switch_page("pages/model.py").run(timeout=120)
+    model_page_ready(app.switch_page("pages/model.py"))
     app.radio(key="model_freeze_preset").set_value("custom").run()
     before = _trainable(app)
     app.session_state["model_custom_blocks"] = {
@@ -337,7 +359,7 @@ def test_model_page_custom_blocks_from_the_table(app):
 
 
 def test_model_page_head_settings_are_kept(app):
-    app.switch_page("pages/model.py").run(timeout=120)
+    model_page_ready(app.switch_page("pages/model.py"))
     app.slider(key="model_dropout").set_value(0.5)
     app.selectbox(key="model_hidden_units").set_value(64)
     app.run()
@@ -350,13 +372,18 @@ def test_model_page_before_transfer_shows_imagenet_guesses(app):
     if not (SHARED_WEIGHTS / "mobilenet_2_5_224_tf.h5").exists():
         pytest.skip("needs ../shared/weights/mobilenet_2_5_224_tf.h5")
     _demo(app)
-    app.switch_page("pages/model.py").run(timeout=120)
-    app.selectbox(key="model_pretrained_key").set_value("mobilenet_0.25")
-    app.button(key="model_pretrained_run").click().run(timeout=180)
-    assert not app.exception, app.exception
-    key, _, predictions = app.session_state["pretrained_predictions"]
-    assert key == "mobilenet_0.25" and len(predictions) == 8
-    assert all(len(p.top) == 3 for p, _ in predictions)
+    model_page_ready(app.switch_page("pages/model.py"))
+    app.button(key="model_pretrained_run").click().run()
+    assert not _guesses(app)  # The click's run did not wait for the worker.
+    again = _reloaded(app, "pages/model.py")  # A reload in the middle of the wait: the same request.
+    rerun_until(again, lambda page: bool(_guesses(page)))
+    assert len(_guesses(again)) == 8 and served("imagenet_preview") == 1
+    rerun_until(app, lambda page: _guesses(page) == _guesses(again))  # The first tab shows the same answer.
+    assert served("imagenet_preview") == 1
+
+
+def _guesses(at) -> list[str]:
+    return [c for image in at.image for c in image.captions if c.startswith("your class: ")]
 
 
 def test_a_session_over_its_disk_limit_cannot_add_data(home, monkeypatch):

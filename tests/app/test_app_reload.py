@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from helpers.apptest import page_text
+from helpers.workspaces import model_page_ready
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -79,7 +80,8 @@ def test_reload_restores_data_set_backbone_and_freeze_plan(app):
     at.switch_page("pages/model.py").run()
     assert not at.exception, at.exception
     at.selectbox(key="model_backbone").set_value("mobilenet_0.25").run()
-    at.selectbox(key="model_input_size").set_value(128).run()
+    at.selectbox(key="model_input_size").set_value(128)
+    model_page_ready(at)
     at.radio(key="model_freeze_preset").set_value("top_blocks").run()
     at.slider(key="model_top_blocks").set_value(3).run()
     assert not at.exception, at.exception

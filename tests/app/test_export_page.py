@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from helpers.workspaces import open_page, rerun_until
+from helpers.workspaces import open_page, rerun_until, served
 
 from transfer_core import export
+
+
+def _script_shown(page) -> bool:
+    return any("def main():" in c.value for c in page.code)
 
 
 def test_export_page_before_exporting(finished):
     at = open_page(finished, "pages/export.py")
     assert at.title[0].value == "Export"
+    rerun_until(at, _script_shown)  # Written by the inference worker, followed from a fragment.
+    asked = served("reproduction_script")
+    assert _script_shown(open_page(finished, "pages/export.py"))  # A reload shows it without asking again.
+    assert served("reproduction_script") == asked
     captions = "\n".join(c.value for c in at.caption)
     assert "Nothing exported yet" in captions
     code = [c.value for c in at.code]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import SHARED_WEIGHTS
+from helpers.workspaces import model_page_ready
 
 
 def _trainable(at) -> int:
@@ -25,7 +26,7 @@ def test_each_head_shows_its_weights_and_the_choice_reaches_the_run(app):
     app.switch_page("pages/model.py").run(timeout=120)
     app.selectbox(key="model_backbone").set_value("mobilenet_v2_0.35")
     app.selectbox(key="model_input_size").set_value(96)
-    app.run(timeout=120)
+    model_page_ready(app)
     app.radio(key="model_freeze_preset").set_value("feature_extraction").run()
     assert not app.exception, app.exception
     radio = app.radio(key="model_head")
@@ -50,13 +51,13 @@ def test_the_classic_recipe_says_resnet50_is_missing_and_offers_one_click_on_a_b
 ):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # No ResNet50 in a Keras cache either.
     _demo(app)
-    app.switch_page("pages/model.py").run(timeout=120)
-    assert not app.exception, app.exception
+    model_page_ready(app.switch_page("pages/model.py"))
     warning = " ".join(w.value for w in app.warning)
     assert "ResNet50's ImageNet weights" in warning and "does not download" in warning
     assert "model_classic_recipe" not in [b.key for b in app.button]  # Offline: no ResNet50 run offered.
     app.button(key="model_classic_fallback").click().run(timeout=180)
-    assert not app.exception, app.exception
+    notices = [s.value for s in app.success]  # Shown once, by the click's run.
+    model_page_ready(app)
     spec = app.session_state["model_spec"]
     assert (spec.backbone, spec.input_size, spec.head, spec.hidden_units, spec.weights) == (
         "mobilenet_v2_0.35", 224, "flatten", 128, "imagenet")
@@ -68,4 +69,4 @@ def test_the_classic_recipe_says_resnet50_is_missing_and_offers_one_click_on_a_b
     assert app.radio(key="model_head").value == "flatten"
     assert app.selectbox(key="model_hidden_units").value == 128
     assert _trainable(app) == 7 * 7 * 1280 * 128 + 128 + 128 * 4 + 4
-    assert any("classic Keras recipe" in s.value for s in app.success)
+    assert any("classic Keras recipe" in notice for notice in notices)

@@ -123,7 +123,8 @@ def test_compare_explore_and_export_in_a_browser(server, page, prepared, tmp_pat
     _go(page, "Explore")
     no_exception(page)
     image = next((Path(prepared.dataset.root) / "images").rglob("*.png"))
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(image))
+    # The first tab's uploader (the whole page draws at once: no step waits for the worker in the script run).
+    page.get_by_test_id("stTabs").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(image))
     page.get_by_text("Grad-CAM for '").first.wait_for(timeout=120_000)
     _settled_shot(page, "13-explore-predict")
     page.get_by_role("tab", name="Mistakes").click()

@@ -124,3 +124,22 @@ def rerun_until(at, condition, timeout: float = 300.0):
         texts = [str(e.value) for e in [*at.markdown, *at.caption, *at.error]]
         raise AssertionError(f"The page did not show the answer within {timeout:.0f} s: {texts}")
     return at
+
+
+def model_page_ready(at, timeout: float = 300.0):
+    """Rerun the Model page until its freeze controls show: the block map is answered (or failed)."""
+    return rerun_until(at, lambda page: any(r.key == "model_freeze_preset" for r in page.radio) or bool(page.error),
+                       timeout)
+
+
+def served(task: str) -> int:
+    """How many ``task`` requests this process's inference worker ran (its worker.log, one line each)."""
+    import os
+
+    from transfer_core.inference import protocol
+    from ui import state
+
+    log = protocol.worker_dir(state.settings(), os.getpid()) / "worker.log"
+    if not log.exists():
+        return 0
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if line.startswith(f"served {task} "))

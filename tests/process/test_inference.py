@@ -119,6 +119,21 @@ def test_a_request_asked_again_while_it_runs_or_after_is_run_once(settings):
     assert inference.peek(settings, "model_view", picture, "resnet50", 96) is None  # Other inputs: never asked.
 
 
+def test_ask_shows_a_failure_on_every_rerun_and_a_click_asks_again(settings):
+    """What a page shows without a click is asked once (``ask``); a click (``request``) retries a failure."""
+    args = (settings, "no_such_backbone_either", 32)
+    first = inference.ask(settings, "block_map", *args)
+    assert _wait(lambda: isinstance(inference.peek(settings, "block_map", *args), inference.Done), timeout=120)
+    for _ in range(3):  # Reruns, reloads, tabs.
+        failed = inference.ask(settings, "block_map", *args)
+        assert isinstance(failed, inference.Done) and not failed.ok and failed.key == first.key
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        failed.result()
+    assert _served(settings, first.key) == 1
+    inference.request(settings, "block_map", *args)  # A click asks again.
+    assert _wait(lambda: _served(settings, first.key) == 2, timeout=120)
+
+
 def test_a_worker_that_dies_is_restarted_once_then_reported(settings):
     directory = protocol.worker_dir(settings, os.getpid())
     kills = []

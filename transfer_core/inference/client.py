@@ -13,8 +13,9 @@ A request is a file named by a hash of its inputs (:func:`request_key`); see
 :mod:`transfer_core.inference.protocol` for the layout and why. So a request is never lost
 and never run twice: a page that reruns, is reloaded or is opened in another tab asks again
 with the same inputs and finds the request already queued, running or answered.
-:func:`request` submits without waiting (``Pending`` or ``Done``), :func:`peek` only looks;
-pages poll them from a fragment instead of waiting inside the script run.
+:func:`request` submits without waiting (``Pending`` or ``Done``), :func:`peek` only looks,
+:func:`ask` submits only if never asked; pages poll them from a fragment instead of waiting
+inside the script run.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from transfer_core.inference.protocol import (
 )
 from transfer_core.processes import process_alive, process_start_time
 
-__all__ = ["DEFAULT_TIMEOUT", "IDLE_SECONDS", "Done", "Pending", "Progress", "call", "ensure_worker", "peek",
+__all__ = ["DEFAULT_TIMEOUT", "IDLE_SECONDS", "Done", "Pending", "Progress", "ask", "asked", "call", "ensure_worker", "peek",
            "request", "request_key", "shutdown", "worker_pid"]
 
 IDLE_SECONDS = 600.0  # A class pauses for minutes; re-importing TensorFlow costs seconds of every student's time.
@@ -259,6 +260,11 @@ def peek(settings: Settings, task: str, *args: Any, **kwargs: Any) -> Pending | 
     return Pending(request_id, Progress(current.get("fraction"), str(current.get("text", ""))))
 
 
+def asked(settings: Settings, task: str, *args: Any, **kwargs: Any) -> bool:
+    """Whether the request with these inputs was made (queued, running or answered); reads no result."""
+    return _state(worker_dir(settings, _owner_pid()), request_key(task, args, kwargs)) != "none"
+
+
 def request(settings: Settings, task: str, *args: Any, **kwargs: Any) -> Pending | Done:
     """Ask for ``task`` with these inputs unless it was asked already; return at once.
 
@@ -270,6 +276,16 @@ def request(settings: Settings, task: str, *args: Any, **kwargs: Any) -> Pending
     _submit(directory, settings, request_id, {"task": task, "args": args, "kwargs": kwargs})
     outcome = peek(settings, task, *args, **kwargs)
     return outcome if outcome is not None else Pending(request_id, Progress(None, "Waiting for the inference worker..."))
+
+
+def ask(settings: Settings, task: str, *args: Any, **kwargs: Any) -> Pending | Done:
+    """Ask for ``task`` with these inputs only if never asked: what a page shows without a click.
+
+    Unlike :func:`request`, a failed answer stays (it is shown, not recomputed on every rerun);
+    a person's click asks again with :func:`request`.
+    """
+    outcome = peek(settings, task, *args, **kwargs)
+    return outcome if outcome is not None else request(settings, task, *args, **kwargs)
 
 
 def call(
