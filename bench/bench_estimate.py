@@ -128,7 +128,7 @@ def comparison(name: str, attempt: str, spec, store, settings, args, seed: int) 
         runs.append({
             "strategy": info.strategy, "status": info.status,
             "estimate_s": round(run_estimate.seconds, 1), "basis": run_estimate.basis,
-            "detail": run_estimate.detail, "measured_s": round(end - previous_end, 1),
+            "detail": run_estimate.detail, "guessed": list(run_estimate.guessed), "measured_s": round(end - previous_end, 1),
             "report_seconds": report.seconds if report else None,
             "training_seconds": report.training_seconds if report else None,
             "feature_seconds": report.feature_seconds if report else None,
@@ -137,12 +137,12 @@ def comparison(name: str, attempt: str, spec, store, settings, args, seed: int) 
         previous_end = end
     measured = previous_end - clicked
     result = {"data": name, "attempt": attempt, "estimate_s": round(estimate.total_seconds, 1),
-              "confidence": compare.estimate_confidence(estimate) if hasattr(compare, "estimate_confidence")
-              else ("rough" if estimate.rough else "measured"),
+              "confidence": estimate.confidence, "shown": f"about {compare.format_duration(estimate.total_seconds)} "
+              f"({estimate.sureness})",
               "measured_s": round(measured, 1), "ratio": round(estimate.total_seconds / measured, 3),
               "runs": runs}
     print(f"{name} {attempt}: estimate {result['estimate_s']} s, measured {result['measured_s']} s, "
-          f"ratio {result['ratio']}", flush=True)
+          f"ratio {result['ratio']}; shown: {result['shown']}", flush=True)
     for run in runs:
         print(f"    {run}", flush=True)
     return result
