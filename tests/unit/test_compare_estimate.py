@@ -103,6 +103,13 @@ def test_same_time_budget_caps_from_scratch_at_fine_tunings_training_time(tiny_d
     assert fine_tune_training < 8.0
     assert capped.runs[2].seconds == pytest.approx(0.1 + 1.0 + 120 / 400 + 8.0 + 20 / 40 + 4.0 + 20 / 60)
     assert "capped at fine-tuning's training time" in capped.runs[2].detail
+    # A capped run never measures its steady rate, and its time does not depend on it; nor is reading a cache
+    # (well under a second) worth a doubt: the estimate stays measured without either.
+    rates = {part: rate for part, rate in RATES.items() if part != "scratch|train"}
+    fixed = {part: seconds for part, seconds in FIXED.items() if not part.endswith("|hit")}
+    unmeasured = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
+                                             params=1_700_000, speeds=_speeds(rates, fixed), same_time_budget=True)
+    assert unmeasured.confidence == "measured", unmeasured.sureness
     # A longer fine-tuning budget is what from scratch trains, plus its last validation pass.
     slow = _speeds(fixed={**FIXED, "fine_tune|trace": 30.0})
     capped = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,

@@ -23,6 +23,7 @@ Pure Python; no TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -285,7 +286,8 @@ class _RunCost:
     def _get(self, part: str, *, rate: bool) -> float | None:
         found = (self.speeds.rate if rate else self.speeds.seconds)(self.config.model.backbone, self.input_size, part)
         if found is None:
-            if part not in self.guessed:
+            # Reading a cache costs well under a second: guessing it leaves the estimate as sure.
+            if part not in self.guessed and not part.endswith("|hit"):
                 self.guessed.append(part)
         else:
             self.measured += 1
@@ -338,6 +340,9 @@ class _RunCost:
             if capped < seconds:
                 seconds = capped
                 self.parts.append(f"capped at fine-tuning's training time (~{budget:.0f} s)")
+                # A capped run's steady train rate is not in its time (and a capped run never measures it).
+                with contextlib.suppress(ValueError):
+                    self.guessed.remove(f"{part}|train")
             else:
                 self.parts.append("all epochs fit within fine-tuning's training time")
         self.training += seconds
