@@ -165,7 +165,8 @@ def test_a_part_not_measured_makes_the_estimate_partly_measured_and_says_which(t
                                            params=1_700_000, speeds=_speeds(rates=rates))
     assert [run.basis for run in estimate.runs] == ["measured", "measured", "partly measured"]
     assert estimate.confidence == "partly measured"
-    assert "scratch|train" in estimate.sureness and "scratch|val" in estimate.sureness
+    assert ("from-scratch epochs (training steps); from-scratch epochs (validation) not measured"
+            in estimate.sureness), estimate.sureness
     assert "30 %" in estimate.sureness and not estimate.sureness.startswith("±")
 
 

@@ -107,8 +107,8 @@ class ComparisonEstimate:
                     "longer when other work shares the processor")
         if self.confidence == "rough":
             return "rough guess: nothing measured at this backbone and size on this server yet"
-        guessed = sorted({part for run in self.runs for part in run.guessed})
-        return (f"partly measured: {', '.join(guessed)} not measured at this backbone and size yet, "
+        guessed = sorted({part_words(part) for run in self.runs for part in run.guessed})
+        return (f"partly measured: {'; '.join(guessed)} not measured at this backbone and size yet, "
                 f"so it may be off by more than {MEASURED_MARGIN * 100:.0f} %")
 
     @property
@@ -136,6 +136,22 @@ def format_duration(seconds: float) -> str:
         return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     hours, rest = divmod(round(seconds / 60), 60)
     return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+_WORDS = {"features": "computing features", "prefix": "computing the frozen blocks' outputs",
+          "decode": "decoding the photos", "head": "head epochs", "fine_tune": "fine-tuning epochs",
+          "scratch": "from-scratch epochs", "head:images": "head epochs on images",
+          "fine_tune:images": "fine-tuning epochs on images", "handoff": "reaching a worker",
+          "train": "training steps", "val": "validation", "trace": "tracing", "start": "starting",
+          "end": "evaluating and saving", "feature_extraction": "feature extraction", "fine_tuning": "fine-tuning",
+          "from_scratch": "from scratch"}
+
+
+def part_words(part: str) -> str:
+    """A speed key's part in words: ``"scratch|train"`` -> ``"from-scratch epochs (training steps)"``."""
+    first, _, second = part.partition("|")
+    words = _WORDS.get(first, first)
+    return f"{words} ({_WORDS.get(second, second)})" if second else words
 
 
 def features_cached(config: RunConfig, runs: Sequence[RunInfo], input_size: int, kind: str = "features") -> bool:
