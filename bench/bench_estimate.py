@@ -24,6 +24,7 @@ import argparse
 import os
 import random
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -76,12 +77,18 @@ def build_large_set(source: Path, target: Path, count: int, seed: int = 0) -> Pa
     return target
 
 
-def _wait(run_dirs: list[Path]) -> None:
+def _wait(run_dirs: list[Path]) -> list[float]:
+    """Until every run ended; returns the 1-minute load average sampled every second meanwhile."""
     from transfer_core.runs import load_run
 
     deadline = time.time() + RUN_LIMIT_SECONDS
+    loads, sampled = [], 0.0
     while time.time() < deadline and any(load_run(d).is_active for d in run_dirs):
+        if time.time() - sampled >= 1.0:
+            loads.append(os.getloadavg()[0])
+            sampled = time.time()
         time.sleep(0.2)
+    return loads
 
 
 def _wait_for_standby(settings) -> None:
@@ -118,7 +125,7 @@ def comparison(name: str, attempt: str, spec, store, settings, args, seed: int) 
     clicked = time.time()
     run_dirs = compare.start_comparison(spec, model, plan, train, strategies, store.root, settings=settings,
                                         same_time_budget=True)
-    _wait(run_dirs)
+    loads = _wait(run_dirs)
     runs, previous_end = [], clicked
     for run_dir, run_estimate in zip(run_dirs, estimate.runs, strict=True):
         info = load_run(run_dir)
@@ -140,9 +147,10 @@ def comparison(name: str, attempt: str, spec, store, settings, args, seed: int) 
               "confidence": estimate.confidence, "shown": f"about {compare.format_duration(estimate.total_seconds)} "
               f"({estimate.sureness})",
               "measured_s": round(measured, 1), "ratio": round(estimate.total_seconds / measured, 3),
+              "load_average_median": round(statistics.median(loads), 1) if loads else None,
               "runs": runs}
     print(f"{name} {attempt}: estimate {result['estimate_s']} s, measured {result['measured_s']} s, "
-          f"ratio {result['ratio']}; shown: {result['shown']}", flush=True)
+          f"ratio {result['ratio']}, load {result['load_average_median']}; shown: {result['shown']}", flush=True)
     for run in runs:
         print(f"    {run}", flush=True)
     return result
