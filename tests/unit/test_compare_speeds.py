@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from transfer_core.compare.speeds import KEPT, Speeds, load_speeds, run_speeds, speed_key
+from transfer_core.compare.speeds import KEPT, ROUGH_END_SECONDS, Speeds, load_speeds, run_speeds, speed_key
 
 BACKBONE, SIZE = "mobilenet_v2_0.35", 224
 
@@ -53,7 +53,7 @@ def test_each_part_of_a_fine_tuning_run_is_measured_from_its_events():
         ("fine_tune", True, [("batch", 2.0), ("batch", 0.32), ("epoch", 0.4)]),
     ])
     speeds = run_speeds(events, backbone=BACKBONE, input_size=SIZE, strategy="fine_tuning", num_test=10,
-                        run_id="r1", forward_rate=20.0)
+                        run_id="r1")
     assert speeds.recorded == {"r1"}
     assert _value(speeds, "handoff") == pytest.approx(1.0)
     assert _value(speeds, "fine_tuning|start") == pytest.approx(2.0)
@@ -67,8 +67,13 @@ def test_each_part_of_a_fine_tuning_run_is_measured_from_its_events():
     assert _value(speeds, "head|trace") == pytest.approx(head_total - 96 * 0.001 - 2 * 0.02)
     assert _value(speeds, "fine_tune|train") == pytest.approx(32 / 0.32)
     assert _value(speeds, "fine_tune|trace") == pytest.approx(2.72 - 32 * 0.01 - 0.4)
-    # The end (3 s) less the 10 test images at the forward rate of 20 per second.
-    assert _value(speeds, "fine_tuning|end") == pytest.approx(3.0 - 10 / 20)
+    # The end (3 s) evaluated 10 test images beyond the 1 s of an end without (not measured yet: the default).
+    assert _value(speeds, "eval") == pytest.approx(10 / (3.0 - ROUGH_END_SECONDS))
+    assert speed_key(BACKBONE, SIZE, "end") not in speeds.overhead_seconds
+    # Without a test split the end is all the fixed part.
+    untested = run_speeds(events, backbone=BACKBONE, input_size=SIZE, strategy="fine_tuning")
+    assert _value(untested, "end") == pytest.approx(3.0)
+    assert speed_key(BACKBONE, SIZE, "eval") not in untested.images_per_second
     assert speed_key(BACKBONE, SIZE, "features") not in speeds.images_per_second
 
 
@@ -78,13 +83,14 @@ def test_from_scratch_evaluates_validation_through_the_network_and_waits_for_its
         ("scratch", False, [("batch", 8.0), ("batch", 2.0), ("epoch", 1.0)]),
     ])
     speeds = run_speeds(events, backbone=BACKBONE, input_size=SIZE, strategy="from_scratch", num_test=0,
-                        waited_until=100.6, forward_rate=40.0)
+                        waited_until=100.6, end_seconds=0.5)
     assert _value(speeds, "decode") == pytest.approx(84 / 0.42)
     assert _value(speeds, "handoff") == pytest.approx(101.0 - 100.6)  # From its predecessor's end.
     assert _value(speeds, "scratch|train") == pytest.approx(32 / 2.0)
     assert _value(speeds, "scratch|val") == pytest.approx(20 / 1.0)
     assert _value(speeds, "scratch|trace") == pytest.approx(11.0 - 32 / 16 - 1.0)
-    assert _value(speeds, "from_scratch|end") == pytest.approx(3.0 - 20 / 40)
+    # Its 20 validation images through the network: 2.5 s of its 3 s end beyond the measured 0.5 s.
+    assert _value(speeds, "eval") == pytest.approx(20 / 2.5)
 
 
 def test_a_run_that_did_not_finish_measures_nothing():

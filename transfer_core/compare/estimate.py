@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from transfer_core.compare.labels import report_of, run_label
 from transfer_core.compare.speeds import (
+    ROUGH_END_SECONDS,
     Speeds,
     load_speeds,
     measured_speeds,
@@ -61,8 +62,7 @@ ROUGH_HEAD_SECONDS_PER_IMAGE = 2e-4
 ROUGH_DECODE_SECONDS_PER_IMAGE = 0.003
 # Fixed costs, seconds: reaching a worker, reading the data and building, tracing a stage's
 # steps (the whole network on images: ~10 s; a head: well under a second), evaluating and saving.
-ROUGH_SECONDS = {"handoff": 0.5, "start": 1.5, "trace": 1.0, "trace:network": 10.0, "end": 1.0,
-                 "end:images": 6.0, "hit": 0.5}
+ROUGH_SECONDS = {"handoff": 0.5, "start": 1.5, "trace": 1.0, "trace:network": 10.0, "eval": 5.0, "hit": 0.5}
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ _WORDS = {"features": "computing features", "prefix": "computing the frozen bloc
           "scratch": "from-scratch epochs", "head:images": "head epochs on images",
           "fine_tune:images": "fine-tuning epochs on images", "handoff": "reaching a worker",
           "train": "training steps", "val": "validation", "trace": "tracing", "start": "starting",
-          "end": "evaluating and saving", "feature_extraction": "feature extraction", "fine_tuning": "fine-tuning",
+          "end": "saving", "eval": "evaluating images", "feature_extraction": "feature extraction", "fine_tuning": "fine-tuning",
           "from_scratch": "from scratch"}
 
 
@@ -368,9 +368,9 @@ class _RunCost:
         start = self._seconds("handoff", ROUGH_SECONDS["handoff"]) + self._seconds(
             f"{strategy}|start", ROUGH_SECONDS["start"])
         evaluated = self.num_test + (self.num_val if self.on_images else 0)
-        forward = self._per_image("features", self.rough_forward) if evaluated else 0.0
-        end = self._seconds(f"{strategy}|end", ROUGH_SECONDS["end:images" if self.on_images else "end"])
-        end += evaluated * forward
+        # Evaluating images through the whole network traces its predict step too (rough: ~5 s).
+        forward = self._per_image("eval", self.rough_forward + ROUGH_SECONDS["eval"] / evaluated) if evaluated else 0.0
+        end = self._seconds("end", ROUGH_END_SECONDS) + evaluated * forward
         if evaluated:
             self.parts.append(f"evaluating {evaluated} images through the network (~{evaluated * forward:.0f} s)")
         seconds = start + self.other + self.training + end

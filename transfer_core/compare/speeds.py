@@ -12,9 +12,10 @@ A run's wall time (Start -> finished) is cut by its events into parts that scale
   train steps (from consecutive ``batch_end`` events), ``<stage>|val`` validation images per second
   (``epoch_end`` minus the epoch's last ``batch_end``), and ``<stage>|trace`` seconds: what the stage
   took beyond those rates (tracing its step on the first batch, building the pipeline).
-- ``<strategy>|end``: the last epoch -> ``finished`` (evaluating, saving) beyond a forward pass over
-  the test images (and the validation images when they are not cached inputs), at the ``features``
-  rate, so it scales to a data set with another test split.
+- ``end`` seconds: the last epoch -> ``finished`` (saving, evaluating cached validation inputs) of a
+  run that evaluates no image through the whole network; ``eval`` images per second: the test
+  images (and the validation images when they are not cached inputs) a run evaluates through the
+  whole network in its end beyond that, so the end scales to a data set with another test split.
 
 The estimate adds the same parts back up for the new data set's counts
 (:mod:`transfer_core.compare.estimate`). Pure Python; no TensorFlow.
@@ -39,6 +40,8 @@ EPOCH_STAGES = ("head", "fine_tune", "scratch")
 TERMINAL = ("finished", "stopped", "failed")
 # Speed files written before the parts were measured used other keys; they are ignored.
 SPEED_FORMAT = 2
+# The end of a run that evaluates no image through the network, before one was measured.
+ROUGH_END_SECONDS = 1.0
 # Measurements kept per part.
 KEPT = 5
 
@@ -129,13 +132,13 @@ def measured_speeds(runs: Sequence[RunInfo]) -> Speeds:
         speeds = speeds.merged(run_speeds(
             info.events(), backbone=config.model.backbone, input_size=info.report.input_size,
             strategy=config.train.strategy, num_test=_num_test(info), waited_until=_waited_until(info),
-            run_id=info.run_id, forward_rate=speeds.rate(config.model.backbone, info.report.input_size, "features")))
+            run_id=info.run_id, end_seconds=speeds.seconds(config.model.backbone, info.report.input_size, "end")))
     return speeds
 
 
 def run_speeds(events: Sequence[dict[str, Any]], *, backbone: str, input_size: int, strategy: str,
                num_test: int = 0, waited_until: float | None = None, run_id: str = "",
-               forward_rate: float | None = None) -> Speeds:
+               end_seconds: float | None = None) -> Speeds:
     """The parts one finished run's events measure (see the module docstring).
 
     Args:
@@ -143,8 +146,8 @@ def run_speeds(events: Sequence[dict[str, Any]], *, backbone: str, input_size: i
         num_test: Images in the test split (evaluated at the end).
         waited_until: When the run it waited for ended (None: it waited for none).
         run_id: Noted in ``recorded``.
-        forward_rate: Images per second of the features stage measured before (a run that
-            computes no features evaluates through the same network).
+        end_seconds: The ``end`` measured before (None: :data:`ROUGH_END_SECONDS`), to tell a
+            run's evaluation through the network from the rest of its end.
     """
     def key(part: str) -> str:
         return speed_key(backbone, input_size, part)
@@ -187,11 +190,11 @@ def run_speeds(events: Sequence[dict[str, Any]], *, backbone: str, input_size: i
             _epoch_parts(stage, stage_events, key(part), num_train, num_val, batch_size, rates, fixed)
     if epoch_ends:
         end = finished - epoch_ends[-1]["time"]
-        forward = rates.get(key("features")) or forward_rate
         evaluated = num_test + images_on_images
-        if evaluated and forward:
-            end -= evaluated / forward
-        fixed[key(f"{strategy}|end")] = max(0.0, end)
+        if not evaluated:
+            fixed[key("end")] = max(0.0, end)
+        elif end > (ROUGH_END_SECONDS if end_seconds is None else end_seconds):
+            rates[key("eval")] = evaluated / (end - (ROUGH_END_SECONDS if end_seconds is None else end_seconds))
     return Speeds({k: (v,) for k, v in rates.items()}, {k: (v,) for k, v in fixed.items()},
                   frozenset({run_id}) if run_id else frozenset())
 
