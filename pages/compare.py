@@ -104,8 +104,8 @@ else:
         st.caption(f"No time estimate: {error}")
     if estimate is not None:
         with st.container(border=True, key="compare_estimate"):
-            rough = " (rough: nothing measured yet for this backbone and size on this server)" if estimate.rough else ""
-            st.markdown(f"**Estimated time: about {run_text.format_seconds(estimate.total_seconds)}**{rough}")
+            st.markdown(f"**Estimated time: about {run_text.format_seconds(estimate.total_seconds)}** "
+                        f"({estimate.sureness})")
             st.markdown("\n".join(
                 f"- {run.label}: ~{run_text.format_seconds(run.seconds)} ({run.basis}; {run.detail})"
                 for run in estimate.runs))

@@ -59,7 +59,8 @@ def test_a_comparison_over_three_minutes_is_warned_about_before_start(own_finish
     path = compare.speed_file(Settings(home=own_finished.home))
     size = check_input_size(own_finished.model.backbone, own_finished.model.input_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"images_per_second": {speed_key(own_finished.model.backbone, size, "scratch"): 0.5}}))
+    path.write_text(json.dumps({"format": 2, "overhead_seconds": {}, "images_per_second": {
+        speed_key(own_finished.model.backbone, size, "scratch|train"): [0.5]}}))
     try:
         at = open_page(own_finished, "pages/compare.py")
         at.checkbox(key="compare_same_budget").uncheck().run()

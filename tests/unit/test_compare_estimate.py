@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -12,12 +13,7 @@ from helpers.models import TINY_MODEL
 from helpers.runs import make_finished_run, tiny_config
 
 from transfer_core import compare
-from transfer_core.compare.estimate import (
-    ROUGH_OVERHEAD_SECONDS,
-    Speeds,
-    features_cached,
-    speed_key,
-)
+from transfer_core.compare.estimate import Speeds, features_cached, speed_key
 from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, Settings, TrainConfig
 from transfer_core.display.run_text import format_seconds
 from transfer_core.report import RunReport
@@ -50,67 +46,131 @@ def _configs(dataset, strategies=("feature_extraction", "fine_tuning", "from_scr
     return compare.comparison_configs(dataset, model, PLAN, TRAIN, list(strategies), group="g")
 
 
-def _speeds(**rates: float) -> Speeds:
-    return Speeds({speed_key("mobilenet_v2_0.35", 96, stage): rate for stage, rate in rates.items()},
-                  {speed_key("mobilenet_v2_0.35", 96, "overhead"): 2.0})
+KEY = ("mobilenet_v2_0.35", 96)
+# Every part of the three runs, measured: rates in images per second, fixed costs in seconds.
+RATES = {"features": 60.0, "prefix": 120.0, "decode": 400.0, "head|train": 1000.0, "head|val": 4000.0,
+         "fine_tune|train": 200.0, "fine_tune|val": 400.0, "scratch|train": 10.0, "scratch|val": 40.0,
+         "eval": 60.0}
+FIXED = {"handoff": 0.1, "feature_extraction|start": 1.0, "fine_tuning|start": 1.0, "from_scratch|start": 1.0,
+         "head|trace": 0.2, "fine_tune|trace": 0.5, "scratch|trace": 8.0, "features|hit": 0.05, "prefix|hit": 0.05,
+         "decode|hit": 0.05, "end": 0.5}
+
+
+def _speeds(rates=RATES, fixed=FIXED) -> Speeds:
+    return Speeds({speed_key(*KEY, part): (rate,) for part, rate in rates.items()},
+                  {speed_key(*KEY, part): (seconds,) for part, seconds in fixed.items()})
+
+
+def _epochs(epochs, train_rate, val_rate, trace, num_train=100, num_val=20, batch=8):
+    """An epoch stage: its trace holds the first batch; then steady train steps and validation passes."""
+    return trace + epochs * (num_train / train_rate + num_val / val_rate) - batch / train_rate
 
 
 # ----- the estimate -------------------------------------------------------------------------------
 
 
-def test_estimate_from_measured_rates_adds_up_each_stage(tiny_dataset):
-    speeds = _speeds(features=60.0, head=1000.0, fine_tune=200.0, scratch=10.0)
+def test_estimate_from_measured_parts_adds_up_each_part(tiny_dataset):
     estimate = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
-                                           params=1_700_000, speeds=speeds)
+                                           params=1_700_000, speeds=_speeds())
     fe, ft, scratch = estimate.runs
-    # Feature extraction: features once (120 images at 60/s), 5 head epochs of 100 images at 1000/s, overhead.
-    assert fe.seconds == pytest.approx(2.0 + 5 * 0.1 + 2.0)
+    # Feature extraction: reach a worker, start, features once (120 images at 60/s), 5 head epochs, end.
+    assert fe.seconds == pytest.approx(0.1 + 1.0 + 120 / 60 + _epochs(5, 1000, 4000, 0.2) + 0.5)
     assert fe.basis == "measured" and "features computed once" in fe.detail
-    # Fine-tuning reads the features feature extraction has just cached: head and fine-tuning epochs only.
-    assert ft.seconds == pytest.approx(3 * 0.1 + 2 * 0.5 + 2.0)
-    assert ft.basis == "cached features"
-    # From scratch: 5 epochs of 100 images at 10/s.
-    assert scratch.seconds == pytest.approx(5 * 10.0 + 2.0)
+    # Fine-tuning reads the features feature extraction has just cached, computes its prefix once.
+    assert ft.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(3, 1000, 4000, 0.2) + 120 / 120
+                                       + _epochs(2, 200, 400, 0.5) + 0.5)
+    assert "features from the cache" in ft.detail and "prefix computed once" in ft.detail
+    # From scratch decodes the images once, trains 5 epochs, then evaluates validation through the network
+    # (20 images at 60 per second).
+    assert scratch.seconds == pytest.approx(0.1 + 1.0 + 120 / 400 + _epochs(5, 10, 40, 8.0) + 0.5 + 20 / 60)
     assert estimate.total_seconds == pytest.approx(fe.seconds + ft.seconds + scratch.seconds)
-    assert not estimate.rough and not estimate.is_long and estimate.warning is None
+    assert estimate.confidence == "measured" and not estimate.rough
+    assert estimate.sureness.startswith("±30 %: from this server's own runs")
+    assert estimate.is_long is (estimate.total_seconds > compare.LONG_COMPARISON_SECONDS)
+
+
+def test_test_images_are_evaluated_through_the_network_at_the_measured_rate(tiny_dataset):
+    with_test = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, num_test=30,
+                                            input_size=96, params=1_700_000, speeds=_speeds())
+    plain = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
+                                        params=1_700_000, speeds=_speeds())
+    for tested, untested in zip(with_test.runs, plain.runs, strict=True):
+        assert tested.seconds - untested.seconds == pytest.approx(30 / 60)
 
 
 def test_same_time_budget_caps_from_scratch_at_fine_tunings_training_time(tiny_dataset):
-    speeds = _speeds(features=60.0, head=1000.0, fine_tune=200.0, scratch=10.0)
     capped = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
-                                         params=1_700_000, speeds=speeds, same_time_budget=True)
-    assert capped.runs[2].seconds == pytest.approx(3 * 0.1 + 2 * 0.5 + 2.0)
+                                         params=1_700_000, speeds=_speeds(), same_time_budget=True)
+    fine_tune_training = _epochs(3, 1000, 4000, 0.2) + _epochs(2, 200, 400, 0.5)
+    # Checked after every batch, but the first batch (in the 8 s trace) always runs, then the epoch validates.
+    assert fine_tune_training < 8.0
+    assert capped.runs[2].seconds == pytest.approx(0.1 + 1.0 + 120 / 400 + 8.0 + 20 / 40 + 0.5 + 20 / 60)
     assert "capped at fine-tuning's training time" in capped.runs[2].detail
+    # A capped run never measures its steady rate, and its time does not depend on it; nor is reading a cache
+    # (well under a second) worth a doubt: the estimate stays measured without either.
+    rates = {part: rate for part, rate in RATES.items() if part != "scratch|train"}
+    fixed = {part: seconds for part, seconds in FIXED.items() if not part.endswith("|hit")}
+    unmeasured = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
+                                             params=1_700_000, speeds=_speeds(rates, fixed), same_time_budget=True)
+    assert unmeasured.confidence == "measured", unmeasured.sureness
+    # A longer fine-tuning budget is what from scratch trains, plus its last validation pass.
+    slow = _speeds(fixed={**FIXED, "fine_tune|trace": 30.0})
+    capped = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
+                                         params=1_700_000, speeds=slow, same_time_budget=True)
+    budget = _epochs(3, 1000, 4000, 0.2) + _epochs(2, 200, 400, 30.0)
+    assert capped.runs[2].seconds == pytest.approx(0.1 + 1.0 + 120 / 400 + budget + 20 / 40 + 0.5 + 20 / 60)
 
 
-def test_features_already_cached_cost_only_head_epochs(tiny_dataset, tmp_path):
-    # A finished feature-extraction run on the same images, backbone and size left its features on disk.
-    store = RunStore(tmp_path / "runs")
-    earlier = _configs(tiny_dataset, ["feature_extraction"])[0]
-    run_dir = store.create(earlier)
-    (run_dir / "report.json").write_text(json.dumps({"status": "finished", "input_size": 96, "val_accuracy": 0.9}))
+def _finished(store, config, input_size=96):
+    run_dir = store.create(config)
+    (run_dir / "report.json").write_text(json.dumps({"status": "finished", "input_size": input_size,
+                                                     "val_accuracy": 0.9}))
     with EventLog(run_dir / "events.jsonl") as log:
         log.write({"type": "finished", "reason": ""})
+
+
+def test_what_finished_runs_left_in_the_cache_costs_only_reading_it(tiny_dataset, tmp_path):
+    # A finished comparison on the same images, backbone and size left features, prefix outputs and decoded images.
+    store = RunStore(tmp_path / "runs")
+    earlier = _configs(tiny_dataset)
+    for config in earlier:
+        _finished(store, config)
     runs = store.list_runs()
-    assert features_cached(earlier, runs, 96)
-    assert not features_cached(earlier, runs, 128)  # Another input size: other features.
-    speeds = _speeds(features=60.0, head=1000.0)
-    estimate = compare.estimate_comparison(_configs(tiny_dataset, ["feature_extraction"]), num_train=100,
-                                           num_val=20, input_size=96, params=1_700_000, speeds=speeds, runs=runs)
-    assert estimate.runs[0].seconds == pytest.approx(5 * 0.1 + 2.0)
-    assert estimate.runs[0].basis == "cached features"
-    assert "features from the cache" in estimate.runs[0].detail
+    assert features_cached(earlier[0], runs, 96)
+    assert not features_cached(earlier[0], runs, 128)  # Another input size: other features.
+    assert features_cached(earlier[1], runs, 96, "prefix") and features_cached(earlier[2], runs, 96, "decode")
+    other_plan = dataclasses.replace(earlier[1], freeze=FreezePlan(mode="top_blocks", top_blocks=3))
+    assert not features_cached(other_plan, runs, 96, "prefix")  # Other blocks: another prefix.
+    estimate = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
+                                           params=1_700_000, speeds=_speeds(), runs=runs)
+    fe, ft, scratch = estimate.runs
+    assert fe.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(5, 1000, 4000, 0.2) + 0.5)
+    assert ft.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(3, 1000, 4000, 0.2) + 0.05
+                                       + _epochs(2, 200, 400, 0.5) + 0.5)
+    assert scratch.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(5, 10, 40, 8.0) + 0.5 + 20 / 60)
+    assert all("from the cache" in run.detail for run in estimate.runs)
 
 
 def test_rough_default_when_nothing_is_measured_grows_with_parameters(tiny_dataset):
     configs = _configs(tiny_dataset)
     small = compare.estimate_comparison(configs, num_train=100, num_val=20, input_size=96, params=500_000)
     large = compare.estimate_comparison(configs, num_train=100, num_val=20, input_size=96, params=5_000_000)
-    assert small.rough and all(run.basis == "rough" for run in small.runs)
-    assert all(run.seconds > ROUGH_OVERHEAD_SECONDS for run in small.runs)
-    assert large.total_seconds > 5 * (small.total_seconds - 3 * ROUGH_OVERHEAD_SECONDS)
+    assert small.confidence == "rough" and all(run.basis == "rough" for run in small.runs)
+    assert small.sureness.startswith("rough guess: nothing measured")
+    assert large.total_seconds > 1.5 * small.total_seconds
     # From scratch trains every layer on images: the most expensive by far.
     assert small.runs[2].seconds == max(run.seconds for run in small.runs)
+
+
+def test_a_part_not_measured_makes_the_estimate_partly_measured_and_says_which(tiny_dataset):
+    rates = {part: rate for part, rate in RATES.items() if not part.startswith("scratch")}
+    estimate = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
+                                           params=1_700_000, speeds=_speeds(rates=rates))
+    assert [run.basis for run in estimate.runs] == ["measured", "measured", "partly measured"]
+    assert estimate.confidence == "partly measured"
+    assert ("from-scratch epochs (training steps); from-scratch epochs (validation) not measured"
+            in estimate.sureness), estimate.sureness
+    assert "30 %" in estimate.sureness and not estimate.sureness.startswith("±")
 
 
 def test_a_comparison_over_three_minutes_is_warned_about(tiny_dataset):
@@ -130,19 +190,21 @@ def test_speeds_are_measured_from_finished_runs_and_kept_in_the_speed_file(tiny_
                       settings)
     runs = RunStore(runs_dir).list_runs()
     measured = compare.measured_speeds(runs)
-    head = measured.images_per_second[speed_key("mobilenet_v2_0.35", 32, "head")]
-    fine_tune = measured.images_per_second[speed_key("mobilenet_v2_0.35", 32, "fine_tune")]
-    assert head > 0 and fine_tune > 0
-    assert measured.overhead_seconds[speed_key("mobilenet_v2_0.35", 32, "overhead")] > 0
+    size = runs[0].report.input_size
+    assert measured.recorded == {runs[0].run_id}
+    for part in ("head|train", "head|val", "fine_tune|train", "fine_tune|val"):
+        assert measured.rate("mobilenet_v2_0.35", size, part) > 0, part
+    for part in ("fine_tuning|start", "end", "head|trace", "fine_tune|trace"):
+        assert measured.seconds("mobilenet_v2_0.35", size, part) >= 0, part
     path = compare.speed_file(settings)
     assert path == settings.home / "cache" / "speed.json"
     stored = compare.record_speeds(path, runs)
     assert stored == measured == compare.load_speeds(path)
-    # An older measurement of another key survives a later merge.
+    # A run already recorded is not read (nor counted) twice.
+    assert compare.record_speeds(path, runs) == stored
+    # A speed file of the older format (one rate per stage, validation mixed in) is not trusted.
     path.write_text(json.dumps({"images_per_second": {"other|96|head": 5.0}, "overhead_seconds": {}}))
-    merged = compare.record_speeds(path, runs)
-    assert merged.images_per_second["other|96|head"] == 5.0 and head == merged.images_per_second[
-        speed_key("mobilenet_v2_0.35", 32, "head")]
+    assert compare.load_speeds(path) == Speeds()
     assert compare.load_speeds(tmp_path / "missing.json") == Speeds()
 
 

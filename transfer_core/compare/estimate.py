@@ -1,70 +1,69 @@
-"""How long a comparison will take, estimated before it starts.
+"""How long a comparison will take, estimated before it starts, and how sure the estimate is.
 
-Three sources, best first:
+Each run is the sum of the parts :mod:`transfer_core.compare.speeds` measures on this server's
+finished runs (per backbone and input size), taken at the new data set's counts:
 
-1. **Measured** speeds of this server: images per second of each (backbone, input size,
-   stage) from finished runs' epoch rows (``epoch_end`` events: ``images_per_second`` counts
-   training images per second of epoch time, validation included), plus the one-pass feature
-   computation and each run's fixed cost (building the model, evaluating it). They are kept
-   in ``<TRANSFER_HOME>/cache/speed.json`` (:func:`speed_file`), merged from the run store by
-   :func:`record_speeds`, so every workspace on the server benefits.
-2. **Cached features**: a feature-extraction run whose backbone features are already on disk
-   costs only its head epochs. A finished run with the same data set, backbone, input size,
-   ImageNet weights and precision that cached its features means they are there (unless the
-   cache was cleared since, in which case the estimate is low). Within one comparison,
-   fine-tuning reads the features feature extraction computed just before it.
-3. A **rough** per-parameter default when nothing was measured: training cost grows with the
-   backbone's parameters and the number of pixels. Calibrated on a 2-core classroom server
-   (mobilenet_v2_0.35 at 224 px trained from scratch: ~0.07 s per image and epoch); labelled
-   "rough" wherever it is used.
+    handoff + start + one-pass stages (features, prefix, decode: computed, or read from the cache)
+    + epoch stages (trace + steady train steps + validation passes) + end (evaluating the test
+    images, and the validation images when they are not cached inputs, at the features' rate)
 
+From scratch with the same time budget trains until fine-tuning's training time is used (checked
+after every batch), but never less than its first batch and validation pass.
+
+What was cached is read from the store: a finished run on the same data set, backbone and input
+size left its features (feature extraction, fine-tuning), its frozen prefix's outputs
+(fine-tuning) or its decoded images (from scratch) on disk; within one comparison, each run finds
+what the runs before it left.
+
+A part never measured at this backbone and size takes a **rough** default (calibrated on a 2-core
+server with MobileNetV2-0.35 at 224 px on real photos), and the estimate says so: "measured"
+(every part from this server's runs), "partly measured" or "rough" (:attr:`ComparisonEstimate.sureness`).
 Pure Python; no TensorFlow.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-import pandas as pd
-
-from transfer_core.compare.labels import as_number, report_of, run_label
+from transfer_core.compare.labels import report_of, run_label
+from transfer_core.compare.speeds import (
+    ROUGH_END_SECONDS,
+    Speeds,
+    load_speeds,
+    measured_speeds,
+    record_speeds,
+    speed_file,
+    speed_key,
+    stage_part,
+)
 from transfer_core.config import RunConfig, Settings
 from transfer_core.display.run_text import format_seconds
 from transfer_core.runs import RunInfo
 
+__all__ = ["LONG_COMPARISON_SECONDS", "ComparisonEstimate", "RunEstimate", "Speeds", "estimate_comparison",
+           "estimate_for", "features_cached", "load_speeds", "measured_speeds",
+           "record_speeds", "speed_file", "speed_key"]
+
 # Above this many seconds in total the page warns before Start.
 LONG_COMPARISON_SECONDS = 180.0
-# Rough defaults (source 3): seconds per training image per epoch and per million backbone
-# parameters at 224 px, for training every layer; a forward pass costs about a third of that.
+# How far from the measurement a "measured" estimate was in bench/bench_estimate.py (BENCHMARKS.md).
+MEASURED_MARGIN = 0.30
+# Rough defaults: seconds per training image per epoch and per million backbone parameters at
+# 224 px, for training every layer (MobileNetV2-0.35: ~0.07 s); a forward pass costs a third.
 ROUGH_TRAIN_SECONDS_PER_IMAGE_PER_MPARAM = 0.04
 ROUGH_FORWARD_FRACTION = 1 / 3
-# Fine-tuning's top blocks on a cached prefix cost about a forward pass per image.
-ROUGH_FINE_TUNE_FRACTION = 1 / 3
+# Fine-tuning a few top blocks on a cached prefix's outputs: a few percent of training the whole
+# network (MobileNetV2-0.35's top 2 blocks at 224 px: ~1-3 ms per image against ~70 ms).
+ROUGH_FINE_TUNE_FRACTION = 0.03
 # A head on cached features: a few Dense layers, well under a millisecond per image.
 ROUGH_HEAD_SECONDS_PER_IMAGE = 2e-4
-# Building the model and evaluating it, per run, when nothing was measured.
-ROUGH_OVERHEAD_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Speeds:
-    """Measured speeds: ``images_per_second`` and ``overhead_seconds`` keyed by :func:`speed_key`."""
-
-    images_per_second: dict[str, float] = field(default_factory=dict)
-    overhead_seconds: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, dict[str, float]]:
-        return {"images_per_second": dict(self.images_per_second), "overhead_seconds": dict(self.overhead_seconds)}
-
-    def merged(self, newer: Speeds) -> Speeds:
-        """These speeds with ``newer``'s measurements replacing the same keys (the server now)."""
-        return Speeds({**self.images_per_second, **newer.images_per_second},
-                      {**self.overhead_seconds, **newer.overhead_seconds})
+# Decoding and resizing one photo once (a 500x375 JPEG: ~3 ms).
+ROUGH_DECODE_SECONDS_PER_IMAGE = 0.003
+# Fixed costs, seconds: reaching a worker, reading the data and building, tracing a stage's
+# steps (the whole network on images: ~10 s; a head: well under a second), evaluating and saving.
+ROUGH_SECONDS = {"handoff": 0.5, "start": 1.5, "trace": 1.0, "trace:network": 10.0, "eval": 5.0, "hit": 0.5}
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,9 @@ class RunEstimate:
     label: str
     strategy: str
     seconds: float
-    basis: str  # "measured", "cached features" (measured, features on disk) or "rough"
+    basis: str  # "measured", "partly measured" or "rough" (nothing measured for it at this size)
     detail: str  # One plain sentence on what the time is made of.
+    guessed: tuple[str, ...] = ()  # The parts not measured at this backbone and size.
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,28 @@ class ComparisonEstimate:
         return sum(run.seconds for run in self.runs)
 
     @property
+    def confidence(self) -> str:
+        """``measured`` (every part), ``rough`` (no part) or ``partly measured``."""
+        bases = {run.basis for run in self.runs}
+        if bases == {"measured"}:
+            return "measured"
+        return "rough" if bases == {"rough"} else "partly measured"
+
+    @property
     def rough(self) -> bool:
-        return any(run.basis == "rough" for run in self.runs)
+        return self.confidence != "measured"
+
+    @property
+    def sureness(self) -> str:
+        """How sure the estimate is, in words, for the page."""
+        if self.confidence == "measured":
+            return (f"±{MEASURED_MARGIN * 100:.0f} %: from this server's own runs at this backbone and size; "
+                    "longer when other work shares the processor")
+        if self.confidence == "rough":
+            return "rough guess: nothing measured at this backbone and size on this server yet"
+        guessed = sorted({part_words(part) for run in self.runs for part in run.guessed})
+        return (f"partly measured: {'; '.join(guessed)} not measured at this backbone and size yet, "
+                f"so it may be off by more than {MEASURED_MARGIN * 100:.0f} %")
 
     @property
     def is_long(self) -> bool:
@@ -107,104 +127,51 @@ class ComparisonEstimate:
                 "or leaving a strategy out makes it shorter.")
 
 
-def speed_key(backbone: str, input_size: int, stage: str) -> str:
-    """E.g. ``"mobilenet_v2_0.35|96|head"``; ``stage`` is a training stage (``head``, ``fine_tune``,
-    ``scratch``; ``:images`` appended when it ran on images rather than cached inputs), ``features``
-    (the one-pass feature computation) or ``overhead`` (a run's fixed cost)."""
-    return f"{backbone}|{int(input_size)}|{stage}"
+_WORDS = {"features": "computing features", "prefix": "computing the frozen blocks' outputs",
+          "decode": "decoding the photos", "head": "head epochs", "fine_tune": "fine-tuning epochs",
+          "scratch": "from-scratch epochs", "head:images": "head epochs on images",
+          "fine_tune:images": "fine-tuning epochs on images", "handoff": "reaching a worker",
+          "train": "training steps", "val": "validation", "trace": "tracing", "start": "starting",
+          "end": "saving", "eval": "evaluating images", "feature_extraction": "feature extraction", "fine_tuning": "fine-tuning",
+          "from_scratch": "from scratch"}
 
 
-def speed_file(settings: Settings) -> Path:
-    """Where the server's measured speeds are kept: ``<TRANSFER_HOME>/cache/speed.json``."""
-    return settings.cache_dir / "speed.json"
+def part_words(part: str) -> str:
+    """A speed key's part in words: ``"scratch|train"`` -> ``"from-scratch epochs (training steps)"``."""
+    first, _, second = part.partition("|")
+    words = _WORDS.get(first, first)
+    return f"{words} ({_WORDS.get(second, second)})" if second else words
 
 
-def load_speeds(path: Path) -> Speeds:
-    """The speeds in ``path``; none when it is missing or unreadable (it is only a cache)."""
-    try:
-        data = json.loads(Path(path).read_text())
-        return Speeds(
-            {str(k): float(v) for k, v in data.get("images_per_second", {}).items() if _positive(v)},
-            {str(k): float(v) for k, v in data.get("overhead_seconds", {}).items() if _positive(v)},
-        )
-    except (OSError, ValueError, TypeError, AttributeError):
-        return Speeds()
+def features_cached(config: RunConfig, runs: Sequence[RunInfo], input_size: int, kind: str = "features") -> bool:
+    """Whether a finished run already left on disk what ``config`` would compute once.
 
-
-def record_speeds(path: Path, runs: Sequence[RunInfo]) -> Speeds:
-    """Merge the speeds measured by ``runs`` into ``path`` (written only when they change).
-
-    Returns:
-        The merged speeds.
+    ``kind``: ``features`` (the backbone's pooled features: feature extraction and fine-tuning
+    with ImageNet weights), ``prefix`` (the frozen prefix's outputs: fine-tuning the same blocks)
+    or ``decode`` (decoded images: any run that reads the images every epoch).
     """
-    from transfer_core.fileio import atomic_write_json
-
-    before = load_speeds(path)
-    merged = before.merged(measured_speeds(runs))
-    if merged != before:
-        # A read-only cache only costs the next page its measurements.
-        with contextlib.suppress(OSError):
-            atomic_write_json(Path(path), merged.to_dict())
-    return merged
-
-
-def measured_speeds(runs: Sequence[RunInfo]) -> Speeds:
-    """Speeds measured by finished runs, oldest first so the newest run's value wins.
-
-    Args:
-        runs: Runs of a store (others than ``finished`` are skipped).
-
-    Returns:
-        Images per second per (backbone, size, stage) and a fixed cost per run.
-    """
-    rates: dict[str, float] = {}
-    overhead: dict[str, float] = {}
-    for info in sorted(runs, key=lambda info: info.created):
-        report = report_of(info)
-        config = info.config
-        if info.status != "finished" or config is None or not report.input_size:
-            continue
-        backbone, size = config.model.backbone, report.input_size
-        metrics = info.metrics()
-        if len(metrics):
-            frame = pd.DataFrame({"stage": metrics["stage"],
-                                  "ips": pd.to_numeric(metrics["images_per_second"], errors="coerce")})
-            # The first epoch of a stage traces its step: the median of the stage is the steady rate.
-            for stage, values in frame.dropna().groupby("stage")["ips"]:
-                rate = float(values.median())
-                if _positive(rate):
-                    rates[speed_key(backbone, size, _stage_name(str(stage), config))] = rate
-        feature_seconds = as_number(report.feature_seconds)
-        images = (report.num_train or 0) + (report.num_val or 0)
-        if (config.train.strategy == "feature_extraction" and not report.cache_hits and feature_seconds
-                and images):
-            rates[speed_key(backbone, size, "features")] = images / feature_seconds
-        seconds, training = as_number(report.seconds), as_number(report.training_seconds)
-        if seconds is not None and training is not None:
-            fixed = seconds - training - (feature_seconds or 0.0)
-            if _positive(fixed):
-                overhead[speed_key(backbone, size, "overhead")] = fixed
-    return Speeds(rates, overhead)
-
-
-def features_cached(config: RunConfig, runs: Sequence[RunInfo], input_size: int) -> bool:
-    """Whether a finished run already cached the backbone features ``config`` needs.
-
-    The features are cached on disk by content (see ``training.feature_cache``) for ImageNet
-    weights; a finished run on the same data set, backbone, input size and precision that
-    trained on cached features has left them there.
-    """
-    if config.model.weights != "imagenet" or not config.train.caches_features:
+    if not _computes(config, kind):
         return False
     for info in runs:
-        other, report = info.config, report_of(info)
+        other = info.config
         if (info.status == "finished" and other is not None and other.dataset.root == config.dataset.root
-                and other.model.backbone == config.model.backbone and report.input_size == input_size
-                and other.model.weights == "imagenet" and other.train.caches_features
-                and other.train.precision == config.train.precision
-                and other.train.strategy in ("feature_extraction", "fine_tuning")):
+                and report_of(info).input_size == input_size and _computes(other, kind)
+                and (kind == "decode" or (other.model.backbone == config.model.backbone
+                                          and other.train.precision == config.train.precision))
+                and (kind != "prefix" or other.freeze == config.freeze)):
             return True
     return False
+
+
+def _computes(config: RunConfig, kind: str) -> bool:
+    """Whether ``config``'s run computes (or reads from the cache) ``kind`` (see :func:`features_cached`)."""
+    train, imagenet = config.train, config.model.weights == "imagenet"
+    if kind == "decode":
+        return train.use_cache and (train.strategy == "from_scratch" or not train.caches_features)
+    if not (imagenet and train.caches_features):
+        return False
+    return train.strategy in ("feature_extraction", "fine_tuning") if kind == "features" \
+        else train.strategy == "fine_tuning"
 
 
 def estimate_comparison(
@@ -217,16 +184,17 @@ def estimate_comparison(
     speeds: Speeds | None = None,
     runs: Sequence[RunInfo] = (),
     same_time_budget: bool = False,
+    num_test: int = 0,
 ) -> ComparisonEstimate:
     """The time each run of a comparison will take, in the order they run.
 
     Args:
         configs: From :func:`transfer_core.compare.comparison_configs`.
-        num_train, num_val: Images in the training and validation split.
+        num_train, num_val, num_test: Images in the training, validation and test split.
         input_size: The input side the runs use (the backbone's default resolved).
-        params: The backbone's parameter count (for the rough default).
+        params: The backbone's parameter count (for the rough defaults).
         speeds: Measured speeds (:func:`record_speeds`); None: nothing measured.
-        runs: Runs of the store, to know which features are already cached.
+        runs: Runs of the store, to know what is already cached.
         same_time_budget: From scratch is capped at fine-tuning's training time.
 
     Returns:
@@ -234,30 +202,42 @@ def estimate_comparison(
     """
     speeds = speeds or Speeds()
     estimates: list[RunEstimate] = []
-    features_on_disk = False
+    earlier: list[RunConfig] = []
     fine_tune_training: float | None = None
     for config in configs:
-        run = _RunCost(config, speeds, num_train, num_val, input_size, params)
-        cached_before = False
+        run = _RunCost(config, speeds, (num_train, num_val, num_test), input_size, params)
+
+        def cached(kind: str, config: RunConfig = config) -> bool:
+            return (features_cached(config, runs, input_size, kind)
+                    or any(_computes(before, kind) and _same_cache(before, config, kind) for before in earlier))
+
+        if _computes(config, "decode"):
+            run.one_pass("decode", cached("decode"))
         if config.train.strategy != "from_scratch":
-            cached_before = features_on_disk or features_cached(config, runs, input_size)
-            run.features(cached_before)
+            if _computes(config, "features"):
+                run.one_pass("features", cached("features"))
             run.epochs("head", config.train.epochs)
             if config.train.strategy == "fine_tuning":
+                if _computes(config, "prefix"):
+                    run.one_pass("prefix", cached("prefix"))
                 run.epochs("fine_tune", config.train.fine_tune_epochs)
-            features_on_disk = features_on_disk or (config.train.caches_features and config.model.weights == "imagenet")
         else:
-            run.epochs("scratch", config.train.epochs)
-            if same_time_budget and fine_tune_training is not None:
-                if run.training > fine_tune_training:
-                    run.training = fine_tune_training
-                    run.parts.append("capped at fine-tuning's training time")
-                else:
-                    run.parts.append("all epochs fit within fine-tuning's training time")
+            budget = fine_tune_training if same_time_budget else None
+            run.epochs("scratch", config.train.epochs, budget=budget)
         if config.train.strategy == "fine_tuning" and not config.freeze.train_batchnorm:
             fine_tune_training = run.training
-        estimates.append(run.estimate(cached_before))
+        earlier.append(config)
+        estimates.append(run.estimate())
     return ComparisonEstimate(tuple(estimates))
+
+
+def _same_cache(before: RunConfig, config: RunConfig, kind: str) -> bool:
+    if before.dataset.root != config.dataset.root:
+        return False
+    if kind == "decode":
+        return True
+    same_model = before.model.backbone == config.model.backbone and before.train.precision == config.train.precision
+    return same_model and (kind != "prefix" or before.freeze == config.freeze)
 
 
 def estimate_for(configs: Sequence[RunConfig], runs: Sequence[RunInfo], settings: Settings,
@@ -284,81 +264,105 @@ def estimate_for(configs: Sequence[RunConfig], runs: Sequence[RunInfo], settings
     except (DataError, OSError) as error:
         raise ValueError(f"The data set at {configs[0].dataset.root} cannot be read: {error}") from None
     return estimate_comparison(
-        configs, num_train=int(counts.get("train", 0)), num_val=int(counts.get("val", 0)), input_size=input_size,
+        configs, num_train=int(counts.get("train", 0)), num_val=int(counts.get("val", 0)),
+        num_test=int(counts.get("test", 0)), input_size=input_size,
         params=zoo.get_backbone_info(model.backbone).params, speeds=record_speeds(speed_file(settings), runs),
         runs=runs, same_time_budget=same_time_budget)
 
 
 class _RunCost:
-    """Adds up one run's seconds stage by stage, noting whether any part was a rough guess."""
+    """Adds up one run's seconds part by part, noting the parts that were rough guesses."""
 
-    def __init__(self, config: RunConfig, speeds: Speeds, num_train: int, num_val: int, input_size: int,
+    def __init__(self, config: RunConfig, speeds: Speeds, counts: tuple[int, int, int], input_size: int,
                  params: int) -> None:
-        self.config, self.speeds = config, speeds
-        self.num_train, self.num_val, self.input_size = num_train, num_val, input_size
+        self.config, self.speeds, self.input_size = config, speeds, input_size
+        self.num_train, self.num_val, self.num_test = counts
+        self.batch_size = max(1, int(config.train.batch_size))
         # Seconds per training image per epoch for every layer, by the rough default.
-        self.rough_train = (ROUGH_TRAIN_SECONDS_PER_IMAGE_PER_MPARAM * params / 1e6 * (input_size / 224) ** 2)
-        self.training = 0.0
-        self.fixed = 0.0
-        self.rough = False
+        self.rough_train = ROUGH_TRAIN_SECONDS_PER_IMAGE_PER_MPARAM * params / 1e6 * (input_size / 224) ** 2
+        self.rough_forward = self.rough_train * ROUGH_FORWARD_FRACTION + ROUGH_DECODE_SECONDS_PER_IMAGE
+        self.training = 0.0  # Seconds of epochs (what a time budget counts).
+        self.other = 0.0
+        self.measured = 0  # Parts measured at this backbone and size.
+        self.guessed: list[str] = []
         self.parts: list[str] = []
+        self.on_images = False  # The end evaluates the validation images through the whole network.
 
-    def _rate(self, stage: str) -> float | None:
-        return self.speeds.images_per_second.get(speed_key(self.config.model.backbone, self.input_size, stage))
+    def _get(self, part: str, *, rate: bool) -> float | None:
+        found = (self.speeds.rate if rate else self.speeds.seconds)(self.config.model.backbone, self.input_size, part)
+        if found is None:
+            # Reading a cache costs well under a second: guessing it leaves the estimate as sure.
+            if part not in self.guessed and not part.endswith("|hit"):
+                self.guessed.append(part)
+        else:
+            self.measured += 1
+        return found
 
-    def features(self, cached: bool) -> None:
-        if cached or not self.config.train.caches_features:
-            self.parts.append("features from the cache" if cached else "backbone runs every epoch")
+    def _per_image(self, part: str, rough: float) -> float:
+        rate = self._get(part, rate=True)
+        return 1 / rate if rate else rough
+
+    def _seconds(self, part: str, rough: float) -> float:
+        seconds = self._get(part, rate=False)
+        return seconds if seconds is not None else rough
+
+    def one_pass(self, stage: str, cached: bool) -> None:
+        """Features, the prefix's outputs or decoded images: computed once, or read from the cache."""
+        if cached:
+            self.other += self._seconds(f"{stage}|hit", ROUGH_SECONDS["hit"])
+            self.parts.append(f"{stage} from the cache")
             return
-        rate = self._rate("features")
-        images = self.num_train + self.num_val
-        if rate:
-            self.fixed += images / rate
-        else:
-            self.rough = True
-            self.fixed += images * self.rough_train * ROUGH_FORWARD_FRACTION
-        self.parts.append("features computed once")
+        rough = {"decode": ROUGH_DECODE_SECONDS_PER_IMAGE, "features": self.rough_forward,
+                 "prefix": self.rough_forward}[stage]
+        seconds = (self.num_train + self.num_val) * self._per_image(stage, rough)
+        self.other += seconds
+        self.parts.append(f"{stage} computed once (~{seconds:.0f} s)")
 
-    def epochs(self, stage: str, epochs: int) -> None:
-        name = _stage_name(stage, self.config)
-        rate = self._rate(name)
-        if rate:
-            per_epoch = self.num_train / rate
+    def epochs(self, stage: str, epochs: int, budget: float | None = None) -> None:
+        part = stage_part(stage, self.config.train.caches_features)
+        network = part in ("scratch", "head:images", "fine_tune:images")
+        self.on_images = self.on_images or network
+        if part == "head":
+            rough_train, rough_val = ROUGH_HEAD_SECONDS_PER_IMAGE, ROUGH_HEAD_SECONDS_PER_IMAGE / 3
+        elif part == "fine_tune":
+            rough_train = self.rough_train * ROUGH_FINE_TUNE_FRACTION
+            rough_val = rough_train * ROUGH_FORWARD_FRACTION
         else:
-            self.rough = True
-            if name == "head":
-                per_image = ROUGH_HEAD_SECONDS_PER_IMAGE
-            elif name == "fine_tune":
-                per_image = self.rough_train * ROUGH_FINE_TUNE_FRACTION
-            elif name == "head:images":
-                per_image = self.rough_train * ROUGH_FORWARD_FRACTION
+            rough_train = self.rough_train if part != "head:images" else self.rough_forward
+            rough_val = self.rough_forward
+        trace = self._seconds(f"{part}|trace", ROUGH_SECONDS["trace:network" if network else "trace"])
+        per_train = self._per_image(f"{part}|train", rough_train)
+        per_val = self._per_image(f"{part}|val", rough_val)
+        per_epoch = self.num_train * per_train + self.num_val * per_val
+        # The first batch's time is in the trace.
+        seconds = trace + max(0.0, epochs * per_epoch - self.batch_size * per_train)
+        name = stage.replace("_", "-")
+        self.parts.append(f"{epochs} {name} epoch{'s' if epochs != 1 else ''} of ~{per_epoch:.1f} s"
+                          f" + ~{trace:.0f} s tracing")
+        if budget is not None:
+            # Checked after every batch: at least the first batch, then the cut epoch validates.
+            capped = max(budget, trace) + self.num_val * per_val
+            if capped < seconds:
+                seconds = capped
+                self.parts.append(f"capped at fine-tuning's training time (~{budget:.0f} s)")
+                # A capped run's steady train rate is not in its time (and a capped run never measures it).
+                with contextlib.suppress(ValueError):
+                    self.guessed.remove(f"{part}|train")
             else:
-                per_image = self.rough_train
-            per_epoch = self.num_train * per_image
-            if name not in ("head", "fine_tune"):  # On images, validation is a full forward pass each epoch.
-                per_epoch += self.num_val * self.rough_train * ROUGH_FORWARD_FRACTION
-        self.training += per_epoch * epochs
-        self.parts.append(f"{epochs} {stage.replace('_', '-')} epoch{'s' if epochs != 1 else ''} "
-                          f"of ~{per_epoch:.1f} s")
+                self.parts.append("all epochs fit within fine-tuning's training time")
+        self.training += seconds
 
-    def estimate(self, cached: bool) -> RunEstimate:
-        overhead = self.speeds.overhead_seconds.get(speed_key(self.config.model.backbone, self.input_size,
-                                                              "overhead"))
-        seconds = self.training + self.fixed + (overhead if overhead is not None else ROUGH_OVERHEAD_SECONDS)
-        basis = "rough" if self.rough else ("cached features" if cached else "measured")
-        return RunEstimate(run_label(self.config), self.config.train.strategy, seconds, basis,
-                           ", ".join(self.parts))
-
-
-def _stage_name(stage: str, config: RunConfig) -> str:
-    """The speed key's stage: head and fine-tuning on images run far slower than on cached inputs."""
-    if stage in ("head", "fine_tune") and not config.train.caches_features:
-        return f"{stage}:images"
-    return stage
-
-
-def _positive(value) -> bool:
-    try:
-        return math.isfinite(float(value)) and float(value) > 0
-    except (TypeError, ValueError):
-        return False
+    def estimate(self) -> RunEstimate:
+        strategy = self.config.train.strategy
+        start = self._seconds("handoff", ROUGH_SECONDS["handoff"]) + self._seconds(
+            f"{strategy}|start", ROUGH_SECONDS["start"])
+        evaluated = self.num_test + (self.num_val if self.on_images else 0)
+        # Evaluating images through the whole network traces its predict step too (rough: ~5 s).
+        forward = self._per_image("eval", self.rough_forward + ROUGH_SECONDS["eval"] / evaluated) if evaluated else 0.0
+        end = self._seconds("end", ROUGH_END_SECONDS) + evaluated * forward
+        if evaluated:
+            self.parts.append(f"evaluating {evaluated} images through the network (~{evaluated * forward:.0f} s)")
+        seconds = start + self.other + self.training + end
+        basis = "measured" if not self.guessed else ("rough" if not self.measured else "partly measured")
+        return RunEstimate(run_label(self.config), strategy, seconds, basis, ", ".join(self.parts),
+                           tuple(self.guessed))
