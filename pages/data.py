@@ -401,7 +401,7 @@ if image_names:
         "Image", list(image_names), format_func=image_names.get, key="aug_preview_image"
     )
     if st.button("Show augmented copies", key="aug_preview_button"):
-        inference.augmentation_request(state.settings(), image_path, choices, submit=True)  # New copies each click.
+        inference.ask_augmentation(state.settings(), image_path, choices)  # New copies each click.
     # The newest copies asked for this image, found again by their inputs after a rerun, a reload or in a new tab.
     preview = await_result("Augmenting (in the inference worker; its first request loads TensorFlow)...",
                            lambda: inference.augmentation_request(state.settings(), image_path, choices),

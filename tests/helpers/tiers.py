@@ -32,6 +32,9 @@ TF_ROOTS = frozenset({"tensorflow", "keras", "tf_keras"})
 # Folders whose tests start workers or servers by design.
 TF_FOLDERS = ("tests/process/", "tests/integration/", "tests/browser/")
 TF_MARKERS = ("slow", "browser")
+# Functions that start a worker only for a request some earlier call asked (a reload finding it
+# pending with its worker gone): that earlier call is where the reach is counted, not here.
+ONLY_AFTER_AN_ASK = frozenset({"transfer_core.inference.client._revive"})
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _REPO_DIRS = tuple(str(REPO_ROOT / name) for name in ("transfer_core", "ui", "tests"))
@@ -110,6 +113,8 @@ class TensorFlowReach:
         if not (inspect.isfunction(function) or inspect.isclass(function)):
             return None
         if not _in_repo(getattr(function, "__module__", None)):
+            return None
+        if f"{function.__module__}.{function.__qualname__}" in ONLY_AFTER_AN_ASK:
             return None
         key = id(function)
         if key in self._objects:

@@ -5,6 +5,7 @@ is started on first use, keeps models loaded, and retires when idle or orphaned.
 """
 
 from transfer_core.inference.api import (
+    ask_augmentation,
     augmentation_preview,
     augmentation_request,
     block_map,
@@ -57,6 +58,7 @@ from transfer_core.inference.results import ImageExplanation, UserModelInfo
 
 __all__ = [
     "augmentation_preview",
+    "ask_augmentation",
     "augmentation_request",
     "Done",
     "IDLE_SECONDS",

@@ -225,16 +225,25 @@ def augmentation_preview(
 
 
 def augmentation_request(settings: Settings, image_path: str, augmentation: Sequence[str], n: int = 7,
-                         size: int = 128, *, submit: bool = False) -> Outcome:
-    """The newest :func:`augmentation_preview` of this image asked for, without waiting (None: never asked).
+                         size: int = 128) -> Outcome:
+    """The newest :func:`augmentation_preview` of this image asked for, without waiting or asking
+    (None: never asked). A reload finds the newest again by its inputs, the highest seed asked."""
+    seed = _newest_preview_seed(settings, image_path, augmentation, n, size)
+    return peek(settings, "augmentation_preview", str(image_path), list(augmentation), n, seed, size) if seed else None
 
-    Each click asks for new copies: the next seed (1, 2, ...). A reload finds the newest again by
-    its inputs, the highest seed already asked, so no click is lost and none is run twice.
-    """
+
+def ask_augmentation(settings: Settings, image_path: str, augmentation: Sequence[str], n: int = 7,
+                     size: int = 128) -> Outcome:
+    """Ask for new augmented copies of this image: each click the next seed (1, 2, ...), so no click
+    is lost and none is run twice. Read the answer with :func:`augmentation_request`."""
+    seed = _newest_preview_seed(settings, image_path, augmentation, n, size)
+    return request(settings, "augmentation_preview", str(image_path), list(augmentation), n,
+                   seed % _MAX_PREVIEW_SEED + 1, size)
+
+
+def _newest_preview_seed(settings: Settings, image_path: str, augmentation: Sequence[str], n: int, size: int) -> int:
     args = (str(image_path), list(augmentation), n)
     seed = 0
     while seed < _MAX_PREVIEW_SEED and asked(settings, "augmentation_preview", *args, seed + 1, size):
         seed += 1
-    if submit:
-        return request(settings, "augmentation_preview", *args, seed % _MAX_PREVIEW_SEED + 1, size)
-    return peek(settings, "augmentation_preview", *args, seed, size) if seed else None
+    return seed

@@ -44,6 +44,7 @@ from transfer_core.inference.protocol import (
     read_json,
     read_pickle,
     worker_dir,
+    worker_path,
     write_pickle,
 )
 from transfer_core.processes import process_alive, process_start_time
@@ -243,7 +244,7 @@ def peek(settings: Settings, task: str, *args: Any, **kwargs: Any) -> Pending | 
 
     A pending request whose worker ended is restarted (once); a second death is a failed ``Done``.
     """
-    directory = worker_dir(settings, _owner_pid())
+    directory = worker_path(settings, _owner_pid())
     request_id = request_key(task, args, kwargs)
     state = _state(directory, request_id)
     if state == "none":
@@ -262,7 +263,7 @@ def peek(settings: Settings, task: str, *args: Any, **kwargs: Any) -> Pending | 
 
 def asked(settings: Settings, task: str, *args: Any, **kwargs: Any) -> bool:
     """Whether the request with these inputs was made (queued, running or answered); reads no result."""
-    return _state(worker_dir(settings, _owner_pid()), request_key(task, args, kwargs)) != "none"
+    return _state(worker_path(settings, _owner_pid()), request_key(task, args, kwargs)) != "none"
 
 
 def request(settings: Settings, task: str, *args: Any, **kwargs: Any) -> Pending | Done:

@@ -75,10 +75,16 @@ def worker_key(settings: Settings, owner_pid: int) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def worker_path(settings: Settings, owner_pid: int) -> Path:
+    """Where the folder of the worker that serves ``owner_pid`` is; nothing is created (a page that
+    only looks for an answer writes nothing)."""
+    return Path(settings.home).resolve() / "inference" / worker_key(settings, owner_pid)
+
+
 def worker_dir(settings: Settings, owner_pid: int) -> Path:
     """The folder of the worker that serves ``owner_pid`` under ``settings`` (created, mode 0700)."""
-    root = Path(settings.home).resolve() / "inference"
-    directory = root / worker_key(settings, owner_pid)
+    directory = worker_path(settings, owner_pid)
+    root = directory.parent
     for sub in SUBDIRS:
         (directory / sub).mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
