@@ -316,6 +316,9 @@ def _env_float(name: str, default: float) -> float:
 
 
 EXECUTORS = ("local", "ray")
+# Where frozen forward passes run (ARCHITECTURE.md, decision 11): "litert" converts the frozen network
+# once and runs it with LiteRT + XNNPACK (TensorFlow when it cannot), "tensorflow" always uses TensorFlow.
+FROZEN_RUNTIMES = ("litert", "tensorflow")
 
 
 def _env_paths(name: str) -> tuple[Path, ...]:
@@ -360,6 +363,12 @@ class Settings(_DictMixin):
             fails with a clear message instead. ``TRANSFER_OFFLINE`` (``1``, ``true`` or ``yes``);
             ``from_env`` leaves downloads on when it is unset, while settings built in code (tests,
             benchmarks, notebooks) download nothing unless they ask with ``offline=False``.
+        frozen_runtime: Where frozen forward passes run (feature extraction's features, fine-tuning's
+            frozen prefix, embeddings, predictions of feature-extraction runs): ``"litert"`` (default)
+            converts the frozen network once (cached under ``<home>/cache/litert/``) and runs it with
+            LiteRT and XNNPACK on every core, falling back to TensorFlow (and saying why in the run's
+            events) when it does not convert or its outputs differ from Keras'; ``"tensorflow"``
+            always uses TensorFlow. ``TRANSFER_FROZEN_RUNTIME``.
     """
 
     home: Path = Path("workspace")
@@ -381,6 +390,7 @@ class Settings(_DictMixin):
     teacher_token: str = field(default="", repr=False)
     demo_dir: Path | None = None
     offline: bool = True
+    frozen_runtime: str = "litert"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
@@ -395,6 +405,8 @@ class Settings(_DictMixin):
                 _fail(f"{name} must be >= 1.", **{name: getattr(self, name)})
         if self.executor not in EXECUTORS:
             _fail(f"executor must be one of {EXECUTORS}.", executor=self.executor)
+        if self.frozen_runtime not in FROZEN_RUNTIMES:
+            _fail(f"frozen_runtime must be one of {FROZEN_RUNTIMES}.", frozen_runtime=self.frozen_runtime)
         for name in ("ray_num_cpus", "ray_num_gpus"):
             if getattr(self, name) < 0:
                 _fail(f"{name} must be >= 0.", **{name: getattr(self, name)})
@@ -441,4 +453,5 @@ class Settings(_DictMixin):
             teacher_token=os.environ.get("TRANSFER_TEACHER_TOKEN", "").strip(),
             demo_dir=_env_path("TRANSFER_DEMO_DIR", None),
             offline=os.environ.get("TRANSFER_OFFLINE", "").strip().lower() in ("1", "true", "yes"),
+            frozen_runtime=os.environ.get("TRANSFER_FROZEN_RUNTIME", "").strip().lower() or "litert",
         )

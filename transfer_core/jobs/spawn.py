@@ -34,6 +34,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRANSFER_MAX_QUEUED_PER_SESSION": str(settings.max_queued_per_session),
         "TRANSFER_WORKER_NICE": str(settings.worker_nice),
         "TRANSFER_OFFLINE": "1" if settings.offline else "0",
+        "TRANSFER_FROZEN_RUNTIME": settings.frozen_runtime,
     }
     if settings.ray_address:
         env["RAY_ADDRESS"] = settings.ray_address

@@ -56,6 +56,9 @@ def standby_main(directory: Path, key: str, idle_seconds: float = STANDBY_IDLE_S
             time.sleep(_STANDBY_POLL_SECONDS)
     if os.environ.get(STANDBY_PREBUILD_ENV):
         _prebuild_backbone(os.environ[STANDBY_PREBUILD_ENV])
+    from transfer_core.frozen_runtime import prepare_demo
+
+    prepare_demo(Settings.from_env())  # The demo's LiteRT networks: converted once per machine, loaded here.
     idle_until = time.time() + idle_seconds
     claimed_at = None
     while not job.exists():
