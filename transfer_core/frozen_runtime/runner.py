@@ -7,7 +7,7 @@ XNNPACK delegate by default. ``num_threads`` is the number of cores this process
 Batches: the interpreter always runs a fixed chunk of a few images (about 200,000 pixels: 4 at
 224 px, 21 at 96 px), whatever batch the caller hands over. Small chunks keep each layer's
 activations in the CPU's caches: at 224 px MobileNetV2-0.35 costs 1.7 ms of CPU per image in
-chunks of 4 against 2.3 ms in batches of 32 (bench/results/frozen_runtime_chunks.json); at 96 px
+chunks of 4 against 2.3 ms in batches of 32 (BENCHMARKS.md, "Frozen passes on LiteRT"); at 96 px
 the chunk size hardly matters. The converted model's batch is dynamic, so the input is resized
 once, to the chunk; a short last chunk is padded with zeros (at most chunk - 1 wasted images)
 rather than resized twice (~10-25 ms each).
