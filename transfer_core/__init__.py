@@ -11,8 +11,8 @@ from typing import Any
 # CLI that needs only the job runner does not pay for pandas' and plotly's imports up front
 # (8 queued workers starting at once on 2 cores; BENCHMARKS.md, "A classroom on one server").
 _SUBMODULES = frozenset({
-    "compare", "config", "data", "display", "events", "explore", "export", "fileio", "freezing", "inference",
-    "jobs", "live", "metrics", "models", "processes", "report", "runs", "sessions", "training", "zoo",
+    "compare", "config", "data", "display", "events", "explore", "export", "fileio", "freezing", "frozen_runtime",
+    "inference", "jobs", "live", "metrics", "models", "processes", "report", "runs", "sessions", "training", "zoo",
 })
 _NAMES = {
     **dict.fromkeys(("AUGMENTATIONS", "FREEZE_MODES", "OPTIMIZERS", "STRATEGIES", "DatasetSpec", "FreezePlan",
