@@ -11,8 +11,9 @@ from typing import Any
 # CLI that needs only the job runner does not pay for pandas' and plotly's imports up front
 # (8 queued workers starting at once on 2 cores; BENCHMARKS.md, "A classroom on one server").
 _SUBMODULES = frozenset({
-    "cli", "cli_export", "compare", "config", "data", "display", "doctor", "events", "explore", "export", "fileio", "freezing", "inference",
-    "jobs", "live", "metrics", "models", "processes", "report", "runs", "sessions", "strategies", "training", "zoo",
+    "cli", "cli_export", "compare", "config", "data", "display", "doctor", "events", "explore", "export", "fileio",
+    "freezing", "frozen_runtime", "inference", "jobs", "live", "metrics", "models", "processes", "report", "runs",
+    "sessions", "strategies", "training", "zoo",
 })
 _NAMES = {
     **dict.fromkeys(("AUGMENTATIONS", "FREEZE_MODES", "OPTIMIZERS", "STRATEGIES", "DatasetSpec", "FreezePlan",

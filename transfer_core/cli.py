@@ -123,6 +123,10 @@ class _ProgressBar:
             self._draw(f"{self.label}: {event.get('message', 'queued')}", final=True)
         elif kind == "stage":
             self._draw(f"{self.label}: {event['description']}", final=True)
+        elif kind == "frozen_runtime":
+            from transfer_core.display.run_text import frozen_runtime_text
+
+            self._draw(f"{self.label}: {frozen_runtime_text(event)}", final=True)
         elif kind == "progress" and self._due(False):
             self._draw(f"{self.label}: {event['stage']} {event['done']}/{event['total']} images")
         elif kind == "batch_end" and self._due(False):

@@ -337,6 +337,9 @@ def _env_float(name: str, default: float) -> float:
 
 
 EXECUTORS = ("local", "ray")
+# Where frozen forward passes run (ARCHITECTURE.md, decision 12): "litert" converts the frozen network
+# once and runs it with LiteRT + XNNPACK (TensorFlow when it cannot), "tensorflow" always uses TensorFlow.
+FROZEN_RUNTIMES = ("litert", "tensorflow")
 
 
 def _env_paths(name: str, default: tuple[Path, ...]) -> tuple[Path, ...]:
@@ -381,6 +384,7 @@ SETTING_VARIABLES = {
     "teacher_token": ("TRANSFER_TEACHER_TOKEN", _env_str),
     "demo_dir": ("TRANSFER_DEMO_DIR", _env_path),
     "offline": ("TRANSFER_OFFLINE", _env_bool),
+    "frozen_runtime": ("TRANSFER_FROZEN_RUNTIME", _env_str),
 }
 
 
@@ -425,6 +429,12 @@ class Settings(_DictMixin):
         offline: Never download pretrained weights: a backbone whose file is not on this machine
             fails with a clear message instead. On by default, in code and from the environment
             alike; ``TRANSFER_OFFLINE=0`` (or ``offline=False``) lets Keras download a missing file.
+        frozen_runtime: Where frozen forward passes run (feature extraction's features, fine-tuning's
+            frozen prefix, embeddings, predictions of feature-extraction runs): ``"litert"`` (default)
+            converts the frozen network once (cached under ``<home>/cache/litert/``) and runs it with
+            LiteRT and XNNPACK on every core, falling back to TensorFlow (and saying why in the run's
+            events) when it does not convert or its outputs differ from Keras'; ``"tensorflow"``
+            always uses TensorFlow. ``TRANSFER_FROZEN_RUNTIME``.
     """
 
     home: Path = Path("workspace")
@@ -448,6 +458,7 @@ class Settings(_DictMixin):
     teacher_token: str = field(default="", repr=False)
     demo_dir: Path | None = None
     offline: bool = True
+    frozen_runtime: str = "litert"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
@@ -462,6 +473,8 @@ class Settings(_DictMixin):
                 _fail(f"{name} must be >= 1.", **{name: getattr(self, name)})
         if self.executor not in EXECUTORS:
             _fail(f"executor must be one of {EXECUTORS}.", executor=self.executor)
+        if self.frozen_runtime not in FROZEN_RUNTIMES:
+            _fail(f"frozen_runtime must be one of {FROZEN_RUNTIMES}.", frozen_runtime=self.frozen_runtime)
         for name in ("ray_num_cpus", "ray_num_gpus"):
             if getattr(self, name) < 0:
                 _fail(f"{name} must be >= 0.", **{name: getattr(self, name)})

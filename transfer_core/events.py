@@ -1,7 +1,7 @@
 """Every event a run writes to ``events.jsonl``, declared once with its fields.
 
 Writers: the training engine (:func:`transfer_core.training.train` emits ``run_started``,
-``stage``, ``progress``, ``batch_end``, ``epoch_end``), the job runner
+``stage``, ``progress``, ``frozen_runtime``, ``batch_end``, ``epoch_end``), the job runner
 (:mod:`transfer_core.jobs` writes ``queued``, ``starting`` and the terminal ``finished`` /
 ``stopped`` / ``failed``). Readers (the app's live view, the command line's progress line, the
 run store's status) read these names. :class:`~transfer_core.runs.EventLog` adds ``time``
@@ -73,6 +73,22 @@ class ProgressEvent(_Event):
     cached: NotRequired[bool]  # True: read from the on-disk cache in one go.
 
 
+class FrozenRuntimeEvent(_Event):
+    """Where a one-pass stage's frozen network runs (``features`` or ``prefix``), and why.
+
+    Written once per stage that computes anything (a stage read wholly from the feature cache
+    runs no network and writes none).
+    """
+
+    stage: str
+    runtime: str  # "litert" (ai-edge-litert), "tflite" (tf.lite's interpreter) or "tensorflow".
+    threads: int | None  # The interpreter's threads; None on TensorFlow.
+    reason: str  # Why this runtime: how the model was obtained, or why LiteRT was not used.
+    convert_seconds: float | None  # Seconds converting the network now; 0.0: converted earlier; None: not converted.
+    difference: float | None  # Largest difference from Keras' outputs on real images, relative to the
+    # largest Keras output: this run's first images, or an earlier run's for the very same weights.
+
+
 class BatchEndEvent(_Event):
     """A training batch ended; ``loss``/``accuracy`` are the epoch's running means."""
 
@@ -117,6 +133,7 @@ EVENT_SCHEMAS: dict[str, type] = {
     "run_started": RunStartedEvent,
     "stage": StageEvent,
     "progress": ProgressEvent,
+    "frozen_runtime": FrozenRuntimeEvent,
     "batch_end": BatchEndEvent,
     "epoch_end": EpochEndEvent,
     "finished": TerminalEvent,

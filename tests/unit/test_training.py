@@ -84,7 +84,8 @@ def test_fine_tuning_trains_top_blocks_on_cached_prefix_and_keeps_lower_blocks(t
     result, events = _collect(config, settings)
     assert result.status == "finished", result.reason
     stage_events = [e for e in events if e["type"] == "stage"]
-    assert [e["stage"] for e in stage_events] == ["features", "head", "prefix", "fine_tune"]
+    # Fine-tuning reads each image twice (features, then the frozen prefix): decoded once, into the image cache.
+    assert [e["stage"] for e in stage_events] == ["decode", "features", "head", "prefix", "fine_tune"]
     assert stage_events[-1]["cached"] is True
     assert [e["stage"] for e in events if e["type"] == "epoch_end"] == ["head"] * 2 + ["fine_tune"] * 2
     backbone = result.classifier.backbone

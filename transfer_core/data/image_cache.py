@@ -234,7 +234,7 @@ def ensure_image_cache(
 
 
 def make_cached_dataset(cached: CachedSplit, labels: np.ndarray, *, batch_size: int, shuffle: bool,
-                        seed: int, repeat: bool):
+                        seed: int, repeat: bool, autotune: bool = True):
     """The ``make_tf_dataset`` pipeline over a cache: same batches, same order, same dtypes.
 
     The shuffle is the same ``Dataset.shuffle`` as the decoding pipeline's but
@@ -276,6 +276,10 @@ def make_cached_dataset(cached: CachedSplit, labels: np.ndarray, *, batch_size: 
 
     dataset = dataset.batch(batch_size).map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    if not autotune:  # As make_tf_dataset's ``autotune`` (pipeline imports this module, not the reverse).
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        dataset = dataset.with_options(options)
     dataset._transfer_image_cache = cached  # noqa: SLF001 - keeps the open file as long as the dataset.
     return dataset
 

@@ -59,6 +59,8 @@ def describe_event(event: dict[str, Any]) -> str:
     elif kind == "progress":
         cached = " (from cache)" if event.get("cached") else ""
         text = f"{STAGE_LABELS.get(event.get('stage'), event.get('stage'))}: {event.get('done')}/{event.get('total')}{cached}"
+    elif kind == "frozen_runtime":
+        text = frozen_runtime_text(event)
     elif kind == "batch_end":
         text = f"epoch {event.get('epoch')} batch {event.get('batch')}/{event.get('batches')}: loss {_num(event.get('loss'))}"
     elif kind == "epoch_end":
@@ -73,6 +75,19 @@ def describe_event(event: dict[str, Any]) -> str:
     else:
         text = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("type", "time"))
     return f"{stamp}  {kind:<11} {text}"
+
+
+def frozen_runtime_text(event: dict[str, Any]) -> str:
+    """E.g. "features on LiteRT (XNNPACK, 2 threads): converted earlier, read from the cache"."""
+    what = {"features": "features", "prefix": "frozen layers"}.get(str(event.get("stage")), str(event.get("stage")))
+    runtime = event.get("runtime")
+    if runtime in ("litert", "tflite"):
+        threads = event.get("threads")
+        name = "LiteRT" if runtime == "litert" else "TensorFlow Lite"
+        where = f"{name} (XNNPACK, {threads} thread{'s' if threads != 1 else ''})"
+    else:
+        where = "TensorFlow"
+    return f"{what} on {where}: {event.get('reason', '')}"
 
 
 def event_log(events: list[dict[str, Any]], limit: int = 200) -> list[str]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from transfer_core.config import RunConfig, Settings
-from transfer_core.explore.explain import as_batch
+from transfer_core.explore.explain import as_batch, frozen_backbone
 
 if TYPE_CHECKING:  # pragma: no cover - typing only.
     import keras
@@ -167,8 +167,17 @@ def embeddings(
         # The same seed as the run, so "before" is (close to) the random start the run had.
         keras.utils.set_random_seed(config.train.seed)
     base = build_classifier(config.model, spec.num_classes, settings=settings)
-    before = pooled_features(base.model, images)
-    after = pooled_features(run_model, images)
+    # The ImageNet backbone is frozen by definition here: LiteRT runs it when it converts and checks out.
+    base_pass = frozen_backbone(base.model, images, config.model, settings)
+    before = base_pass.model.run(images) if base_pass.model is not None else pooled_features(base.model, images)
+    after = None
+    if config.train.strategy == "feature_extraction":
+        # The run never changed its backbone: the same converted network, checked against the run's model.
+        run_pass = frozen_backbone(run_model, images, config.model, settings)
+        if run_pass.model is not None:
+            after = before if base_pass.model is not None else run_pass.model.run(images)
+    if after is None:
+        after = pooled_features(run_model, images)
     del base
     methods = ["PCA"]
     notes = []

@@ -22,6 +22,7 @@ inside functions; the app calls them only in its inference worker, never in the 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,10 +32,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from transfer_core.config import RunConfig
+from transfer_core.config import ModelSpec, RunConfig, Settings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only.
     import keras
+
+    from transfer_core.frozen_runtime import FrozenPass
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ClassifierParts",
@@ -42,8 +47,10 @@ __all__ = [
     "as_batch",
     "classifier_parts",
     "colorize",
+    "frozen_backbone",
     "grad_cam",
     "grad_cam_batch",
+    "head_probabilities",
     "load_model",
     "overlay",
     "predict",
@@ -152,6 +159,36 @@ def predict(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.
         return np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
     chunks = [np.asarray(model(batch[i : i + batch_size], training=False)) for i in range(0, len(batch), batch_size)]
     return np.concatenate(chunks, axis=0)
+
+
+def frozen_backbone(model: keras.Model, images: np.ndarray, spec: ModelSpec, settings: Settings) -> FrozenPass:
+    """Where ``model``'s pooled backbone runs: LiteRT when ``spec`` names an ImageNet backbone that
+    converts and matches ``model``'s own pooled features on the first of ``images``, else TensorFlow.
+
+    Only for a backbone nobody trained (a fresh ImageNet classifier, a feature-extraction run's
+    model): the converted network holds the weights file's values, and the check refuses it for
+    any model whose backbone differs from them.
+    """
+    import keras
+
+    from transfer_core.frozen_runtime import CHECK_IMAGES, frozen_pass
+    from transfer_core.models import POOL_LAYER, features_cache_name
+
+    extractor = keras.Model(model.inputs[0], model.get_layer(POOL_LAYER).output, name="pooled_features")
+    first = as_batch(np.asarray(images)[:CHECK_IMAGES], int(model.inputs[0].shape[1]))
+    frozen = frozen_pass(extractor, settings=settings, backbone=spec.backbone, weights=spec.weights,
+                         cut=features_cache_name(spec), check_images=first)  # Each head's pooling apart.
+    log.info("Explore: %s", frozen.describe("pooled features"))
+    return frozen
+
+
+def head_probabilities(model: keras.Model, features: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities from pooled features: the classifier's head alone."""
+    head = classifier_parts(model).head
+    if len(features) == 0:
+        return np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
+    return np.concatenate([np.asarray(head(features[i : i + batch_size], training=False), dtype=np.float32)
+                           for i in range(0, len(features), batch_size)])
 
 
 def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 3) -> pd.DataFrame:
@@ -373,12 +410,16 @@ def grad_cam(
 # ----- validation predictions ------------------------------------------------------------------
 
 
-def validation_predictions(model: keras.Model, config: RunConfig) -> tuple[pd.DataFrame, np.ndarray]:
+def validation_predictions(
+    model: keras.Model, config: RunConfig, settings: Settings | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Predictions of ``model`` for every validation image of the run's data set.
 
     Args:
         model: The run's classifier.
         config: The run's configuration (data set and split).
+        settings: With settings, a feature-extraction run's frozen backbone runs on LiteRT
+            (:func:`frozen_backbone`) and only the head on Keras.
 
     Returns:
         ``(frame, images)``: one row per validation image (manifest order) with
@@ -393,7 +434,13 @@ def validation_predictions(model: keras.Model, config: RunConfig) -> tuple[pd.Da
     images, labels = load_split_arrays(spec, "val", size)
     manifest = read_manifest(spec)
     paths = list(manifest.loc[manifest["split"] == "val", "path"])
-    probabilities = predict(model, images)
+    probabilities = None
+    if settings is not None and config.train.strategy == "feature_extraction" and len(images):
+        frozen = frozen_backbone(model, images, config.model, settings)
+        if frozen.model is not None:
+            probabilities = head_probabilities(model, frozen.model.run(images))
+    if probabilities is None:
+        probabilities = predict(model, images)
     predicted = probabilities.argmax(axis=1) if len(images) else np.zeros((0,), int)
     names = list(spec.class_names)
     frame = pd.DataFrame(

@@ -101,7 +101,7 @@ def validation_predictions(
     settings: Settings, run_path: str, model_path: str, modified: float, on_progress: OnProgress = None
 ) -> pd.DataFrame:
     """One row per validation image: ``path``, ``true``, ``predicted``, ``confidence`` and the indices."""
-    return call(settings, "validation_predictions", str(run_path), str(model_path), float(modified),
+    return call(settings, "validation_predictions", settings, str(run_path), str(model_path), float(modified),
                 on_progress=on_progress)
 
 

@@ -114,13 +114,16 @@ def explain_images(
     return results
 
 
-def validation_predictions(progress: ProgressFn, run_path: str, model_path: str, modified: float) -> pd.DataFrame:
-    """The run's model's prediction of every validation image (``explain.validation_predictions``' frame)."""
+def validation_predictions(
+    progress: ProgressFn, settings: Settings, run_path: str, model_path: str, modified: float
+) -> pd.DataFrame:
+    """The run's model's prediction of every validation image (``explain.validation_predictions``' frame);
+    a feature-extraction run's frozen backbone runs on LiteRT."""
     from transfer_core.explore.explain import validation_predictions as predictions
     from transfer_core.runs import load_run
 
     progress(None, "Predicting the validation images...")
-    frame, _ = predictions(_run_model(model_path, modified), load_run(Path(run_path)).config)
+    frame, _ = predictions(_run_model(model_path, modified), load_run(Path(run_path)).config, settings)
     return frame
 
 

@@ -36,6 +36,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRANSFER_WORKER_MAX_RUNS": str(settings.worker_max_runs),
         "TRANSFER_WORKER_MAX_MEMORY_MB": str(settings.worker_max_memory_mb),
         "TRANSFER_OFFLINE": "1" if settings.offline else "0",
+        "TRANSFER_FROZEN_RUNTIME": settings.frozen_runtime,
     }
     if settings.ray_address:
         env["RAY_ADDRESS"] = settings.ray_address

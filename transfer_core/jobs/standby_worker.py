@@ -112,8 +112,11 @@ def standby_main(directory: Path, key: str) -> int:
     if not directory.exists():
         return 0
     set_worker_state(state_file, "idle")
-    if os.environ.get(STANDBY_PREBUILD_ENV):
+    if os.environ.get(STANDBY_PREBUILD_ENV):  # The server prepares ahead (its standby worker).
+        from transfer_core.frozen_runtime import prepare_demo
+
         _prebuild_backbone(os.environ[STANDBY_PREBUILD_ENV])
+        prepare_demo(settings)  # The demo's LiteRT networks: converted once per machine, loaded here.
     runs = 0
     idle_since = time.time()
     try:

@@ -40,6 +40,7 @@ class RunContext:
     best_epoch: int = 0
     final_inputs: tuple[Any, Any] | None = None  # (model, val inputs) for evaluation
     inference_functions: dict[int, Any] = field(default_factory=dict)
+    frozen_passes: dict[str, Any] = field(default_factory=dict)  # what -> frozen_runtime.FrozenPass
     decode_announced: bool = False
 
     @property

@@ -3,6 +3,11 @@
 The key names the backbone, its weights file, the input size, the precision, every image's
 content hash, the decoder version and Keras' version, so a cached file is reused only for the
 very same features.
+
+The frozen network itself runs where :mod:`transfer_core.frozen_runtime` decides on the first
+batch: LiteRT with XNNPACK when it converts and matches Keras on those images, else TensorFlow;
+either way a ``frozen_runtime`` event says which and why. The cache key does not name the runtime:
+both give the same features to about 1e-6 of their scale.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from transfer_core.training.context import RunContext, SplitData
-from transfer_core.training.inputs import image_dataset
+from transfer_core.training.inputs import one_pass_dataset
 from transfer_core.training.keras_state import resolve_precision
 
 # Frozen-prefix outputs larger than this are not cached (they would not fit
@@ -68,7 +73,7 @@ def compute_outputs(ctx: RunContext, model, data: SplitData, what: str, stage: s
         except (OSError, ValueError):
             pass  # A damaged cache file is recomputed.
     started = time.perf_counter()
-    outputs = _predict_with_progress(ctx, model, data, stage)
+    outputs = _predict_with_progress(ctx, model, data, what, stage)
     ctx.feature_seconds += time.perf_counter() - started
     if cache_path is not None and outputs.nbytes <= MAX_PREFIX_CACHE_BYTES:
         from transfer_core.fileio import atomic_write_bytes
@@ -85,18 +90,33 @@ def estimated_bytes(prefix, num_images: int) -> int:
     return int(np.prod([int(d) for d in shape])) * 4 * num_images
 
 
-def _predict_with_progress(ctx: RunContext, model, data: SplitData, stage: str) -> np.ndarray:
-    ds = image_dataset(ctx, data, training=False)
+def _predict_with_progress(ctx: RunContext, model, data: SplitData, what: str, stage: str) -> np.ndarray:
+    ds = one_pass_dataset(ctx, data)
     total = len(data.paths)
     done = 0
     chunks = []
-    predict = _inference_function(ctx, model)
     for images, _ in ds:
         ctx.progress.check_stop()
-        chunks.append(predict(images).numpy())
+        frozen = ctx.frozen_passes.get(what)
+        if frozen is None:  # Decided on the first batch: the check compares it with Keras.
+            frozen = ctx.frozen_passes[what] = _frozen_pass(ctx, model, what, stage, images.numpy())
+        if frozen.model is not None:
+            chunks.append(frozen.model.run_batch(images.numpy()))
+        else:
+            chunks.append(_inference_function(ctx, model)(images).numpy())
         done += int(images.shape[0])
         ctx.emit({"type": "progress", "stage": stage, "done": done, "total": total})
     return np.concatenate(chunks, axis=0)
+
+
+def _frozen_pass(ctx: RunContext, model, what: str, stage: str, first_images: np.ndarray):
+    """Where ``model`` runs this run (LiteRT or TensorFlow), announced in a ``frozen_runtime`` event."""
+    from transfer_core.frozen_runtime import frozen_pass
+
+    frozen = frozen_pass(model, settings=ctx.settings, backbone=ctx.config.model.backbone,
+                         weights=ctx.config.model.weights, cut=what, check_images=first_images)
+    ctx.emit(frozen.event(stage))
+    return frozen
 
 
 def _inference_function(ctx: RunContext, model):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from transfer_core.config import FreezePlan
 from transfer_core.training.context import RunContext
 from transfer_core.training.feature_cache import MAX_PREFIX_CACHE_BYTES, compute_outputs, estimated_bytes
-from transfer_core.training.inputs import epoch_datasets
+from transfer_core.training.inputs import decode_for_passes, epoch_datasets
 from transfer_core.training.loop import fit_stage
 
 
@@ -42,6 +42,8 @@ def train_head(ctx: RunContext) -> None:
     lr = train_config.learning_rate
     if train_config.caches_features:
         pooled = features_cache_name(ctx.config.model)  # The cache key names the head's pooling.
+        if train_config.strategy == "fine_tuning":
+            decode_for_passes(ctx)  # Read again by the frozen prefix (or whole epochs): decode once.
         ctx.stage("features", "Computing backbone features once for every image", 0, True)
         train_features = compute_outputs(ctx, classifier.feature_extractor, ctx.train_data, pooled, "features")
         val_features = compute_outputs(ctx, classifier.feature_extractor, ctx.val_data, pooled, "features")
