@@ -91,7 +91,8 @@ def test_teacher_publishes_a_student_trains_and_both_see_the_score(class_server)
 
         teacher.get_by_role("button", name="Refresh").click()
         settle(teacher)
-        assert teacher.get_by_text("No ranked run yet").count() == 0  # The leaderboard (a canvas grid) is drawn.
+        # The leaderboard (a canvas grid) replaces the empty notice once the Refresh's rerun is drawn.
+        teacher.get_by_text("No ranked run yet").wait_for(state="detached", timeout=60_000)
         assert teacher.locator('[data-testid="stDataFrame"]').count() >= 2  # The leaderboard and every run.
         shot(teacher, "assignment-leaderboard")
         no_exception(teacher)
