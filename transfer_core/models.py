@@ -31,14 +31,38 @@ BACKBONE_LAYER = "backbone"
 HEAD_LAYER = "head"
 POOL_LAYER = "pool"
 
-# One ImageNet backbone per process, kept for the next feature-extraction run on the same
-# backbone: building one (Keras creates every layer and variable, then loads the file) costs
-# ~0.4 s for the smallest MobileNet, more than a whole run on cached features. Feature extraction
-# never changes the backbone, so runs may share it; a fingerprint of its weights guards against
-# anyone having trained it since (a shared one is never handed out changed). Each run gets its own
+# One ImageNet backbone per process, kept for the next run on the same backbone: building one
+# (Keras creates every layer and variable, then loads the file) costs ~0.4 s for the smallest
+# MobileNet, more than a whole run on cached features. Feature extraction never changes the
+# backbone, so runs may share it; a fingerprint of its weights guards against anyone having
+# trained it since (a shared one is never handed out changed). A process that drops each run's
+# model once saved (a warm worker: recycle_backbones) also reuses it for fine-tuning: the kept
+# ImageNet weights are put back after the run (restore_kept_backbone). Each run gets its own
 # wrapper model over the kept layers: Keras records every call of a model, and a kept object that
 # runs called would keep every earlier run's head reachable.
-_kept_backbone: tuple[tuple, keras.Model, tuple[float, ...]] | None = None
+@dataclass
+class _Kept:
+    key: tuple
+    backbone: keras.Model
+    fingerprint: tuple[float, ...]  # of the ImageNet weights, as the file gave them
+    pristine: list[np.ndarray] | None = None  # a copy of them, kept only where fine-tuning recycles
+
+
+_kept_backbone: _Kept | None = None
+_recycling = False
+
+
+def recycle_backbones(enabled: bool = True) -> None:
+    """This process saves and drops each run's model before the next run (a warm worker): a
+    fine-tuning run may train the kept backbone, whose ImageNet weights
+    :func:`restore_kept_backbone` puts back after it."""
+    global _recycling
+    _recycling = enabled
+
+
+def recycles_backbones() -> bool:
+    """Whether :func:`recycle_backbones` was called in this process."""
+    return _recycling
 
 
 @dataclass
@@ -53,6 +77,7 @@ class Classifier:
     input_size: int
     train_batchnorm: bool = False
     reused_backbone: bool = False  # the kept/prebuilt backbone (see keep_backbone), not built anew
+    pristine_backbone: list[np.ndarray] | None = None  # its ImageNet weights, where fine-tuning recycles it
 
 
 def build_head(feature_dim: int, num_classes: int, spec: ModelSpec) -> keras.Model:
@@ -126,21 +151,20 @@ def _backbone_key(spec: ModelSpec, input_size: int, settings: Settings | None) -
     return (spec.backbone, input_size, str(path), stat.st_size, stat.st_mtime_ns, policy)
 
 
-def _fingerprint(backbone: keras.Model) -> tuple[float, ...]:
+def _fingerprint(weights: list[np.ndarray]) -> tuple[float, ...]:
     # Sums of every weight (BatchNorm statistics included): 5 ms for mobilenet_v2_0.35 (it reads a
     # copy of each weight, so it grows with the backbone), and any training step changes them.
-    return tuple(float(np.sum(weight)) for weight in backbone.get_weights())
+    return tuple(float(np.sum(weight)) for weight in weights)
 
 
-def _take_kept_backbone(key: tuple | None) -> keras.Model | None:
+def _take_kept_backbone(key: tuple | None) -> tuple[keras.Model, list[np.ndarray] | None] | None:
     global _kept_backbone
-    if key is None or _kept_backbone is None or _kept_backbone[0] != key:
+    if key is None or _kept_backbone is None or _kept_backbone.key != key:
         return None
-    _, backbone, fingerprint = _kept_backbone
-    if _fingerprint(backbone) != fingerprint:
-        _kept_backbone = None  # Trained since it was kept: build a fresh one.
+    if _fingerprint(_kept_backbone.backbone.get_weights()) != _kept_backbone.fingerprint:
+        _kept_backbone = None  # Trained since it was kept, and not restored: build a fresh one.
         return None
-    return _rewrap(backbone)
+    return _rewrap(_kept_backbone.backbone), _kept_backbone.pristine
 
 
 def _rewrap(backbone: keras.Model) -> keras.Model:
@@ -151,15 +175,37 @@ def _rewrap(backbone: keras.Model) -> keras.Model:
 
 
 def keep_backbone(classifier: Classifier, spec: ModelSpec, settings: Settings) -> None:
-    """Keep ``classifier``'s unchanged ImageNet backbone for the next ``build_classifier(...,
-    reuse_backbone=True)`` in this process (one at a time; the previous one is dropped)."""
+    """Keep ``classifier``'s ImageNet backbone for the next ``build_classifier(...,
+    reuse_backbone=True)`` in this process (one at a time; the previous one is dropped): unchanged
+    (feature extraction), or trained by a fine-tuning run of a recycling process, whose ImageNet
+    weights :func:`restore_kept_backbone` puts back."""
     global _kept_backbone
     key = _backbone_key(spec, classifier.input_size, settings)
     if key is None:
         return
-    if _kept_backbone is not None and _kept_backbone[0] == key and classifier.reused_backbone:
+    if classifier.pristine_backbone is not None:
+        pristine = classifier.pristine_backbone
+        _kept_backbone = _Kept(key, _rewrap(classifier.backbone), _fingerprint(pristine), pristine)
+        return
+    if _kept_backbone is not None and _kept_backbone.key == key and classifier.reused_backbone:
         return  # The run used the kept one, frozen: its fingerprint still holds.
-    _kept_backbone = (key, _rewrap(classifier.backbone), _fingerprint(classifier.backbone))
+    weights = classifier.backbone.get_weights()
+    _kept_backbone = _Kept(key, _rewrap(classifier.backbone), _fingerprint(weights),
+                           weights if _recycling else None)
+
+
+def restore_kept_backbone() -> None:
+    """Put the kept backbone's ImageNet weights back after a run trained it (a recycling process,
+    once the run's model is saved and no longer used); a backbone that cannot be restored is dropped."""
+    global _kept_backbone
+    kept = _kept_backbone
+    if kept is None or kept.pristine is None:
+        return
+    if _fingerprint(kept.backbone.get_weights()) == kept.fingerprint:
+        return  # Not trained (feature extraction, or a run that stopped before a step).
+    kept.backbone.set_weights(kept.pristine)
+    if _fingerprint(kept.backbone.get_weights()) != kept.fingerprint:
+        _kept_backbone = None
 
 
 def prebuild_backbone(spec: ModelSpec, settings: Settings) -> None:
@@ -169,11 +215,12 @@ def prebuild_backbone(spec: ModelSpec, settings: Settings) -> None:
     global _kept_backbone
     input_size = zoo.check_input_size(spec.backbone, spec.input_size)
     key = _backbone_key(spec, input_size, settings)
-    if key is None or (_kept_backbone is not None and _kept_backbone[0] == key):
+    if key is None or (_kept_backbone is not None and _kept_backbone.key == key):
         return  # Already kept (a run that takes it checks its fingerprint then).
     backbone = zoo.build_backbone(spec.backbone, input_size, weights="imagenet", settings=settings)
     backbone.trainable = False
-    _kept_backbone = (key, backbone, _fingerprint(backbone))
+    weights = backbone.get_weights()
+    _kept_backbone = _Kept(key, backbone, _fingerprint(weights), weights if _recycling else None)
 
 
 def forget_kept_backbone() -> None:
@@ -202,8 +249,9 @@ def build_classifier(
             The Keras recipe (default False) keeps the backbone in inference mode.
         reuse_backbone: Use the backbone kept by :func:`keep_backbone` or
             :func:`prebuild_backbone` when it matches (same model, size, weights
-            file and dtype policy). Only for a backbone that stays frozen: the
-            classifier shares it with earlier ones.
+            file and dtype policy). Only for a backbone that stays frozen (the
+            classifier shares it with earlier ones), or in a process that
+            recycles backbones (:func:`recycle_backbones`).
         seed: Seed the head's initial weights just before building it, so they
             do not depend on whether the backbone was built or reused.
 
@@ -222,10 +270,13 @@ def build_classifier(
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}")
     input_size = zoo.check_input_size(spec.backbone, spec.input_size)
-    backbone = _take_kept_backbone(_backbone_key(spec, input_size, settings)) if reuse_backbone else None
+    kept = _take_kept_backbone(_backbone_key(spec, input_size, settings)) if reuse_backbone else None
+    backbone, pristine = kept if kept is not None else (None, None)
     reused = backbone is not None
     if backbone is None:
         backbone = zoo.build_backbone(spec.backbone, input_size, weights=spec.weights, settings=settings)
+    if reuse_backbone and _recycling and pristine is None and spec.weights == "imagenet":
+        pristine = backbone.get_weights()  # Before any training: what restore_kept_backbone puts back.
     backbone.trainable = False  # The training engine unfreezes per the freeze plan.
 
     image = keras.Input(shape=(input_size, input_size, 3), name="image")
@@ -244,7 +295,7 @@ def build_classifier(
     model = keras.Model(image, outputs, name="classifier")
     feature_extractor = keras.Model(image, features, name="feature_extractor")
     return Classifier(model, backbone, head, feature_extractor, preprocessing, input_size, train_batchnorm,
-                      reused_backbone=reused)
+                      reused_backbone=reused, pristine_backbone=pristine)
 
 
 def split_classifier(classifier: Classifier, cut_layer: str) -> tuple[keras.Model, keras.Model]:

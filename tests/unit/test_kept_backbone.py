@@ -124,3 +124,52 @@ def test_prebuild_backbone_is_what_the_next_run_uses(tiny_dataset, settings):
     models.prebuild_backbone(PRETRAINED, settings)
     result = _run(tiny_dataset, settings)
     assert result.report["reused_backbone"] is True
+
+
+@pytest.fixture
+def recycling():
+    """This process behaves like a warm worker: each run's model is saved and dropped before the next."""
+    models.recycle_backbones()
+    yield
+    models.recycle_backbones(False)
+
+
+def test_a_warm_worker_fine_tunes_the_kept_backbone_and_puts_its_imagenet_weights_back(
+        tiny_dataset, settings, recycling, tmp_path):
+    from transfer_core.jobs import save_model
+    from transfer_core.training import release_run_state
+
+    fresh = _fresh_backbone_weights(settings)
+    images = np.random.default_rng(2).uniform(0, 255, (4, 96, 96, 3)).astype("float32")
+    _run(tiny_dataset, settings)  # A feature-extraction run keeps the backbone.
+    release_run_state()
+    results = []
+    for name in ("first", "second"):
+        tuned = _run(tiny_dataset, settings, strategy="fine_tuning", fine_tune_epochs=2)
+        assert tuned.report["reused_backbone"] is True
+        # The run trained the shared layers: its saved model is the trained one.
+        assert any(not np.array_equal(got, want)
+                   for got, want in zip(tuned.classifier.backbone.get_weights(), fresh, strict=True))
+        save_model(tuned.classifier.model, tmp_path / f"{name}.keras")
+        results.append((tuned.history, tuned.classifier.model.predict(images, verbose=0)))
+        del tuned
+        release_run_state()  # What the worker does after saving: the ImageNet weights come back.
+        kept = models.build_classifier(PRETRAINED, 2, settings=settings, reuse_backbone=True)
+        assert kept.reused_backbone is True
+        for got, want in zip(kept.backbone.get_weights(), fresh, strict=True):
+            np.testing.assert_array_equal(got, want)
+        del kept
+    # Both fine-tuning runs started from the same ImageNet weights, so they trained alike; and a
+    # process that builds its own backbone gets the same run.
+    models.recycle_backbones(False)
+    models.forget_kept_backbone()
+    built = _run(tiny_dataset, settings, strategy="fine_tuning", fine_tune_epochs=2)
+    assert built.report["reused_backbone"] is False
+    for history, predictions in results:
+        np.testing.assert_allclose(history["loss"], built.history["loss"], rtol=1e-4)
+        np.testing.assert_allclose(predictions, built.classifier.model.predict(images, verbose=0),
+                                   rtol=1e-3, atol=1e-5)
+    from transfer_core.explore.explain import load_model
+
+    np.testing.assert_allclose(load_model(tmp_path / "first.keras").predict(images, verbose=0), results[0][1],
+                               rtol=1e-5, atol=1e-6)

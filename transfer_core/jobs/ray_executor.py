@@ -92,6 +92,9 @@ def _task(run_dir: str, settings: dict[str, Any], owner_node: str) -> int:
     import ray
 
     from transfer_core.jobs.standby_worker import resident_mb
+    from transfer_core.models import recycle_backbones
+
+    recycle_backbones()  # The run's model is saved and dropped before this worker's next run.
 
     run_path = Path(run_dir)
     worker_settings = Settings.from_dict(settings)

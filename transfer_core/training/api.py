@@ -202,6 +202,12 @@ def _build(config: RunConfig, settings: Settings):
 def _shares_backbone(config: RunConfig) -> bool:
     """Feature extraction never changes the backbone, so it may share the one an earlier run in
     this process kept (or a standby worker prebuilt); the head's seed keeps the result the same.
-    Not under tf.distribute: its variables belong to that strategy."""
-    return config.train.strategy == "feature_extraction" and config.train.distribution == "none"
+    Fine-tuning too in a process that recycles backbones (a warm worker: the ImageNet weights are
+    put back after the run). Not under tf.distribute: its variables belong to that strategy."""
+    from transfer_core.models import recycles_backbones
+
+    if config.train.distribution != "none":
+        return False
+    return config.train.strategy == "feature_extraction" or (
+        config.train.strategy == "fine_tuning" and recycles_backbones())
 

@@ -41,10 +41,14 @@ def release_run_state() -> None:
     their memory, and put the dtype policy and seeds back to a fresh process's.
 
     A backbone kept for reuse (:func:`transfer_core.models.keep_backbone`) survives: it is
-    referenced from its module, holds ImageNet weights only, and is checked before any reuse.
+    referenced from its module, gets its ImageNet weights back here when the run fine-tuned it,
+    and is checked before any reuse.
     """
     import keras
 
+    from transfer_core.models import restore_kept_backbone
+
+    restore_kept_backbone()
     global _models_built_in_process
     keras.backend.clear_session(free_memory=True)
     _models_built_in_process = True
