@@ -108,7 +108,7 @@ def validation_predictions(
 def validation_predictions_request(settings: Settings, run_path: str, model_path: str,
                                    modified: float) -> Pending | Done:
     """:func:`validation_predictions` without waiting (asked unless asked already)."""
-    return ask(settings, "validation_predictions", str(run_path), str(model_path), float(modified))
+    return ask(settings, "validation_predictions", settings, str(run_path), str(model_path), float(modified))
 
 
 def cell_grad_cams(
