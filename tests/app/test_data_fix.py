@@ -13,6 +13,7 @@ import pytest
 from helpers.images import noise_png
 from helpers.models import TINY_MODEL
 from helpers.runs import make_finished_run, tiny_config
+from helpers.workspaces import rerun_until
 
 from transfer_core.config import FreezePlan
 from transfer_core.data import load_dataset, load_version, make_demo_dataset, read_manifest, relabel_image
@@ -154,11 +155,12 @@ def test_explore_fixes_a_confusion_matrix_cell_and_adds_a_predicted_photo(world)
     at.session_state["workspace"] = world["workspace"]
     at.session_state["dataset_root"] = root
     at.run()
-    at.switch_page("pages/explore.py").run()
-    assert not at.exception, at.exception
+    at.switch_page("pages/explore.py")
+    # The page follows the worker's answers (validation predictions, then the cell's Grad-CAMs).
+    rerun_until(at, lambda page: any(s.key == "explore_cell_true" for s in page.selectbox))
     at.selectbox(key="explore_cell_true").set_value(first["true"])
-    at.selectbox(key="explore_cell_predicted").set_value(first["predicted"]).run()
-    assert not at.exception, at.exception
+    at.selectbox(key="explore_cell_predicted").set_value(first["predicted"])
+    rerun_until(at, lambda page: any(b.key == "explore_fix_0_relabel" for b in page.button))
     at.button(key="explore_fix_0_relabel").click().run()
     assert not at.exception, at.exception
     before, head = _labels(world["spec"]), _labels(load_dataset(root))
@@ -166,8 +168,8 @@ def test_explore_fixes_a_confusion_matrix_cell_and_adds_a_predicted_photo(world)
     assert list(changed.values()) == [(first["true"], first["predicted"])]  # One image of that cell, relabelled.
     assert "is now version 4: relabelled" in _texts(at)
 
-    at.file_uploader(key="explore_upload").upload("fresh.png", noise_png(7, 32), "image/png").run()
-    assert not at.exception, at.exception
+    at.file_uploader(key="explore_upload").upload("fresh.png", noise_png(7, 32), "image/png")
+    rerun_until(at, lambda page: any(s.key == "explore_add_0_class" for s in page.selectbox))
     label = at.selectbox(key="explore_add_0_class").value
     at.button(key="explore_add_0_add").click().run()
     assert not at.exception, at.exception
