@@ -22,7 +22,7 @@ def prepare_demo(settings: Settings) -> list[str]:
         One line per network, e.g. ``"pool: converted earlier, read from the cache"`` (for logs and tests).
     """
     from transfer_core import freezing
-    from transfer_core.models import build_classifier, split_classifier
+    from transfer_core.models import build_classifier, prebuild_backbone, split_classifier
     from transfer_core.sessions.presets import choose_demo_backbone, demo_freeze_plan, demo_model_spec
 
     try:
@@ -30,7 +30,8 @@ def prepare_demo(settings: Settings) -> list[str]:
         if choice.weights != "imagenet" or settings.frozen_runtime != "litert":
             return []
         spec = demo_model_spec(choice)
-        classifier = build_classifier(spec, 2, settings=settings)
+        prebuild_backbone(spec, settings)  # Kept: the demo run that follows takes it instead of building it.
+        classifier = build_classifier(spec, 2, settings=settings, reuse_backbone=True)
         networks = [("pool", classifier.feature_extractor)]
         freezing.apply_freeze_plan(classifier.backbone, demo_freeze_plan())
         first = freezing.first_trainable_layer(classifier.backbone)

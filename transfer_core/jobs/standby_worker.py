@@ -113,12 +113,13 @@ def standby_main(directory: Path, key: str) -> int:
     owner = int(os.environ.get(STANDBY_OWNER_ENV, os.getppid()))
     if not directory.exists():
         return 0
-    set_worker_state(state_file, "idle")
-    if os.environ.get(STANDBY_PREBUILD_ENV):  # The server prepares ahead (its standby worker).
+    if os.environ.get(STANDBY_PREBUILD_ENV):
+        _prebuild_backbone(os.environ[STANDBY_PREBUILD_ENV])
+    if settings.standby_worker:  # A server that prepares ahead (the app; off in tests and one-shot commands).
         from transfer_core.frozen_runtime import prepare_demo
 
-        _prebuild_backbone(os.environ[STANDBY_PREBUILD_ENV])
         prepare_demo(settings)  # The demo's LiteRT networks: converted once per machine, loaded here.
+    set_worker_state(state_file, "idle")  # Ready: what a run would wait for is done (queued runs are taken anyway).
     runs = 0
     idle_since = time.time()
     try:
