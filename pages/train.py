@@ -8,7 +8,7 @@ from transfer_core.display.views import dataset_name
 from transfer_core.sessions import presets
 from transfer_core.sessions.workspace import QuotaExceededError
 from transfer_core.zoo import WeightsUnavailableError
-from ui import run_view, state, widgets
+from ui import assignments_view, run_view, state, widgets
 
 LEARNING_RATES = list(presets.LEARNING_RATES)
 
@@ -32,6 +32,7 @@ else:
         f"**Fine-tuning plan:** {presets.describe_plan(plan)}"
     )
     st.caption("Change these on the Data and Model pages.")
+    assignments_view.train_notice(dataset.root, model.backbone)
 
 run_id = state.active_run_id()
 if run_id:

@@ -156,3 +156,21 @@ def _own_standing(mine: leaderboard.Standing) -> None:
     st.dataframe(rows, hide_index=True, width="stretch", key=f"assignment_own_{mine.own_scores[0].assignment_id}",
                  column_config={"run": "Run", "backbone": "Backbone", "strategy": "Strategy", "ranked": "Ranked",
                                 "score": st.column_config.NumberColumn("Hidden test accuracy", format="percent")})
+
+
+def train_notice(dataset_root: str, backbone: str) -> None:
+    """Train: when the active data set is an assignment's, say so and what would keep a run off the
+    leaderboard, before Start (the backbone is known now; parameters and time once it has run)."""
+    settings = state.settings()
+    assignment_id = assignments.assignment_of_dataset(dataset_root)
+    assignment = assignments.load_assignment(settings, assignment_id) if assignment_id else None
+    if assignment is None:
+        return
+    known_now = assignment.limits.breaches(backbone, None, None)
+    if known_now:
+        st.warning(f"“{assignment.title}”: a run with these settings will not be ranked: {'; '.join(known_now)}. "
+                   "Change the backbone on the Model page.", icon=":material/rule:")
+    else:
+        st.caption(f"“{assignment.title}”: each finished run is scored on its hidden test images · limits: "
+                   f"{assignment.limits.describe()}.")
+

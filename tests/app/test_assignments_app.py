@@ -89,6 +89,12 @@ def test_teacher_publishes_student_starts_trains_is_scored_and_ranked(class_home
     assert assignments.assignment_of_dataset(root) == published.assignment_id
     model = student.session_state["model_spec"]
     assert model.backbone == "mobilenet_v2_0.35"  # Moved to the one backbone the assignment allows.
+    assert any("scored on its hidden test images" in c.value for c in student.caption)
+    # A backbone the assignment does not allow is named on Train before Start, not only after the run.
+    student.session_state["model_spec"] = ModelSpec(backbone="mobilenet_0.25", input_size=32, weights="random")
+    student.run()
+    assert any("will not be ranked" in w.value and "mobilenet_0.25 is not allowed" in w.value
+               for w in student.warning), [w.value for w in student.warning]
     student.session_state["model_spec"] = ModelSpec(input_size=32, weights="random", dropout_rate=0.0)
     student.run()
     student.radio(key="train_strategy").set_value("feature_extraction")
