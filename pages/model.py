@@ -35,6 +35,16 @@ def _use_recipe(recipe: presets.RecipeChoice) -> None:
     state.set_freeze_plan(recipe.freeze)
     state.set_train_config(recipe.train)
     state.forget_widgets(MODEL_WIDGET_KEYS)
+    model = recipe.model
+    state.set_widgets({
+        "model_backbone": model.backbone,
+        "model_input_size": model.input_size,
+        "model_weights": model.weights,
+        "model_freeze_preset": presets.preset_of_plan(recipe.freeze),
+        "model_dropout": float(model.dropout_rate),
+        "model_hidden_units": model.hidden_units,
+        "model_head": model.head,
+    })
     state.set_notice(f"{presets.CLASSIC_RECIPE_NAME}: {recipe.summary} Start it on the Train page.", "success")
 
 
