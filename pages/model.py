@@ -4,7 +4,7 @@ import streamlit as st
 
 from transfer_core import inference, zoo
 from transfer_core.config import ModelSpec
-from transfer_core.display import run_charts, views
+from transfer_core.display import run_charts, run_text, views
 from transfer_core.freezing import blockmap
 from transfer_core.sessions import presets
 from ui import state, widgets
@@ -35,6 +35,16 @@ def _use_recipe(recipe: presets.RecipeChoice) -> None:
     state.set_freeze_plan(recipe.freeze)
     state.set_train_config(recipe.train)
     state.forget_widgets(MODEL_WIDGET_KEYS)
+    model = recipe.model
+    state.set_widgets({
+        "model_backbone": model.backbone,
+        "model_input_size": model.input_size,
+        "model_weights": model.weights,
+        "model_freeze_preset": presets.preset_of_plan(recipe.freeze),
+        "model_dropout": float(model.dropout_rate),
+        "model_hidden_units": model.hidden_units,
+        "model_head": model.head,
+    })
     state.set_notice(f"{presets.CLASSIC_RECIPE_NAME}: {recipe.summary} Start it on the Train page.", "success")
 
 
@@ -217,27 +227,26 @@ trainable_col, frozen_col, share_col = st.columns(3)
 trainable_col.metric("Trainable parameters", f"{counts.trainable:,}")
 frozen_col.metric("Frozen parameters", f"{counts.frozen:,}")
 share_col.metric("Share that trains", f"{counts.trainable / max(counts.total, 1):.1%}")
+chosen = ModelSpec(
+    backbone=backbone,
+    input_size=int(input_size),
+    weights=weights,
+    dropout_rate=float(dropout),
+    hidden_units=int(hidden_units),
+    head=head,
+)
 st.caption(
     f"Whole classifier: backbone ({num_blocks} blocks, {blocks.backbone_params:,} parameters) + head "
     f"({head_weights[head]:,} parameters for "
-    f"{num_classes} classes{'' if dataset is not None else ', assumed until you choose a data set'}). "
-    "Frozen counts include BatchNorm statistics, which never train."
+    f"{num_classes} classes{'' if dataset is not None else ', assumed until you choose a data set'}): "
+    f"{run_text.describe_head(chosen)}. Frozen counts include BatchNorm statistics, which never train."
 )
 plan_frame = blockmap.plan_table(blocks, plan)
 st.plotly_chart(run_charts.block_map_figure(plan_frame), key="model_block_chart")
 with st.expander("Block map as a table"):
     st.dataframe(plan_frame, hide_index=True, width="stretch", key="model_block_table")
 
-state.set_model_spec(
-    ModelSpec(
-        backbone=backbone,
-        input_size=int(input_size),
-        weights=weights,
-        dropout_rate=float(dropout),
-        hidden_units=int(hidden_units),
-        head=head,
-    )
-)
+state.set_model_spec(chosen)
 state.set_freeze_plan(plan)
 st.caption(
     f"Feature extraction trains {head_weights[head]:,} "

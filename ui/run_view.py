@@ -136,6 +136,7 @@ def _run_header(run_id: str, status: str, config: RunConfig | None) -> None:
     augmentation = ", ".join(train.augmentation) or "none"
     st.caption(
         f"{train.strategy.replace('_', ' ')} · {config.model.backbone} at {size}px, {config.model.weights} weights · "
+        f"head: {run_text.describe_head(config.model)} · "
         f"{epochs} epoch(s), batch {train.batch_size}, learning rate {train.learning_rate:g} · "
         f"augmentation: {augmentation} · data: {Path(config.dataset.root).name} v{config.dataset.version}"
     )

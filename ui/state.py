@@ -334,3 +334,10 @@ def forget_widgets(keys: list[str] | tuple[str, ...]) -> None:
     """Drop widgets' values so that they show the choices they are built from on the next run."""
     for key in keys:
         st.session_state.pop(key, None)
+
+
+def set_widgets(values: dict[str, object]) -> None:
+    """Give widgets new values from a callback. Forgetting a value is not enough when the widget stays on
+    the page: the browser keeps showing its old value while the script reads the new default."""
+    for key, value in values.items():
+        st.session_state[key] = value

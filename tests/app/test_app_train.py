@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -42,14 +43,15 @@ def at(home):
 
 
 def _fake_run(
-    at, *, alive: bool, events: list[dict], report: dict | None = None, strategy="feature_extraction"
+    at, *, alive: bool, events: list[dict], report: dict | None = None, strategy="feature_extraction",
+    model: ModelSpec = TINY_MODEL,
 ):
     """A run directory written by hand (no worker): pid of this test process when ``alive``."""
     from transfer_core.data import load_dataset
 
     workspace = at.session_state["workspace"]
     spec = load_dataset(at.session_state["dataset_root"])
-    config = RunConfig(dataset=spec, model=TINY_MODEL, train=TrainConfig(strategy=strategy, epochs=3))
+    config = RunConfig(dataset=spec, model=model, train=TrainConfig(strategy=strategy, epochs=3))
     run_dir = RunStore(workspace.runs_dir).create(config)
     pid = os.getpid() if alive else 2**22 + 7  # An unused pid when not alive.
     atomic_write_json(
@@ -315,6 +317,17 @@ def test_when_the_run_ends_the_page_shows_results(at):
     per_class = next(f.value for f in at.dataframe if "precision" in f.value.columns)
     assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support"]
     assert any("true **checkerboard** → predicted **circles** (80%)" in c.value for c in at.caption)
+
+
+def test_the_run_summary_names_its_head(at):
+    classic = dataclasses.replace(TINY_MODEL, head="flatten", hidden_units=128, dropout_rate=0.2)
+    for model, words in ((TINY_MODEL, "head: global average pooling → softmax · "),
+                         (classic, "head: Flatten → Dense(128, ReLU) → softmax (dropout 0.2) · ")):
+        run_dir = _fake_run(at, alive=False, events=_progress_events(1), model=model)
+        at.session_state["run_id"] = run_dir.name
+        at.run()
+        assert not at.exception, at.exception
+        assert any(words in c.value for c in at.caption), [c.value for c in at.caption]
 
 
 def test_a_dead_worker_is_shown_as_interrupted_not_running(at):

@@ -39,6 +39,8 @@ def test_each_head_shows_its_weights_and_the_choice_reaches_the_run(app):
     assert _trainable(app) == 1280 * classes + classes
     radio.set_value("flatten").run()
     assert _trainable(app) == 3 * 3 * 1280 * classes + classes
+    head_line = f"+ head ({3 * 3 * 1280 * classes + classes:,} parameters for {classes} classes): Flatten → softmax"
+    assert any(head_line in c.value for c in app.caption), [c.value for c in app.caption]
     assert app.session_state["model_spec"].head == "flatten"
     app.radio(key="model_head").set_value("max").run()
     assert _trainable(app) == 1280 * classes + classes

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from transfer_core import live
-from transfer_core.config import DatasetSpec, RunConfig, TrainConfig
+from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, TrainConfig
 from transfer_core.display import run_text
 from transfer_core.report import RunReport
 from transfer_core.runs import EventLog, RunInfo
@@ -129,6 +129,18 @@ def test_empty_events_give_a_starting_summary():
 )
 def test_format_seconds(seconds, text):
     assert run_text.format_seconds(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("model", "text"),
+    [
+        (ModelSpec(dropout_rate=0.0), "global average pooling → softmax"),
+        (ModelSpec(head="max", hidden_units=64), "global max pooling → Dense(64, ReLU) → softmax (dropout 0.2)"),
+        (ModelSpec(head="flatten", hidden_units=128, dropout_rate=0.0), "Flatten → Dense(128, ReLU) → softmax"),
+    ],
+)
+def test_describe_head_names_the_pooling_and_the_layers(model, text):
+    assert run_text.describe_head(model) == text
 
 
 def test_event_log_leaves_out_batches_and_keeps_the_last_progress():

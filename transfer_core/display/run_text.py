@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from transfer_core.config import ModelSpec
 from transfer_core.display.views import dataset_name
 from transfer_core.report import EMPTY_REPORT
 from transfer_core.runs import RunInfo, RunStatus
@@ -40,6 +41,21 @@ def format_seconds(seconds: float | None) -> str:
         return f"{minutes} min {rest:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+# How the head reads the backbone's feature map, in the words a run's summary uses.
+HEAD_POOLING_WORDS = {"avg": "global average pooling", "max": "global max pooling", "flatten": "Flatten"}
+
+
+def describe_head(model: ModelSpec) -> str:
+    """The head's layers in plain words, e.g. ``"Flatten → Dense(128, ReLU) → softmax"`` or
+    ``"global average pooling → softmax (dropout 0.2)"``."""
+    parts = [HEAD_POOLING_WORDS.get(model.head, model.head)]
+    if model.hidden_units > 0:
+        parts.append(f"Dense({model.hidden_units}, ReLU)")
+    parts.append("softmax")
+    dropout = f" (dropout {model.dropout_rate:g})" if model.dropout_rate > 0 else ""
+    return " → ".join(parts) + dropout
 
 
 def describe_event(event: dict[str, Any]) -> str:
