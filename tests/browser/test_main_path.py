@@ -73,11 +73,16 @@ def test_demo_path_trains_live_and_shows_result(server, browser_page):
     shot(page, "04-model")
 
     go(page, "Train")
-    # Enough fine-tuning epochs that the live curves (redrawn every live.CURVES_POLL_SECONDS) are seen
-    # to grow mid-run: epochs on the cached prefix take a fraction of a second.
+    # A run long enough that the live curves (redrawn every live.CURVES_POLL_SECONDS) are seen to grow
+    # mid-run: on the cached prefix 60 fine-tuning epochs now take ~3 s in a warm worker, so augmentation
+    # (which turns the caches off: every epoch sees new versions of the images) makes each epoch real work.
     fine_tune_epochs = page.get_by_role("spinbutton", name="Fine-tuning epochs")
     fine_tune_epochs.fill("60")
     fine_tune_epochs.press("Tab")
+    page.get_by_test_id("stMultiSelect").filter(has_text="Augmentation").locator("input").click()
+    page.get_by_role("option", name="flip", exact=True).click()
+    page.keyboard.press("Escape")
+    assert "flip" in page.get_by_test_id("stMultiSelect").filter(has_text="Augmentation").inner_text()
     page.get_by_role("button", name="Start training").click()
     page.get_by_role("button", name="Stop").wait_for()
     clicked = time.time()
