@@ -111,3 +111,17 @@ def test_the_median_of_the_last_runs_is_used_so_one_slow_run_moves_it_little(tmp
     path = tmp_path / "speed.json"
     path.write_text(json.dumps(speeds.to_dict()))
     assert load_speeds(path) == speeds
+
+
+def test_a_litert_conversion_is_left_out_of_the_one_pass_rate():
+    """Converting the frozen network happens once (the converted file is cached), so the next runs'
+    features stage runs at the rate without it."""
+    events = _events([("features", False, [("pass", 5.0)]), ("head", True, [("batch", 1.0), ("epoch", 0.1)])])
+    index = next(i for i, e in enumerate(events) if e.get("type") == "stage" and e["stage"] == "features")
+    events.insert(index + 1, {"type": "frozen_runtime", "stage": "features", "runtime": "litert",
+                              "convert_seconds": 1.5, "time": events[index]["time"] + 1.6})
+    speeds = run_speeds(events, backbone=BACKBONE, input_size=SIZE, strategy="feature_extraction")
+    assert _value(speeds, "features") == pytest.approx(84 / (5.0 - 1.5))
+    without = [e for e in events if e.get("type") != "frozen_runtime"]
+    assert _value(run_speeds(without, backbone=BACKBONE, input_size=SIZE, strategy="feature_extraction"),
+                  "features") == pytest.approx(84 / 5.0)

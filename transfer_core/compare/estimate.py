@@ -54,6 +54,9 @@ MEASURED_MARGIN = 0.30
 # 224 px, for training every layer (MobileNetV2-0.35: ~0.07 s); a forward pass costs a third.
 ROUGH_TRAIN_SECONDS_PER_IMAGE_PER_MPARAM = 0.04
 ROUGH_FORWARD_FRACTION = 1 / 3
+# A frozen pass computed once (features, the prefix's outputs) runs on LiteRT with XNNPACK: about a
+# quarter of the Keras forward pass (BENCHMARKS.md, "Frozen passes on LiteRT").
+ROUGH_FROZEN_FRACTION = ROUGH_FORWARD_FRACTION / 4
 # Fine-tuning a few top blocks on a cached prefix's outputs: a few percent of training the whole
 # network (MobileNetV2-0.35's top 2 blocks at 224 px: ~1-3 ms per image against ~70 ms).
 ROUGH_FINE_TUNE_FRACTION = 0.03
@@ -61,9 +64,10 @@ ROUGH_FINE_TUNE_FRACTION = 0.03
 ROUGH_HEAD_SECONDS_PER_IMAGE = 2e-4
 # Decoding and resizing one photo once (a 500x375 JPEG: ~3 ms).
 ROUGH_DECODE_SECONDS_PER_IMAGE = 0.003
-# Fixed costs, seconds: reaching a worker, reading the data and building, tracing a stage's
-# steps (the whole network on images: ~10 s; a head: well under a second), evaluating and saving.
-ROUGH_SECONDS = {"handoff": 0.5, "start": 1.5, "trace": 1.0, "trace:network": 10.0, "eval": 5.0, "hit": 0.5}
+# Fixed costs, seconds, in a warm worker: reaching it, reading the data and building, tracing a
+# stage's steps (the whole network on images: ~8 s; a head: well under a second), the predict step
+# of the end's evaluation, reading a cache (calibrated on bench/bench_estimate.py's measured parts).
+ROUGH_SECONDS = {"handoff": 0.3, "start": 1.0, "trace": 0.3, "trace:network": 8.0, "eval": 2.0, "hit": 0.1}
 
 
 @dataclass(frozen=True)
@@ -281,6 +285,7 @@ class _RunCost:
         # Seconds per training image per epoch for every layer, by the rough default.
         self.rough_train = ROUGH_TRAIN_SECONDS_PER_IMAGE_PER_MPARAM * params / 1e6 * (input_size / 224) ** 2
         self.rough_forward = self.rough_train * ROUGH_FORWARD_FRACTION + ROUGH_DECODE_SECONDS_PER_IMAGE
+        self.rough_frozen = self.rough_train * ROUGH_FROZEN_FRACTION + ROUGH_DECODE_SECONDS_PER_IMAGE
         self.training = 0.0  # Seconds of epochs (what a time budget counts).
         self.other = 0.0
         self.measured = 0  # Parts measured at this backbone and size.
@@ -312,8 +317,8 @@ class _RunCost:
             self.other += self._seconds(f"{stage}|hit", ROUGH_SECONDS["hit"])
             self.parts.append(f"{stage} from the cache")
             return
-        rough = {"decode": ROUGH_DECODE_SECONDS_PER_IMAGE, "features": self.rough_forward,
-                 "prefix": self.rough_forward}[stage]
+        rough = {"decode": ROUGH_DECODE_SECONDS_PER_IMAGE, "features": self.rough_frozen,
+                 "prefix": self.rough_frozen}[stage]
         seconds = (self.num_train + self.num_val) * self._per_image(stage, rough)
         self.other += seconds
         self.parts.append(f"{stage} computed once (~{seconds:.0f} s)")
@@ -357,7 +362,7 @@ class _RunCost:
         start = self._seconds("handoff", ROUGH_SECONDS["handoff"]) + self._seconds(
             f"{strategy}|start", ROUGH_SECONDS["start"])
         evaluated = self.num_test + (self.num_val if self.on_images else 0)
-        # Evaluating images through the whole network traces its predict step too (rough: ~5 s).
+        # Evaluating images through the whole network traces its predict step too (rough: ~2 s).
         forward = self._per_image("eval", self.rough_forward + ROUGH_SECONDS["eval"] / evaluated) if evaluated else 0.0
         end = self._seconds("end", ROUGH_END_SECONDS) + evaluated * forward
         if evaluated:
