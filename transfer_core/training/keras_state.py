@@ -44,16 +44,10 @@ def release_run_state() -> None:
     referenced from its module, gets its ImageNet weights back here when the run fine-tuned it,
     and is checked before any reuse.
     """
-    import keras
-
     from transfer_core.models import restore_kept_backbone
 
     restore_kept_backbone()
-    global _models_built_in_process
-    keras.backend.clear_session(free_memory=True)
-    _models_built_in_process = True
-    keras.mixed_precision.set_global_policy("float32")
-    keras.utils.set_random_seed(0)
+    reset_keras_state(0, "float32")  # A run has built models here, so this frees them (free_memory=True).
 
 
 def resolve_precision(precision: str) -> str:
