@@ -350,6 +350,22 @@ def cmd_standby(args: argparse.Namespace) -> int:
     return standby_main(Path(args.directory), args.key)
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from transfer_core.frozen_runtime.prepare import demo_fingerprint, demo_is_prepared, prepare_demo
+
+    settings = _settings(args)
+    if demo_fingerprint(settings) is None:
+        print("Nothing to convert: the demo uses random weights here, or LiteRT is off.")
+        return 0
+    if args.if_needed and demo_is_prepared(settings):
+        print("The demo's LiteRT networks are ready (converted earlier).")
+        return 0
+    print("Converting the demo's frozen networks for LiteRT (once per machine, ~10 s)...", flush=True)
+    for line in prepare_demo(settings):
+        print(f"  {line}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from transfer_core.jobs import worker_main
 
@@ -450,6 +466,14 @@ def build_parser() -> argparse.ArgumentParser:
     runs_parser.add_argument("--runs-dir", help="run store folder (default <home>/runs)")
     runs_parser.add_argument("--delete", metavar="RUN_ID", help="delete this run")
     runs_parser.set_defaults(func=cmd_runs)
+
+    prepare_parser = sub.add_parser(
+        "prepare", help="convert the demo's frozen networks for LiteRT now (scripts/start.sh runs it), "
+                        "so that the first demo run of a new server does not wait for it")
+    _add_common(prepare_parser)
+    prepare_parser.add_argument("--if-needed", action="store_true",
+                                help="do nothing (and import no TensorFlow) when they were converted earlier")
+    prepare_parser.set_defaults(func=cmd_prepare)
 
     worker_parser = sub.add_parser("worker", help="(internal) train the run in RUN_DIR")
     worker_parser.add_argument("run_dir")

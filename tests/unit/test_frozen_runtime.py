@@ -8,8 +8,11 @@ marked slow. Real ImageNet weights from ../shared are slow tests too.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -245,6 +248,34 @@ def test_the_standby_prepares_the_demo_networks(shared_weights_dir, tmp_path):
     assert all("already loaded in this worker" in line for line in frozen_runtime.prepare_demo(settings))
     assert frozen_runtime.prepare_demo(Settings(home=tmp_path / "off", weights_dir=shared_weights_dir,
                                                 frozen_runtime="tensorflow")) == []
+
+
+def test_start_sh_prepares_the_demo_once_and_later_starts_skip_it_without_tensorflow(shared_weights_dir, tmp_path):
+    from transfer_core.frozen_runtime.prepare import demo_is_prepared
+
+    weights = tmp_path / "weights"
+    shutil.copytree(shared_weights_dir, weights)
+    settings = Settings(home=tmp_path / "home", weights_dir=weights)
+    assert not demo_is_prepared(settings)
+    command = [sys.executable, "-c", "import sys; from transfer_core.cli import main; code = main(sys.argv[1:]); "
+               "print('tensorflow imported' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(code)",
+               "prepare", "--if-needed", "--home", str(settings.home), "--weights-dir", str(weights)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
+    assert first.returncode == 0 and "converted now" in first.stdout, first.stdout + first.stderr
+    assert demo_is_prepared(settings)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
+    assert "ready (converted earlier)" in again.stdout and "no tensorflow" in again.stdout, again.stdout
+    # A replaced weights file, or a converted network the cache let go of, needs a new conversion.
+    weights_file = next(weights.glob("mobilenet_v2_weights_*_0.35_224_no_top.h5"))
+    os.utime(weights_file, ns=(weights_file.stat().st_atime_ns, weights_file.stat().st_mtime_ns + 10**9))
+    assert not demo_is_prepared(settings)
+    frozen_runtime.prepare_demo(settings)
+    assert demo_is_prepared(settings)
+    folder = store.folder_of(settings.cache_dir)
+    kept = json.loads((folder / "demo-prepared.json").read_text())["keys"]
+    assert len(kept) == 2
+    (folder / f"{kept[1]}.tflite").unlink()
+    assert not demo_is_prepared(settings)
 
 
 @pytest.mark.slow
