@@ -316,3 +316,45 @@ def test_a_fine_tuned_backbone_fails_the_check(tiny_dataset, shared_weights_dir,
 def test_the_converted_file_lives_beside_the_feature_cache(tmp_path):
     assert store.folder_of(Settings(home=tmp_path).cache_dir) == tmp_path / "cache" / "litert"
     assert Path(store.folder_of(tmp_path)).name == frozen_runtime.FOLDER
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["feature_extraction", "fine_tuning"])
+def test_the_test_split_goes_through_the_frozen_part_on_litert_and_scores_like_keras(strategy, shared_weights_dir,
+                                                                                    hymenoptera_dir, tmp_path):
+    from transfer_core.cli import prepare_dataset
+    from transfer_core.data import decode_for_model
+    from transfer_core.training import train
+
+    root = tmp_path / "photos"
+    for split, start, count in (("train", 0, 12), ("val", 12, 6), ("test", 18, 10)):
+        for label in ("ants", "bees"):
+            (root / split / label).mkdir(parents=True)
+            for photo in sorted((hymenoptera_dir / "train" / label).glob("*.jpg"))[start:start + count]:
+                shutil.copy(photo, root / split / label / photo.name)
+    settings = Settings(home=tmp_path / "home", weights_dir=shared_weights_dir)
+    spec = prepare_dataset(root, settings, quiet=True)
+    config = RunConfig(dataset=spec, model=PRETRAINED, freeze=FreezePlan(mode="top_blocks", top_blocks=1),
+                       train=TrainConfig(strategy=strategy, epochs=2, fine_tune_epochs=2, batch_size=8))
+    events = []
+    result = train(config, emit=events.append, settings=settings)
+    assert result.status == "finished", result.reason
+    test = result.report["evaluation"]["test"]
+    assert test["num_images"] == 20
+    # Nothing after the training: no stage, no progress event, no Keras predict through the whole network.
+    last_epoch = max(i for i, e in enumerate(events) if e["type"] == "epoch_end")
+    assert [e["type"] for e in events[last_epoch + 1:] if e["type"] in ("stage", "progress")] == []
+    frozen = [e for e in events if e["type"] == "frozen_runtime"]
+    assert frozen and all(e["runtime"] == "litert" for e in frozen), frozen
+    # The test photos' frozen outputs were computed (and cached) like the training splits': train and val
+    # features, plus the prefix of train, val and test when fine-tuning.
+    cached = list((settings.cache_dir / "features").glob("*.npy"))
+    assert len(cached) == {"feature_extraction": 3, "fine_tuning": 5}[strategy], cached
+    # The same score as the kept Keras model over the decoded test photos.
+    paths = sorted((root / "test").rglob("*.jpg"))
+    images = np.stack([decode_for_model(str(path), PRETRAINED.input_size) for path in paths]).astype(np.float32)
+    probabilities = np.asarray(result.classifier.model(images, training=False))
+    truth = np.array([spec.class_names.index(path.parent.name) for path in paths])
+    keras_loss = float(-np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0)).mean())
+    assert test["loss"] == pytest.approx(keras_loss, rel=1e-3, abs=1e-4)
+    assert test["accuracy"] == pytest.approx(float((probabilities.argmax(axis=1) == truth).mean()))

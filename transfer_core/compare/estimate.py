@@ -292,6 +292,10 @@ class _RunCost:
         self.guessed: list[str] = []
         self.parts: list[str] = []
         self.on_images = False  # The end evaluates the validation images through the whole network.
+        # The one-pass stage whose outputs the last epoch stage trained on: the test images go through
+        # the same frozen part at the end (``training/evaluation.py``); None: through the whole network.
+        self.final_arrays: str | None = None
+        self.cached_passes: set[str] = set()
 
     def _get(self, part: str, *, rate: bool) -> float | None:
         found = (self.speeds.rate if rate else self.speeds.seconds)(self.config.model.backbone, self.input_size, part)
@@ -314,6 +318,7 @@ class _RunCost:
     def one_pass(self, stage: str, cached: bool) -> None:
         """Features, the prefix's outputs or decoded images: computed once, or read from the cache."""
         if cached:
+            self.cached_passes.add(stage)
             self.other += self._seconds(f"{stage}|hit", ROUGH_SECONDS["hit"])
             self.parts.append(f"{stage} from the cache")
             return
@@ -327,6 +332,7 @@ class _RunCost:
         part = stage_part(stage, self.config.train.caches_features)
         network = part in ("scratch", "head:images", "fine_tune:images")
         self.on_images = self.on_images or network
+        self.final_arrays = {"head": "features", "fine_tune": "prefix"}.get(part)
         if part == "head":
             rough_train, rough_val = ROUGH_HEAD_SECONDS_PER_IMAGE, ROUGH_HEAD_SECONDS_PER_IMAGE / 3
         elif part == "fine_tune":
@@ -361,7 +367,14 @@ class _RunCost:
         strategy = self.config.train.strategy
         start = self._seconds("handoff", ROUGH_SECONDS["handoff"]) + self._seconds(
             f"{strategy}|start", ROUGH_SECONDS["start"])
-        evaluated = self.num_test + (self.num_val if self.on_images else 0)
+        test_through_network = self.final_arrays is None
+        if self.num_test and not test_through_network and self.final_arrays not in self.cached_passes:
+            # Decoded and run through the frozen part like the training images (read from the cache
+            # when they were: a cost the estimate leaves out).
+            seconds = self.num_test * self._per_image(self.final_arrays, self.rough_frozen)
+            self.other += seconds
+            self.parts.append(f"{self.num_test} test images through the frozen part (~{seconds:.0f} s)")
+        evaluated = (self.num_test if test_through_network else 0) + (self.num_val if self.on_images else 0)
         # Evaluating images through the whole network traces its predict step too (rough: ~2 s).
         forward = self._per_image("eval", self.rough_forward + ROUGH_SECONDS["eval"] / evaluated) if evaluated else 0.0
         end = self._seconds("end", ROUGH_END_SECONDS) + evaluated * forward

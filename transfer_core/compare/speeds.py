@@ -16,6 +16,8 @@ A run's wall time (Start -> finished) is cut by its events into parts that scale
   run that evaluates no image through the whole network; ``eval`` images per second: the test
   images (and the validation images when they are not cached inputs) a run evaluates through the
   whole network in its end beyond that, so the end scales to a data set with another test split.
+  A run whose last stage trained on cached inputs sends its test images through the same frozen
+  part (at that stage's one-pass rate, left out of its ``end``).
 
 The estimate adds the same parts back up for the new data set's counts
 (:mod:`transfer_core.compare.estimate`). Pure Python; no TensorFlow.
@@ -172,6 +174,7 @@ def run_speeds(events: Sequence[dict[str, Any]], *, backbone: str, input_size: i
     if stages:
         fixed[key(f"{strategy}|start")] = max(0.0, stages[0][1]["time"] - starting)
     images_on_images = 0  # Validation images the end evaluates through the whole network.
+    final_arrays = None  # The one-pass stage whose outputs the last epoch stage trained on.
     for number, (index, stage) in enumerate(stages):
         following = stages[number + 1][1]["time"] if number + 1 < len(stages) else None
         name = str(stage.get("stage"))
@@ -191,10 +194,17 @@ def run_speeds(events: Sequence[dict[str, Any]], *, backbone: str, input_size: i
             part = stage_part(name, cached=bool(stage.get("cached")))
             if part.endswith(":images") or name == "scratch":
                 images_on_images = num_val
+            final_arrays = {"head": "features", "fine_tune": "prefix"}.get(part)
             _epoch_parts(stage, stage_events, key(part), num_train, num_val, batch_size, rates, fixed)
     if epoch_ends:
         end = finished - epoch_ends[-1]["time"]
-        evaluated = num_test + images_on_images
+        evaluated = images_on_images
+        if final_arrays is None:
+            evaluated += num_test
+        elif num_test and rates.get(key(final_arrays)):
+            # The test images went through the frozen part at the rate its stage just measured
+            # (when that stage read the cache, so did the test split's).
+            end -= num_test / rates[key(final_arrays)]
         if not evaluated:
             fixed[key("end")] = max(0.0, end)
         elif end > (ROUGH_END_SECONDS if end_seconds is None else end_seconds):

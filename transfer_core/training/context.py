@@ -39,6 +39,9 @@ class RunContext:
     feature_seconds: float = 0.0
     best_epoch: int = 0
     final_inputs: tuple[Any, Any] | None = None  # (model, val inputs) for evaluation
+    # The frozen network (and its cache name) whose outputs the training arrays are: the test split
+    # goes through it too (LiteRT, cached) instead of through the whole network in Keras.
+    arrays_from: tuple[Any, str] | None = None
     inference_functions: dict[int, Any] = field(default_factory=dict)
     frozen_passes: dict[str, Any] = field(default_factory=dict)  # what -> frozen_runtime.FrozenPass
     decode_announced: bool = False

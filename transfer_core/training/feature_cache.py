@@ -58,8 +58,12 @@ def cache_key(ctx: RunContext, what: str, data: SplitData) -> str | None:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def compute_outputs(ctx: RunContext, model, data: SplitData, what: str, stage: str) -> np.ndarray:
-    """Run ``model`` over ``data``'s images once, with an on-disk cache."""
+def compute_outputs(ctx: RunContext, model, data: SplitData, what: str, stage: str, *,
+                    announce: bool = True) -> np.ndarray:
+    """Run ``model`` over ``data``'s images once, with an on-disk cache.
+
+    ``announce=False``: no ``progress`` events (a pass inside the run's evaluation, not a stage).
+    """
     key = cache_key(ctx, what, data) if ctx.train_config.use_cache else None
     cache_path = ctx.settings.cache_dir / "features" / f"{key}.npy" if key else None
     if cache_path is not None and cache_path.exists():
@@ -67,13 +71,14 @@ def compute_outputs(ctx: RunContext, model, data: SplitData, what: str, stage: s
             outputs = np.load(cache_path, allow_pickle=False)
             if outputs.shape[0] == len(data.paths):
                 ctx.cache_hits.append(what)
-                ctx.emit({"type": "progress", "stage": stage, "done": len(data.paths),
-                          "total": len(data.paths), "cached": True})
+                if announce:
+                    ctx.emit({"type": "progress", "stage": stage, "done": len(data.paths),
+                              "total": len(data.paths), "cached": True})
                 return outputs
         except (OSError, ValueError):
             pass  # A damaged cache file is recomputed.
     started = time.perf_counter()
-    outputs = _predict_with_progress(ctx, model, data, what, stage)
+    outputs = _predict_with_progress(ctx, model, data, what, stage, announce)
     ctx.feature_seconds += time.perf_counter() - started
     if cache_path is not None and outputs.nbytes <= MAX_PREFIX_CACHE_BYTES:
         from transfer_core.fileio import atomic_write_bytes
@@ -90,7 +95,8 @@ def estimated_bytes(prefix, num_images: int) -> int:
     return int(np.prod([int(d) for d in shape])) * 4 * num_images
 
 
-def _predict_with_progress(ctx: RunContext, model, data: SplitData, what: str, stage: str) -> np.ndarray:
+def _predict_with_progress(ctx: RunContext, model, data: SplitData, what: str, stage: str,
+                           announce: bool) -> np.ndarray:
     ds = one_pass_dataset(ctx, data)
     total = len(data.paths)
     done = 0
@@ -105,7 +111,8 @@ def _predict_with_progress(ctx: RunContext, model, data: SplitData, what: str, s
         else:
             chunks.append(_inference_function(ctx, model)(images).numpy())
         done += int(images.shape[0])
-        ctx.emit({"type": "progress", "stage": stage, "done": done, "total": total})
+        if announce:
+            ctx.emit({"type": "progress", "stage": stage, "done": done, "total": total})
     return np.concatenate(chunks, axis=0)
 
 
