@@ -41,9 +41,11 @@ def enforce_stop(run_dir: Path, grace_seconds: float = 10.0, early_grace_seconds
     """Kill a worker that was asked to stop and has not stopped in time.
 
     Once an epoch has ended the worker gets ``grace_seconds`` to finish its batch
-    and save the best weights; before that there is nothing to keep, so
-    ``early_grace_seconds`` (the worker may be inside a long first step: loading
-    weights, tracing) is enough. A Ray task is cancelled with ``ray.cancel(force=True)``.
+    and save the best weights, counted from Stop or from its latest event, whichever is later: a
+    worker that is still writing events is alive, only slowed (other work on a busy machine), and
+    killing it would lose the weights it is about to save. Before an epoch has ended there is
+    nothing to keep, so ``early_grace_seconds`` (the worker may be inside a long first step:
+    loading weights, tracing) is enough. A Ray task is cancelled with ``ray.cancel(force=True)``.
 
     Returns:
         True if a worker was killed.
@@ -60,7 +62,8 @@ def enforce_stop(run_dir: Path, grace_seconds: float = 10.0, early_grace_seconds
         return False
     events, _ = read_events(run_dir / "events.jsonl")
     has_epoch = any(e.get("type") == "epoch_end" for e in events)
-    if has_epoch and waited < grace_seconds:
+    latest = max((float(e.get("time") or 0.0) for e in events), default=0.0)
+    if has_epoch and time.time() - max(stop_file.stat().st_mtime, latest) < grace_seconds:
         return False
     if not _kill_worker(run_dir):
         return False
