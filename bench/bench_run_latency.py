@@ -8,6 +8,7 @@ and its keeper starts the workers, as the app server does):
 - ``fresh_server_first_run``: a new home, ``ensure_standby`` (what the app does when it starts),
   then Start as soon as the warm worker is idle (``--start-at-once``: Start at once, while it
   still imports TensorFlow). Empty feature cache: the first run of a freshly started server.
+  ``--prepared``: the home's LiteRT networks converted first, as ``scripts/start.sh`` does.
 - ``warm_server``: the same server afterwards, ``--repeats`` runs one after another (a warm
   worker, warm caches): the median is what a class sees once the server has run once.
 - ``one_process_per_run``: ``TRANSFER_WORKER_MAX_RUNS=1`` and no standby, i.e. each run in a new
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +79,9 @@ def _measure(name: str, config, work: Path, base, args) -> dict:
 
     out: dict = {}
     server = dataclasses.replace(base, home=work / f"{name}-home", standby_worker=True)
+    if args.prepared:  # What scripts/start.sh does once per machine before the server starts (not timed).
+        subprocess.run([sys.executable, "-m", "transfer_core", "prepare", "--if-needed", "--home", str(server.home),
+                        "--weights-dir", str(server.weights_dir)], check=True, capture_output=True)
     jobs.ensure_standby(server)  # The app server starting.
     if not args.start_at_once:
         _wait_for_idle_worker(server)
@@ -112,6 +118,9 @@ def main() -> int:
     parser.add_argument("--only", choices=("demo_run", "feature_extraction"))
     parser.add_argument("--start-at-once", action="store_true",
                         help="Start the first run right after the server starts, before its worker is idle")
+    parser.add_argument("--prepared", action="store_true",
+                        help="convert the demo's LiteRT networks first, as scripts/start.sh does before a new "
+                             "server starts (`python -m transfer_core prepare --if-needed`)")
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -120,7 +129,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     base = Settings(home=work / "home", weights_dir=Path(args.weights_dir))
     configs = _configs(work, Path(args.data), base)
-    result = {"repeats": args.repeats, "start_at_once": args.start_at_once}
+    result = {"repeats": args.repeats, "start_at_once": args.start_at_once, "prepared": args.prepared}
     for name, config in configs.items():
         if args.only in (None, name):
             result[name] = _measure(name, config, work, base, args)
