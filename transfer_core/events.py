@@ -117,6 +117,21 @@ class EpochEndEvent(_Event):
     batches: NotRequired[int]  # Batches trained, only when a time budget ended the epoch part-way.
 
 
+class EvaluatedEvent(_Event):
+    """The kept model went through one split's images (the whole network) at the run's end.
+
+    ``first_batch_*`` time the first batch when it also traced the forward pass (0 when an
+    earlier split of the run traced it), so the estimate can tell the one-off trace from the
+    per-image cost (``compare/speeds.py``).
+    """
+
+    split: str  # "val" or "test"
+    images: int
+    seconds: float
+    first_batch_images: int
+    first_batch_seconds: float
+
+
 class TerminalEvent(_Event):
     """``finished``, ``stopped`` or ``failed``: the run ended; the summary fields when it was evaluated."""
 
@@ -136,6 +151,7 @@ EVENT_SCHEMAS: dict[str, type] = {
     "frozen_runtime": FrozenRuntimeEvent,
     "batch_end": BatchEndEvent,
     "epoch_end": EpochEndEvent,
+    "evaluated": EvaluatedEvent,
     "finished": TerminalEvent,
     "stopped": TerminalEvent,
     "failed": TerminalEvent,

@@ -53,7 +53,7 @@ RATES = {"features": 60.0, "prefix": 120.0, "decode": 400.0, "head|train": 1000.
          "eval": 60.0}
 FIXED = {"handoff": 0.1, "feature_extraction|start": 1.0, "fine_tuning|start": 1.0, "from_scratch|start": 1.0,
          "head|trace": 0.2, "fine_tune|trace": 0.5, "scratch|trace": 8.0, "features|hit": 0.05, "prefix|hit": 0.05,
-         "decode|hit": 0.05, "end": 0.5}
+         "decode|hit": 0.05, "end": 0.5, "eval|trace": 1.0}
 
 
 def _speeds(rates=RATES, fixed=FIXED) -> Speeds:
@@ -82,7 +82,7 @@ def test_estimate_from_measured_parts_adds_up_each_part(tiny_dataset):
     assert "features from the cache" in ft.detail and "prefix computed once" in ft.detail
     # From scratch decodes the images once, trains 5 epochs, then evaluates validation through the network
     # (20 images at 60 per second).
-    assert scratch.seconds == pytest.approx(0.1 + 1.0 + 120 / 400 + _epochs(5, 10, 40, 8.0) + 0.5 + 20 / 60)
+    assert scratch.seconds == pytest.approx(0.1 + 1.0 + 120 / 400 + _epochs(5, 10, 40, 8.0) + 0.5 + 1.0 + 20 / 60)
     assert estimate.total_seconds == pytest.approx(fe.seconds + ft.seconds + scratch.seconds)
     assert estimate.confidence == "measured" and not estimate.rough
     assert estimate.sureness.startswith("±30 %: from this server's own runs")
@@ -108,7 +108,7 @@ def test_same_time_budget_caps_from_scratch_at_fine_tunings_training_time(tiny_d
     fine_tune_training = _epochs(3, 1000, 4000, 0.2) + _epochs(2, 200, 400, 0.5)
     # Checked after every batch, but the first batch (in the 8 s trace) always runs, then the epoch validates.
     assert fine_tune_training < 8.0
-    assert capped.runs[2].seconds == pytest.approx(0.1 + 1.0 + 120 / 400 + 8.0 + 20 / 40 + 0.5 + 20 / 60)
+    assert capped.runs[2].seconds == pytest.approx(0.1 + 1.0 + 120 / 400 + 8.0 + 20 / 40 + 0.5 + 1.0 + 20 / 60)
     assert "capped at fine-tuning's training time" in capped.runs[2].detail
     # A capped run never measures its steady rate, and its time does not depend on it; nor is reading a cache
     # (well under a second) worth a doubt: the estimate stays measured without either.
@@ -122,7 +122,7 @@ def test_same_time_budget_caps_from_scratch_at_fine_tunings_training_time(tiny_d
     capped = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
                                          params=1_700_000, speeds=slow, same_time_budget=True)
     budget = _epochs(3, 1000, 4000, 0.2) + _epochs(2, 200, 400, 30.0)
-    assert capped.runs[2].seconds == pytest.approx(0.1 + 1.0 + 120 / 400 + budget + 20 / 40 + 0.5 + 20 / 60)
+    assert capped.runs[2].seconds == pytest.approx(0.1 + 1.0 + 120 / 400 + budget + 20 / 40 + 0.5 + 1.0 + 20 / 60)
 
 
 def _finished(store, config, input_size=96):
@@ -151,7 +151,7 @@ def test_what_finished_runs_left_in_the_cache_costs_only_reading_it(tiny_dataset
     assert fe.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(5, 1000, 4000, 0.2) + 0.5)
     assert ft.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(3, 1000, 4000, 0.2) + 0.05
                                        + _epochs(2, 200, 400, 0.5) + 0.5)
-    assert scratch.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(5, 10, 40, 8.0) + 0.5 + 20 / 60)
+    assert scratch.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(5, 10, 40, 8.0) + 0.5 + 1.0 + 20 / 60)
     assert all("from the cache" in run.detail for run in estimate.runs)
 
 

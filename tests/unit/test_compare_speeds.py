@@ -90,6 +90,22 @@ def test_a_run_whose_last_stage_read_images_evaluates_its_test_split_through_the
     assert speed_key(BACKBONE, SIZE, "end") not in speeds.overhead_seconds
 
 
+def test_evaluated_events_tell_the_trace_of_the_forward_pass_from_its_per_image_cost():
+    events = _events([("scratch", False, [("batch", 8.0), ("batch", 2.0), ("epoch", 1.0)])])
+    finished = events.pop()
+    # 3 s from the last epoch to finished: validation (20 images, the first batch of 8 tracing: 1.0 s)
+    # and test (40 images) took 1.2 + 0.8 s; the rest is the fixed end.
+    events += [{"type": "evaluated", "split": "val", "images": 20, "seconds": 1.2, "first_batch_images": 8,
+                "first_batch_seconds": 1.0, "time": finished["time"] - 1.0},
+               {"type": "evaluated", "split": "test", "images": 40, "seconds": 0.8, "first_batch_images": 0,
+                "first_batch_seconds": 0.0, "time": finished["time"] - 0.2}, finished]
+    speeds = run_speeds(events, backbone=BACKBONE, input_size=SIZE, strategy="from_scratch", num_test=40)
+    per_image = (1.2 + 0.8 - 1.0) / (60 - 8)
+    assert _value(speeds, "eval") == pytest.approx(1 / per_image)
+    assert _value(speeds, "eval|trace") == pytest.approx(1.0 - 8 * per_image)
+    assert _value(speeds, "end") == pytest.approx(3.0 - 2.0)
+
+
 def test_from_scratch_evaluates_validation_through_the_network_and_waits_for_its_predecessor():
     events = _events([
         ("decode", True, [("pass", 0.42)]),  # 84 images decoded in 0.42 s.

@@ -375,11 +375,13 @@ class _RunCost:
             self.other += seconds
             self.parts.append(f"{self.num_test} test images through the frozen part (~{seconds:.0f} s)")
         evaluated = (self.num_test if test_through_network else 0) + (self.num_val if self.on_images else 0)
-        # Evaluating images through the whole network traces its predict step too (rough: ~2 s).
-        forward = self._per_image("eval", self.rough_forward + ROUGH_SECONDS["eval"] / evaluated) if evaluated else 0.0
-        end = self._seconds("end", ROUGH_END_SECONDS) + evaluated * forward
+        end = self._seconds("end", ROUGH_END_SECONDS)
         if evaluated:
-            self.parts.append(f"evaluating {evaluated} images through the network (~{evaluated * forward:.0f} s)")
+            # Evaluating images through the whole network traces its forward pass first.
+            seconds = (self._seconds("eval|trace", ROUGH_SECONDS["eval"])
+                       + evaluated * self._per_image("eval", self.rough_forward))
+            end += seconds
+            self.parts.append(f"evaluating {evaluated} images through the network (~{seconds:.0f} s)")
         seconds = start + self.other + self.training + end
         basis = "measured" if not self.guessed else ("rough" if not self.measured else "partly measured")
         return RunEstimate(run_label(self.config), strategy, seconds, basis, ", ".join(self.parts),

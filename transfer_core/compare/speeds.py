@@ -12,10 +12,11 @@ A run's wall time (Start -> finished) is cut by its events into parts that scale
   train steps (from consecutive ``batch_end`` events), ``<stage>|val`` validation images per second
   (``epoch_end`` minus the epoch's last ``batch_end``), and ``<stage>|trace`` seconds: what the stage
   took beyond those rates (tracing its step on the first batch, building the pipeline).
-- ``end`` seconds: the last epoch -> ``finished`` (saving, evaluating cached validation inputs) of a
-  run that evaluates no image through the whole network; ``eval`` images per second: the test
-  images (and the validation images when they are not cached inputs) a run evaluates through the
-  whole network in its end beyond that, so the end scales to a data set with another test split.
+- ``end`` seconds: the last epoch -> ``finished`` (saving, evaluating cached validation inputs)
+  beyond the images evaluated through the whole network; those are timed by ``evaluated`` events:
+  ``eval`` images per second and ``eval|trace`` seconds (what the first batch took beyond that rate:
+  tracing the forward pass), so the end scales to a data set with another test split. (Runs from
+  before those events: ``end`` only when nothing was evaluated, else ``eval`` over the rest.)
   A run whose last stage trained on cached inputs sends its test images through the same frozen
   part (at that stage's one-pass rate, left out of its ``end``).
 
@@ -40,8 +41,9 @@ from transfer_core.runs import RunInfo, read_events
 ONE_PASS_STAGES = ("features", "prefix", "decode")
 EPOCH_STAGES = ("head", "fine_tune", "scratch")
 TERMINAL = ("finished", "stopped", "failed")
-# Speed files written before the parts were measured used other keys; they are ignored.
-SPEED_FORMAT = 2
+# Speed files written before the parts were measured used other keys, and before format 3 ``eval`` held the
+# trace of the forward pass too: they are ignored.
+SPEED_FORMAT = 3
 # The end of a run that evaluates no image through the network, before one was measured.
 ROUGH_END_SECONDS = 1.0
 # Measurements kept per part.
@@ -205,12 +207,28 @@ def run_speeds(events: Sequence[dict[str, Any]], *, backbone: str, input_size: i
             # The test images went through the frozen part at the rate its stage just measured
             # (when that stage read the cache, so did the test split's).
             end -= num_test / rates[key(final_arrays)]
-        if not evaluated:
+        timed = [e for e in events if e.get("type") == "evaluated"]
+        if timed:
+            _eval_parts(timed, end, key, rates, fixed)
+        elif not evaluated:
             fixed[key("end")] = max(0.0, end)
         elif end > (ROUGH_END_SECONDS if end_seconds is None else end_seconds):
             rates[key("eval")] = evaluated / (end - (ROUGH_END_SECONDS if end_seconds is None else end_seconds))
     return Speeds({k: (v,) for k, v in rates.items()}, {k: (v,) for k, v in fixed.items()},
                   frozenset({run_id}) if run_id else frozenset())
+
+
+def _eval_parts(timed: Sequence[dict], end: float, key, rates: dict[str, float], fixed: dict[str, float]) -> None:
+    """``eval`` (images per second), ``eval|trace`` and ``end`` from a run's ``evaluated`` events."""
+    seconds = sum(float(e.get("seconds") or 0.0) for e in timed)
+    images = sum(int(e.get("images") or 0) for e in timed)
+    first_images = sum(int(e.get("first_batch_images") or 0) for e in timed)
+    first_seconds = sum(float(e.get("first_batch_seconds") or 0.0) for e in timed)
+    fixed[key("end")] = max(0.0, end - seconds)
+    if images > first_images and seconds > first_seconds:
+        per_image = (seconds - first_seconds) / (images - first_images)
+        rates[key("eval")] = 1 / per_image
+        fixed[key("eval|trace")] = max(0.0, first_seconds - first_images * per_image)
 
 
 def stage_part(stage: str, cached: bool) -> str:

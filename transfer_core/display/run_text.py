@@ -85,6 +85,9 @@ def describe_event(event: dict[str, Any]) -> str:
             f"accuracy {_num(event.get('accuracy'))}, val loss {_num(event.get('val_loss'))}, "
             f"val accuracy {_num(event.get('val_accuracy'))} in {_num(event.get('seconds'), 1)} s"
         )
+    elif kind == "evaluated":
+        text = (f"evaluated the {event.get('split')} images ({event.get('images')}) through the kept model "
+                f"in {_num(event.get('seconds'), 1)} s")
     elif kind in ("finished", "stopped", "failed"):
         reason = f": {event['reason']}" if event.get("reason") else ""
         text = f"{kind}{reason}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from transfer_core.metrics import evaluate_predictions
 from transfer_core.report import RunReport, SplitEvaluation
 from transfer_core.training.budget import planned_epochs
 from transfer_core.training.context import RunContext
-from transfer_core.training.feature_cache import compute_outputs
+from transfer_core.training.feature_cache import compute_outputs, inference_function
 from transfer_core.training.inputs import image_dataset
 from transfer_core.training.keras_state import resolve_precision
 
@@ -20,10 +21,7 @@ def evaluate(ctx: RunContext) -> dict[str, SplitEvaluation]:
     """Validation (and test) metrics of the final model."""
     model, val_inputs = ctx.final_inputs
     on_arrays = isinstance(val_inputs, np.ndarray)
-    if on_arrays:
-        val_probs = _predict_arrays(model, val_inputs)
-    else:
-        val_probs = ctx.classifier.model.predict(image_dataset(ctx, ctx.val_data, training=False), verbose=0)
+    val_probs = _predict_arrays(model, val_inputs) if on_arrays else _predict_images(ctx, ctx.val_data, "val")
     spec = ctx.spec
     root = Path(spec.root)
     rel = [str(Path(p).relative_to(root)) for p in ctx.val_data.paths]
@@ -38,7 +36,7 @@ def evaluate(ctx: RunContext) -> dict[str, SplitEvaluation]:
             test_probs = _predict_arrays(model, compute_outputs(ctx, network, ctx.test_data, what, stage,
                                                                 announce=False))
         else:
-            test_probs = ctx.classifier.model.predict(image_dataset(ctx, ctx.test_data, training=False), verbose=0)
+            test_probs = _predict_images(ctx, ctx.test_data, "test")
         rel_test = [str(Path(p).relative_to(root)) for p in ctx.test_data.paths]
         result["test"] = evaluate_predictions(ctx.test_data.labels, test_probs, spec.class_names, rel_test)
     return result
@@ -51,6 +49,28 @@ def _predict_arrays(model, inputs: np.ndarray) -> np.ndarray:
         np.asarray(model(inputs[start:start + 256], training=False), dtype="float32")
         for start in range(0, len(inputs), 256)
     ])
+
+
+def _predict_images(ctx: RunContext, data, split: str) -> np.ndarray:
+    """Probabilities of the whole network over a split's images, timed in an ``evaluated`` event.
+
+    One traced forward pass per run (:func:`inference_function`), shared by both splits: the first
+    batch that traces it is timed apart, so the estimate can scale the rest to another split's size.
+    """
+    model = ctx.classifier.model
+    tracing = id(model) not in ctx.inference_functions
+    forward = inference_function(ctx, model)
+    chunks: list[np.ndarray] = []
+    first_images, first_seconds = 0, 0.0
+    started = time.perf_counter()
+    for images, _ in image_dataset(ctx, data, training=False, autotune=False):
+        chunks.append(np.asarray(forward(images), dtype="float32"))
+        if tracing and not first_images:
+            first_images, first_seconds = int(images.shape[0]), time.perf_counter() - started
+    ctx.emit({"type": "evaluated", "split": split, "images": len(data.paths),
+              "seconds": round(time.perf_counter() - started, 4), "first_batch_images": first_images,
+              "first_batch_seconds": round(first_seconds, 4)})
+    return np.concatenate(chunks, axis=0)
 
 
 def build_report(ctx: RunContext, history: pd.DataFrame, status: str, reason: str) -> RunReport:

@@ -109,7 +109,7 @@ def _predict_with_progress(ctx: RunContext, model, data: SplitData, what: str, s
         if frozen.model is not None:
             chunks.append(frozen.model.run_batch(images.numpy()))
         else:
-            chunks.append(_inference_function(ctx, model)(images).numpy())
+            chunks.append(inference_function(ctx, model)(images).numpy())
         done += int(images.shape[0])
         if announce:
             ctx.emit({"type": "progress", "stage": stage, "done": done, "total": total})
@@ -126,7 +126,7 @@ def _frozen_pass(ctx: RunContext, model, what: str, stage: str, first_images: np
     return frozen
 
 
-def _inference_function(ctx: RunContext, model):
+def inference_function(ctx: RunContext, model):
     """One traced graph per model, for any batch size: tracing costs more than the
     forward pass itself on a small data set, so it must happen once per run."""
     import tensorflow as tf
