@@ -208,6 +208,19 @@ def restore_kept_backbone() -> None:
         _kept_backbone = None
 
 
+def is_kept_backbone(backbone: keras.Model, spec: ModelSpec, settings: Settings | None) -> bool:
+    """Whether ``backbone`` holds the kept backbone's layers, kept for ``spec``'s model, size, weights
+    file and dtype policy, with its ImageNet weights intact (what a classifier built on it may be
+    reused for: :mod:`transfer_core.training.step_cache`)."""
+    from transfer_core import zoo
+
+    kept = _kept_backbone
+    if kept is None or not backbone.weights or backbone.weights[0] is not kept.backbone.weights[0]:
+        return False
+    key = _backbone_key(spec, zoo.check_input_size(spec.backbone, spec.input_size), settings)
+    return key == kept.key and _fingerprint(kept.backbone.get_weights()) == kept.fingerprint
+
+
 def prebuild_backbone(spec: ModelSpec, settings: Settings) -> None:
     """Build ``spec``'s ImageNet backbone now and keep it (a standby worker's idle time)."""
     from transfer_core import zoo

@@ -186,17 +186,26 @@ def _new_context(config: RunConfig, emit: Emit, should_stop: ShouldStop, setting
 
 
 def _build(config: RunConfig, settings: Settings):
-    from transfer_core.models import build_classifier
+    from transfer_core.models import build_classifier, forget_kept_backbone, recycles_backbones
+    from transfer_core.training import step_cache
 
     train_batchnorm = config.freeze.train_batchnorm or config.train.strategy == "from_scratch"
     if not _shares_backbone(config):
-        from transfer_core.models import forget_kept_backbone
+        # This run builds its own; a kept one (and the classifier kept on it) would only take memory.
+        forget_kept_backbone()
+        step_cache.forget()
 
-        forget_kept_backbone()  # This run builds its own; a kept one would only take memory.
-    return build_classifier(
-        config.model, config.dataset.num_classes, settings=settings, train_batchnorm=train_batchnorm,
-        reuse_backbone=_shares_backbone(config), seed=config.train.seed,
-    )
+    def build():
+        return build_classifier(
+            config.model, config.dataset.num_classes, settings=settings, train_batchnorm=train_batchnorm,
+            reuse_backbone=_shares_backbone(config), seed=config.train.seed,
+        )
+
+    if _shares_backbone(config) and recycles_backbones():
+        # A warm worker: the classifier and traced steps of an earlier run of the same shapes, reset.
+        return step_cache.classifier_for(config.model, config.dataset.num_classes, settings=settings,
+                              train_batchnorm=train_batchnorm, seed=config.train.seed, build=build)
+    return build()
 
 
 def _shares_backbone(config: RunConfig) -> bool:

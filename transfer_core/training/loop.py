@@ -18,6 +18,7 @@ from transfer_core.training.context import RunContext
 from transfer_core.training.errors import BudgetUsed, RunFailed, RunStopped
 from transfer_core.training.inputs import class_weights
 from transfer_core.training.keras_state import make_optimizer
+from transfer_core.training.step_cache import train_steps
 
 
 def fit_stage(ctx: RunContext, model, stage: str, epochs: int, learning_rate: float, train_inputs,
@@ -171,36 +172,14 @@ def fit_loop(model, callback, epochs: int, optimizer, input_shape, *, tf_dtype, 
 
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    # Create the optimizer's slot variables now: variables created inside the first trace make
-    # tf.function trace the whole step twice (whole network: first epoch 8.6 s -> 4.4 s,
-    # bench/bench_first_step.py; head: 0.14 s -> 0.05 s).
-    optimizer.build(model.trainable_variables)
     weight_of_class = None
     if class_weight:
         weight_of_class = np.array([class_weight.get(i, 1.0) for i in range(max(class_weight) + 1)], "float32")
     signature = [tf.TensorSpec(input_shape, tf.as_dtype(tf_dtype)), tf.TensorSpec([None], tf.int32),
                  tf.TensorSpec([None], tf.float32)]
-
-    # No autograph: the steps have no tensor-dependent Python control flow, and converting
-    # them costs more than the head's whole training on a small data set.
-    @tf.function(input_signature=signature, autograph=False)
-    def train_step(inputs, labels, weights):
-        with tf.GradientTape() as tape:
-            probabilities = model(inputs, training=True)
-            per_sample = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-            # Keras' class_weight semantics: weighted losses averaged over the batch.
-            loss = tf.reduce_mean(tf.cast(per_sample, tf.float32) * weights)
-            if model.losses:
-                loss += tf.add_n(model.losses)
-            scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
-        gradients = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return loss, tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
-
-    @tf.function(input_signature=signature[:1], autograph=False)
-    def forward(inputs):
-        return tf.cast(model(inputs, training=False), tf.float32)
+    # A warm worker's next run of the same shapes reuses the traced steps (step_cache).
+    steps = train_steps(model, optimizer, signature, lambda model, optimizer: _trace(model, optimizer, signature))
+    train_step, forward = steps.train_step, steps.forward
 
     model.stop_training = False
     callback.set_model(model)
@@ -231,3 +210,37 @@ def fit_loop(model, callback, epochs: int, optimizer, input_shape, *, tf_dtype, 
         })
         if model.stop_training:
             break
+
+
+def _trace(model, optimizer, signature: list):
+    """The train step and forward pass of ``model``, traced on their first call.
+
+    The optimizer is built first (``step_cache.train_steps``): variables created inside the first
+    trace make tf.function trace the whole step twice (whole network: first epoch 8.6 s -> 4.4 s,
+    bench/bench_first_step.py; head: 0.14 s -> 0.05 s).
+    """
+    import keras
+    import tensorflow as tf
+
+    # No autograph: the steps have no tensor-dependent Python control flow, and converting
+    # them costs more than the head's whole training on a small data set.
+    @tf.function(input_signature=signature, autograph=False)
+    def train_step(inputs, labels, weights):
+        with tf.GradientTape() as tape:
+            probabilities = model(inputs, training=True)
+            per_sample = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            # Keras' class_weight semantics: weighted losses averaged over the batch.
+            loss = tf.reduce_mean(tf.cast(per_sample, tf.float32) * weights)
+            if model.losses:
+                loss += tf.add_n(model.losses)
+            scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return loss, tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
+
+    @tf.function(input_signature=signature[:1], autograph=False)
+    def forward(inputs):
+        return tf.cast(model(inputs, training=False), tf.float32)
+
+    return train_step, forward

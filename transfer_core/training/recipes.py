@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from transfer_core.config import FreezePlan
+from transfer_core.training import step_cache
 from transfer_core.training.context import RunContext
 from transfer_core.training.feature_cache import MAX_PREFIX_CACHE_BYTES, compute_outputs, estimated_bytes
 from transfer_core.training.inputs import decode_for_passes, epoch_datasets
@@ -60,8 +61,6 @@ def train_head(ctx: RunContext) -> None:
 def fine_tune(ctx: RunContext) -> None:
     """Stage 2 of fine-tuning: unfreeze per the plan, lower LR, recompile, train."""
     from transfer_core import freezing
-    from transfer_core.models import split_classifier
-
     classifier = ctx.classifier
     train_config = ctx.train_config
     freezing.apply_freeze_plan(classifier.backbone, ctx.config.freeze)
@@ -72,7 +71,7 @@ def fine_tune(ctx: RunContext) -> None:
     if train_config.caches_features and first is not None:
         cut = freezing.cut_layer(classifier.backbone, first)
     if cut is not None:
-        prefix, trainable_part = split_classifier(classifier, cut)
+        prefix, trainable_part = step_cache.split(classifier, cut)  # The same models in a warm worker.
         size = estimated_bytes(prefix, len(ctx.train_data.paths) + len(ctx.val_data.paths))
         if size <= MAX_PREFIX_CACHE_BYTES:
             ctx.stage("prefix", f"Caching the frozen layers' output (up to '{cut}') once", 0, True)
