@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import subprocess
 import sys
 import tempfile
@@ -60,7 +61,18 @@ def _latency(config, runs_dir: Path, settings) -> tuple[float, dict]:
     stages = {e["type"]: round(e["time"] - first, 2) for e in events
               if e["type"] in ("starting", "run_started", "finished")}
     claim = (run_dir / "claim").read_text().split()
-    return seconds, {"stages_after_queued": stages, "worker_pid": int(claim[1])}
+    return seconds, {"stages_after_queued": stages, "worker_pid": int(claim[1]),
+                     "worker_cpu_seconds": _cpu_seconds(int(claim[1]))}
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """The worker's CPU seconds so far (user + system, Linux): the difference between two runs of
+    one warm worker is what a run cost it, whatever else shares the cores."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
 
 def _wait_for_idle_worker(settings, timeout: float = 180.0) -> None:
@@ -88,13 +100,17 @@ def _measure(name: str, config, work: Path, base, args) -> dict:
     seconds, detail = _latency(config, work / f"{name}-runs", server)
     out["fresh_server_first_run"] = {"seconds": round(seconds, 2), **detail}
     print(name, "first run of a fresh server", round(seconds, 2), detail, flush=True)
-    warm, pids = [], set()
+    warm, pids, cpu = [], set(), [detail["worker_cpu_seconds"]]
     for _ in range(args.repeats):
         seconds, detail = _latency(config, work / f"{name}-runs", server)
         warm.append(round(seconds, 2))
         pids.add(detail["worker_pid"])
+        cpu.append(detail["worker_cpu_seconds"])
         print(name, "warm server", round(seconds, 2), detail, flush=True)
     out["warm_server"] = {"seconds": warm, "median_seconds": median(warm), "worker_processes": len(pids)}
+    if len(pids) == 1 and None not in cpu:  # One warm worker: its CPU seconds per run (and idle wait).
+        per_run = [round(after - before, 2) for before, after in zip(cpu, cpu[1:], strict=False)]
+        out["warm_server"] |= {"worker_cpu_seconds": per_run, "median_worker_cpu_seconds": median(per_run)}
     jobs.shutdown_workers(server, busy=True)
 
     cold = dataclasses.replace(base, home=work / f"{name}-cold-home", worker_max_runs=1)
