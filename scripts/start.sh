@@ -8,5 +8,5 @@ if [ -z "${TRANSFER_WEIGHTS_DIR:-}" ] && [ -d ../shared/weights ]; then
 fi
 # Once per machine: the demo's LiteRT networks, so a class that presses Start the moment the server is up
 # does not wait for their first conversion (later starts: a stamp check, no TensorFlow import).
-.venv/bin/python -m transfer_core prepare --if-needed || echo "Preparing the demo failed; its first run converts instead."
+TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python -m transfer_core prepare --if-needed || echo "Preparing the demo failed; its first run converts instead."
 exec .venv/bin/streamlit run app.py "$@"
