@@ -52,6 +52,7 @@ def test_the_time_estimate_is_shown_before_start_with_the_budget_checkbox_on(own
 def test_a_comparison_over_three_minutes_is_warned_about_before_start(own_finished):
     from transfer_core import compare
     from transfer_core.compare.estimate import speed_key
+    from transfer_core.compare.speeds import SPEED_FORMAT
     from transfer_core.config import Settings
     from transfer_core.zoo import check_input_size
 
@@ -59,7 +60,7 @@ def test_a_comparison_over_three_minutes_is_warned_about_before_start(own_finish
     path = compare.speed_file(Settings(home=own_finished.home))
     size = check_input_size(own_finished.model.backbone, own_finished.model.input_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"format": 2, "overhead_seconds": {}, "images_per_second": {
+    path.write_text(json.dumps({"format": SPEED_FORMAT, "overhead_seconds": {}, "images_per_second": {
         speed_key(own_finished.model.backbone, size, "scratch|train"): [0.5]}}))
     try:
         at = open_page(own_finished, "pages/compare.py")

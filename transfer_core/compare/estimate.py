@@ -50,24 +50,27 @@ __all__ = ["LONG_COMPARISON_SECONDS", "ComparisonEstimate", "RunEstimate", "Spee
 LONG_COMPARISON_SECONDS = 180.0
 # How far from the measurement a "measured" estimate was in bench/bench_estimate.py (BENCHMARKS.md).
 MEASURED_MARGIN = 0.30
-# Rough defaults: seconds per training image per epoch and per million backbone parameters at
-# 224 px, for training every layer (MobileNetV2-0.35: ~0.07 s); a forward pass costs a third.
+# Rough defaults, for a backbone and size this server has not measured yet. Calibrated on the parts
+# bench/bench_estimate.py measured for MobileNetV2-0.35 at 224 px on the 2-core machine (2026-12-05,
+# BENCHMARKS.md), then scaled by parameters and pixels. Seconds per training image per epoch and per
+# million backbone parameters at 224 px, for training every layer (MobileNetV2-0.35: ~0.07 s); a
+# forward pass through the whole network costs about a tenth (measured: 4-8 ms against ~70 ms).
 ROUGH_TRAIN_SECONDS_PER_IMAGE_PER_MPARAM = 0.04
-ROUGH_FORWARD_FRACTION = 1 / 3
+ROUGH_FORWARD_FRACTION = 1 / 10
 # A frozen pass computed once (features, the prefix's outputs) runs on LiteRT with XNNPACK: about a
 # quarter of the Keras forward pass (BENCHMARKS.md, "Frozen passes on LiteRT").
 ROUGH_FROZEN_FRACTION = ROUGH_FORWARD_FRACTION / 4
-# Fine-tuning a few top blocks on a cached prefix's outputs: a few percent of training the whole
-# network (MobileNetV2-0.35's top 2 blocks at 224 px: ~1-3 ms per image against ~70 ms).
-ROUGH_FINE_TUNE_FRACTION = 0.03
-# A head on cached features: a few Dense layers, well under a millisecond per image.
-ROUGH_HEAD_SECONDS_PER_IMAGE = 2e-4
-# Decoding and resizing one photo once (a 500x375 JPEG: ~3 ms).
-ROUGH_DECODE_SECONDS_PER_IMAGE = 0.003
+# Fine-tuning a few top blocks on a cached prefix's outputs: about a percent of training the whole
+# network (MobileNetV2-0.35's top blocks at 224 px: ~0.5 ms per image against ~70 ms).
+ROUGH_FINE_TUNE_FRACTION = 0.01
+# A head on cached features: a few Dense layers, well under a millisecond per image (measured ~0.04 ms).
+ROUGH_HEAD_SECONDS_PER_IMAGE = 5e-5
+# Decoding and resizing one photo once, on both cores (a 500x375 JPEG: ~1.5 ms of wall time).
+ROUGH_DECODE_SECONDS_PER_IMAGE = 0.0015
 # Fixed costs, seconds, in a warm worker: reaching it, reading the data and building, tracing a
-# stage's steps (the whole network on images: ~8 s; a head: well under a second), the predict step
-# of the end's evaluation, reading a cache (calibrated on bench/bench_estimate.py's measured parts).
-ROUGH_SECONDS = {"handoff": 0.3, "start": 1.0, "trace": 0.3, "trace:network": 8.0, "eval": 2.0, "hit": 0.1}
+# stage's steps (the whole network on images: ~6.5 s; a head or a suffix: well under a second), the
+# forward pass of the end's evaluation, reading a cache.
+ROUGH_SECONDS = {"handoff": 0.15, "start": 0.6, "trace": 0.3, "trace:network": 6.5, "eval": 0.8, "hit": 0.05}
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ TERMINAL = ("finished", "stopped", "failed")
 # trace of the forward pass too: they are ignored.
 SPEED_FORMAT = 3
 # The end of a run that evaluates no image through the network, before one was measured.
-ROUGH_END_SECONDS = 1.0
+ROUGH_END_SECONDS = 0.5
 # Measurements kept per part.
 KEPT = 5
 
