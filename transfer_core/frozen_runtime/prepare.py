@@ -48,10 +48,11 @@ def demo_fingerprint(settings: Settings) -> dict[str, Any] | None:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    return json.loads(json.dumps({"backbone": choice.backbone, "input_size": choice.input_size, "weights_file": str(weights),
-            "weights_bytes": stat.st_size, "weights_mtime_ns": stat.st_mtime_ns,
-            "freeze_plan": dataclasses.asdict(demo_freeze_plan()), "converter": CONVERTER_VERSION,
-            "versions": versions}))  # As JSON gives it back (tuples become lists).
+    fingerprint = {"backbone": choice.backbone, "input_size": choice.input_size, "weights_file": str(weights),
+                   "weights_bytes": stat.st_size, "weights_mtime_ns": stat.st_mtime_ns,
+                   "freeze_plan": dataclasses.asdict(demo_freeze_plan()), "converter": CONVERTER_VERSION,
+                   "versions": versions}
+    return json.loads(json.dumps(fingerprint))  # As the stamp gives it back (tuples become lists).
 
 
 def demo_is_prepared(settings: Settings) -> bool:

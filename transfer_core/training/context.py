@@ -41,7 +41,7 @@ class RunContext:
     final_inputs: tuple[Any, Any] | None = None  # (model, val inputs) for evaluation
     # The frozen network (and its cache name) whose outputs the training arrays are: the test split
     # goes through it too (LiteRT, cached) instead of through the whole network in Keras.
-    arrays_from: tuple[Any, str] | None = None
+    arrays_from: tuple[Any, str, str] | None = None  # (network, cache name, stage)
     inference_functions: dict[int, Any] = field(default_factory=dict)
     frozen_passes: dict[str, Any] = field(default_factory=dict)  # what -> frozen_runtime.FrozenPass
     decode_announced: bool = False

@@ -31,8 +31,7 @@ def evaluate(ctx: RunContext) -> dict[str, SplitEvaluation]:
             # The frozen part on LiteRT (its outputs cached like the training splits'), then the
             # trained part: the same two steps validation was measured with, several times faster
             # than Keras' predict through the whole network (which would trace it first).
-            network, what = ctx.arrays_from
-            stage = "prefix" if what.startswith("prefix:") else "features"
+            network, what, stage = ctx.arrays_from
             test_probs = _predict_arrays(model, compute_outputs(ctx, network, ctx.test_data, what, stage,
                                                                 announce=False))
         else:

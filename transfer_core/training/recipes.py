@@ -48,7 +48,7 @@ def train_head(ctx: RunContext) -> None:
         ctx.stage("features", "Computing backbone features once for every image", 0, True)
         train_features = compute_outputs(ctx, classifier.feature_extractor, ctx.train_data, pooled, "features")
         val_features = compute_outputs(ctx, classifier.feature_extractor, ctx.val_data, pooled, "features")
-        ctx.arrays_from = (classifier.feature_extractor, pooled)
+        ctx.arrays_from = (classifier.feature_extractor, pooled, "features")
         ctx.stage("head", "Training the new head on cached features", epochs, True)
         fit_stage(ctx, classifier.head, "head", epochs, lr, train_features, val_features)
     else:
@@ -77,7 +77,7 @@ def fine_tune(ctx: RunContext) -> None:
             ctx.stage("prefix", f"Caching the frozen layers' output (up to '{cut}') once", 0, True)
             train_cut = compute_outputs(ctx, prefix, ctx.train_data, f"prefix:{cut}", "prefix")
             val_cut = compute_outputs(ctx, prefix, ctx.val_data, f"prefix:{cut}", "prefix")
-            ctx.arrays_from = (prefix, f"prefix:{cut}")
+            ctx.arrays_from = (prefix, f"prefix:{cut}", "prefix")
             ctx.stage("fine_tune", "Fine-tuning the unfrozen top blocks on the cached prefix", epochs, True)
             fit_stage(ctx, trainable_part, "fine_tune", epochs, lr, train_cut, val_cut)
             return
