@@ -2,7 +2,7 @@
 
 Writers: the training engine (:func:`transfer_core.training.train` emits ``run_started``,
 ``stage``, ``progress``, ``frozen_runtime``, ``batch_end``, ``epoch_end``), the job runner
-(:mod:`transfer_core.jobs` writes ``queued``, ``starting`` and the terminal ``finished`` /
+(:mod:`transfer_core.jobs` writes ``queued``, ``starting``, ``stopping`` and the terminal ``finished`` /
 ``stopped`` / ``failed``). Readers (the app's live view, the command line's progress line, the
 run store's status) read these names. :class:`~transfer_core.runs.EventLog` adds ``time``
 (epoch seconds) to every line. A leaf module: no TensorFlow, nothing from the package.
@@ -34,6 +34,14 @@ class QueuedEvent(_Event):
 
 class StartingEvent(_Event):
     """The worker holds a slot and is loading TensorFlow and the model."""
+
+    message: str
+
+
+class StoppingEvent(_Event):
+    """The worker saw Stop and is keeping the best epoch's weights, evaluating and saving them.
+
+    Proof the worker answered: :func:`transfer_core.jobs.enforce_stop` gives it longer to save."""
 
     message: str
 
@@ -152,6 +160,7 @@ EVENT_SCHEMAS: dict[str, type] = {
     "batch_end": BatchEndEvent,
     "epoch_end": EpochEndEvent,
     "evaluated": EvaluatedEvent,
+    "stopping": StoppingEvent,
     "finished": TerminalEvent,
     "stopped": TerminalEvent,
     "failed": TerminalEvent,

@@ -18,6 +18,7 @@ from helpers.browser import (
     streamlit_server,
 )
 from helpers.models import TINY_MODEL
+from helpers.patience import wait_ms
 
 from transfer_core.config import Settings, TrainConfig
 from transfer_core.sessions import assignments, leaderboard
@@ -71,7 +72,7 @@ def test_teacher_publishes_a_student_trains_and_both_see_the_score(class_server)
         settle(student)
         student.get_by_text("its data is your active data set").wait_for()
         student.get_by_role("button", name="Start training").click()
-        student.get_by_text("Finished.", exact=True).wait_for(timeout=180_000)
+        student.get_by_text("Finished.", exact=True).wait_for(timeout=wait_ms(180))
         no_exception(student)
 
         go(student, "Home", heading="Transfer Lab")
@@ -92,7 +93,7 @@ def test_teacher_publishes_a_student_trains_and_both_see_the_score(class_server)
         teacher.get_by_role("button", name="Refresh").click()
         settle(teacher)
         # The leaderboard (a canvas grid) replaces the empty notice once the Refresh's rerun is drawn.
-        teacher.get_by_text("No ranked run yet").wait_for(state="detached", timeout=60_000)
+        teacher.get_by_text("No ranked run yet").wait_for(state="detached", timeout=wait_ms(60))
         assert teacher.locator('[data-testid="stDataFrame"]').count() >= 2  # The leaderboard and every run.
         shot(teacher, "assignment-leaderboard")
         no_exception(teacher)

@@ -23,6 +23,7 @@ from helpers.browser import (
     shot,
     streamlit_server,
 )
+from helpers.patience import wait_ms
 
 from transfer_core.config import Settings
 from transfer_core.sessions.workspace import SessionChoices, Workspace
@@ -62,7 +63,7 @@ def test_the_classic_recipe_falls_back_to_weights_here_trains_and_reproduces_wit
         settle(page)
 
         go(page, "Model")
-        page.get_by_text("Trainable parameters").wait_for(timeout=120_000)
+        page.get_by_text("Trainable parameters").wait_for(timeout=wait_ms(120))
         settle(page)
         page.get_by_text("The classic Keras recipe", exact=True).click()
         page.get_by_text(re.compile(r"ResNet50's ImageNet weights .* are not on this server")).wait_for()
@@ -72,8 +73,8 @@ def test_the_classic_recipe_falls_back_to_weights_here_trains_and_reproduces_wit
         page.get_by_text(re.compile(r"^The classic Keras recipe: MobileNetV2.* at 224 px")).wait_for()
         # The backbone's blocks at 224 px may be read anew: wait for the head's counts.
         flatten = page.get_by_role("radio", name=re.compile(r"^Flatten \(the classic recipe\): "))
-        flatten.wait_for(timeout=120_000)
-        settle(page, timeout=120_000)
+        flatten.wait_for(timeout=wait_ms(120))
+        settle(page, timeout=wait_ms(120))
         no_exception(page)
         # The widgets show the recipe (not only the counts computed from it).
         assert flatten.is_checked()
@@ -91,8 +92,8 @@ def test_the_classic_recipe_falls_back_to_weights_here_trains_and_reproduces_wit
         assert page.get_by_role("radio", name=re.compile(r"^Feature extraction")).is_checked()
         started = time.time()
         page.get_by_role("button", name="Start training").click()
-        page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=60_000)
-        page.get_by_text("Finished.", exact=True).wait_for(timeout=300_000)
+        page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=wait_ms(60))
+        page.get_by_text("Finished.", exact=True).wait_for(timeout=wait_ms(300))
         trained_s = time.time() - started
         settle(page)
         no_exception(page)
@@ -104,7 +105,7 @@ def test_the_classic_recipe_falls_back_to_weights_here_trains_and_reproduces_wit
 
         go(page, "Export")
         download_button = page.get_by_role("button", name="Download train script")
-        download_button.wait_for(timeout=120_000)
+        download_button.wait_for(timeout=wait_ms(120))
         settle(page)
         no_exception(page)
         with page.expect_download() as download:

@@ -26,6 +26,7 @@ from helpers.browser import (
     shot,
     streamlit_server,
 )
+from helpers.patience import wait_ms
 from helpers.workspaces import finished_workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -67,7 +68,7 @@ def page(server):
 
 
 def _settle(page) -> None:
-    settle(page, timeout=120_000)
+    settle(page, timeout=wait_ms(120))
 
 
 def _shot(page, name: str) -> None:
@@ -82,7 +83,7 @@ def _settled_shot(page, name: str) -> None:
 
 
 def _go(page, title: str) -> None:
-    go(page, title, timeout=120_000)
+    go(page, title, timeout=wait_ms(120))
 
 
 def _open_compare(page, server: str, prepared) -> None:
@@ -116,7 +117,7 @@ def test_compare_explore_and_export_in_a_browser(server, page, prepared, tmp_pat
     _shot(page, "11-compare-results")
     page.get_by_text("Find a learning rate").click()
     page.get_by_role("button", name="Run the learning-rate finder").click()
-    page.get_by_text("The loss fell fastest at a learning rate of about").wait_for(timeout=120_000)
+    page.get_by_text("The loss fell fastest at a learning rate of about").wait_for(timeout=wait_ms(120))
     _settled_shot(page, "12-compare-lr-finder")
 
     # Explore: predict an uploaded image, then the mistakes tab, embeddings and what the model sees.
@@ -125,14 +126,14 @@ def test_compare_explore_and_export_in_a_browser(server, page, prepared, tmp_pat
     image = next((Path(prepared.dataset.root) / "images").rglob("*.png"))
     # The first tab's uploader (the whole page draws at once: no step waits for the worker in the script run).
     page.get_by_test_id("stTabs").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(image))
-    page.get_by_text("Grad-CAM for '").first.wait_for(timeout=120_000)
+    page.get_by_text("Grad-CAM for '").first.wait_for(timeout=wait_ms(120))
     _settled_shot(page, "13-explore-predict")
     page.get_by_role("tab", name="Mistakes").click()
     page.get_by_text("Confusion matrix (validation) - click a cell").wait_for()
     _settled_shot(page, "14-explore-mistakes")
     page.get_by_role("tab", name="Embeddings").click()
     page.get_by_role("button", name="Compute embeddings").click()
-    page.get_by_text("Class separation (silhouette)").first.wait_for(timeout=120_000)
+    page.get_by_text("Class separation (silhouette)").first.wait_for(timeout=wait_ms(120))
     _settled_shot(page, "15-explore-embeddings")
     page.get_by_role("tab", name="What the model sees").click()
     page.get_by_text("sees a 96x96 image").wait_for()
@@ -141,7 +142,7 @@ def test_compare_explore_and_export_in_a_browser(server, page, prepared, tmp_pat
     # Export: make every file, check parity, download the .keras file.
     _go(page, "Export")
     page.get_by_role("button", name="Export and check").click()
-    page.get_by_text("Every exported file gives the trained model's answers.").wait_for(timeout=240_000)
+    page.get_by_text("Every exported file gives the trained model's answers.").wait_for(timeout=wait_ms(240))
     _settled_shot(page, "17-export")
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Download", exact=True).first.click()
@@ -229,7 +230,7 @@ def test_a_comparison_started_in_the_browser_shows_live_progress(server, page, p
     counts = [int(n) for panel in panels for n in re.findall(r"Comparison: (\d) of 2 runs done", panel)]
     assert 0 in counts and 1 in counts[counts.index(0):], f"the comparison's count never went 0 -> 1: {counts}"
     assert len(epochs_seen) >= 2, f"the epoch counter never moved on screen (saw {sorted(epochs_seen)}):\n{summary}"
-    in_progress.wait_for(state="detached", timeout=60_000)
+    in_progress.wait_for(state="detached", timeout=wait_ms(60))
     _settle(page)
     no_exception(page)
     page.get_by_text("What the numbers say").wait_for()

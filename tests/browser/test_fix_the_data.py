@@ -21,6 +21,7 @@ from helpers.browser import (
     shot,
 )
 from helpers.browser import streamlit_server as start_server
+from helpers.patience import wait_ms
 
 from transfer_core.data import load_dataset, read_manifest, relabel_image
 
@@ -48,8 +49,8 @@ def _mislabel_two_validation_images(home) -> str:
 
 
 def _wait_finished(page, timeout_s: float = 300) -> None:
-    page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=60_000)  # The new run's live view.
-    page.get_by_text("Finished.", exact=True).wait_for(timeout=timeout_s * 1000)
+    page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=wait_ms(60))  # The new run's live view.
+    page.get_by_text("Finished.", exact=True).wait_for(timeout=wait_ms(timeout_s))
     settle(page)
     no_exception(page)
 
@@ -70,7 +71,7 @@ def test_relabel_a_mistake_train_again_and_compare_before_and_after(server):
         first_done = time.time()
         page.get_by_text("Most confidently wrong (validation)").wait_for()
         shot(page, "fix-1-mistakes")
-        page.get_by_text(re.compile(r"Data set demo\S*, version 3")).first.wait_for(timeout=10_000)
+        page.get_by_text(re.compile(r"Data set demo\S*, version 3")).first.wait_for(timeout=wait_ms(10))
 
         relabel = page.get_by_role("button", name=re.compile(r"^Relabel as ")).first
         relabel.click()

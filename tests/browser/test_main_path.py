@@ -19,6 +19,7 @@ from helpers.browser import (
     shot,
     streamlit_server,
 )
+from helpers.patience import wait_ms
 
 from transfer_core.runs import read_pid
 
@@ -66,7 +67,7 @@ def test_demo_path_trains_live_and_shows_result(server, browser_page):
     shot(page, "03-data")
 
     go(page, "Model")
-    page.get_by_text("Trainable parameters").wait_for(timeout=90_000)
+    page.get_by_text("Trainable parameters").wait_for(timeout=wait_ms(90))
     settle(page)
     # The demo chose a backbone; keep it (the selectbox shows it).
     assert page.locator('[data-testid="stSelectbox"]').first.inner_text()
@@ -101,7 +102,7 @@ def test_demo_path_trains_live_and_shows_result(server, browser_page):
         if len(samples) == 4:
             shot(page, "05-train-live")
         page.wait_for_timeout(500)
-    finished.wait_for(timeout=30_000)
+    finished.wait_for(timeout=wait_ms(30))
     finished_at = time.time()
     # The standby worker the server started on the first page view trained the run: its process
     # existed before the run did (a fresh worker is started after the run's config.json is written).

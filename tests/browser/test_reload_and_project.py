@@ -22,6 +22,7 @@ from helpers.browser import (
     shot,
 )
 from helpers.browser import streamlit_server as running_server
+from helpers.patience import wait_ms
 from helpers.runs import make_finished_run, tiny_config
 
 from transfer_core.config import Settings
@@ -82,17 +83,17 @@ def test_reload_new_tab_and_project_file(server, tmp_path):
         assert "demo: 4 classes, 160 images" in _sidebar(page), _sidebar(page)
 
         go(page, "Model")
-        page.get_by_text("Trainable parameters").wait_for(timeout=120_000)
+        page.get_by_text("Trainable parameters").wait_for(timeout=wait_ms(120))
         page.locator('[data-testid="stSelectbox"]').first.click()
         page.keyboard.type("alpha 0.25")  # The selectbox filters its options as one types.
         page.get_by_role("option", name=BACKBONE).first.wait_for()
         page.keyboard.press("Enter")
-        settle(page, 120_000)
-        page.get_by_text("Trainable parameters").wait_for(timeout=120_000)
+        settle(page, wait_ms(120))
+        page.get_by_text("Trainable parameters").wait_for(timeout=wait_ms(120))
         shot(page, "reload-model-chosen")
         # The sidebar follows the choice made on this page (waits, then fails if it never shows).
         page.locator('[data-testid="stSidebarUserContent"]').get_by_text(re.compile(r"mobilenet_0\.25")).wait_for(
-            timeout=30_000
+            timeout=wait_ms(30)
         )
         workspace_id = _workspace_id(page)
         run_id = _finished_run_in(server, workspace_id)
@@ -100,8 +101,8 @@ def test_reload_new_tab_and_project_file(server, tmp_path):
         # A reload: a new Streamlit session on the same address.
         page.reload()
         page.get_by_role("heading", name="Model", exact=True).wait_for()
-        settle(page, 120_000)
-        page.get_by_text("Trainable parameters").wait_for(timeout=120_000)
+        settle(page, wait_ms(120))
+        page.get_by_text("Trainable parameters").wait_for(timeout=wait_ms(120))
         assert BACKBONE in _first_selectbox(page)
         go(page, "Data")
         page.get_by_role("heading", name="Active: demo").wait_for()
@@ -114,7 +115,7 @@ def test_reload_new_tab_and_project_file(server, tmp_path):
 
         # A new tab on the same address.
         tab = page.context.new_page()
-        tab.set_default_timeout(60_000)
+        tab.set_default_timeout(wait_ms(60))
         tab.goto(f"{server.url}/train?ws={workspace_id}")
         tab.get_by_role("heading", name="Train", exact=True).wait_for()
         settle(tab)

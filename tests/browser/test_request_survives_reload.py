@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers.browser import chromium_page, go, no_exception, require_browser, settle, streamlit_server
+from helpers.patience import wait_ms
 from helpers.workspaces import finished_workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -49,22 +50,22 @@ def test_the_finders_answer_survives_a_reload_under_a_cpu_hog_and_runs_once(prep
     require_browser()
     with streamlit_server(prepared.home, weights_dir=prepared.weights_dir) as server, chromium_page() as page:
         page.goto(f"{server.url}/?ws={prepared.workspace.workspace_id}")
-        page.get_by_role("heading", name="Transfer Lab").wait_for(timeout=120_000)
-        settle(page, 120_000)
-        go(page, "Data", timeout=120_000)
+        page.get_by_role("heading", name="Transfer Lab").wait_for(timeout=wait_ms(120))
+        settle(page, wait_ms(120))
+        go(page, "Data", timeout=wait_ms(120))
         use = page.get_by_role("button", name="Use")
         if use.count():
             use.first.click()
-            settle(page, 120_000)
-        go(page, "Compare", timeout=120_000)
+            settle(page, wait_ms(120))
+        go(page, "Compare", timeout=wait_ms(120))
         page.get_by_text("Find a learning rate").click()
         page.get_by_role("button", name="Run the learning-rate finder").click()
-        page.get_by_text("Sweeping learning rates...").first.wait_for(timeout=120_000)  # Pending: the worker has it.
+        page.get_by_text("Sweeping learning rates...").first.wait_for(timeout=wait_ms(120))  # Pending: the worker has it.
         assert _served(Path(prepared.home), "lr_find") == 0
 
         page.reload()  # Mid-wait: a new session on the same workspace, nothing clicked.
-        page.get_by_role("heading", name="Compare", exact=True).first.wait_for(timeout=120_000)
+        page.get_by_role("heading", name="Compare", exact=True).first.wait_for(timeout=wait_ms(120))
         page.get_by_text("Find a learning rate").click()
-        page.get_by_text(ANSWER).first.wait_for(timeout=600_000)
+        page.get_by_text(ANSWER).first.wait_for(timeout=wait_ms(600))
         no_exception(page)
     assert _served(Path(prepared.home), "lr_find") == 1

@@ -23,6 +23,7 @@ from helpers.browser import (
     shot,
     streamlit_server,
 )
+from helpers.patience import wait_ms
 from helpers.workspaces import finished_workspace
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -56,9 +57,9 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
     weights_dir = prepared.weights_dir
     with streamlit_server(prepared.home, weights_dir=weights_dir) as server, \
             chromium_page(accept_downloads=True) as page:
-        def wait(text: str, timeout: int = 240_000) -> None:
-            page.get_by_text(text).first.wait_for(timeout=timeout)
-            settle(page, 240_000)
+        def wait(text: str, seconds: float = 240) -> None:
+            page.get_by_text(text).first.wait_for(timeout=wait_ms(seconds))
+            settle(page, wait_ms(240))
             no_exception(page)
 
         workspace_id = prepared.workspace.workspace_id
@@ -69,18 +70,18 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
         # Data: the demo data set, made by the button (it becomes the active data set).
         go(page, "Data")
         page.get_by_role("button", name="Create the demo data set").click()
-        page.get_by_text("Your data sets (2)").wait_for(timeout=120_000)  # Drawn, stored and made active.
-        settle(page, 120_000)
+        page.get_by_text("Your data sets (2)").wait_for(timeout=wait_ms(120))  # Drawn, stored and made active.
+        settle(page, wait_ms(120))
         no_exception(page)
         # The augmentation preview: the training augmenter, run by the inference worker.
         page.get_by_role("button", name="Show augmented copies").click()
-        page.get_by_text("copy 7").first.wait_for(timeout=120_000)
-        settle(page, 120_000)
+        page.get_by_text("copy 7").first.wait_for(timeout=wait_ms(120))
+        settle(page, wait_ms(120))
         no_exception(page)
         shot(page, "no-tf-01-data")
 
         # Model: the block map (computed by the worker, then a file) and the ImageNet guesses.
-        go(page, "Model", timeout=240_000)
+        go(page, "Model", timeout=wait_ms(240))
         wait("Trainable parameters")
         shot(page, "no-tf-02-model")
         if page.get_by_role("button", name="Show its top-3 guesses").count():
@@ -88,14 +89,14 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
             wait("your class:")
 
         # Train: the finished run named in the URL, with its results.
-        go(page, "Train", timeout=120_000)
+        go(page, "Train", timeout=wait_ms(120))
         no_exception(page)
 
         # Compare: results, and the learning-rate finder (in the worker).
-        go(page, "Compare", timeout=120_000)
-        page.get_by_text("What the numbers say").wait_for(timeout=120_000)
+        go(page, "Compare", timeout=wait_ms(120))
+        page.get_by_text("What the numbers say").wait_for(timeout=wait_ms(120))
         page.locator(".js-plotly-plot").nth(1).wait_for()  # Let the charts draw before the layout is clicked.
-        settle(page, 120_000)
+        settle(page, wait_ms(120))
         shot(page, "no-tf-03-compare")
         finder = page.get_by_role("button", name="Run the learning-rate finder")
         page.get_by_text("Find a learning rate").click()
@@ -108,13 +109,13 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
         with contextlib.suppress(PlaywrightTimeoutError):
             # The sweep shows its progress at once; nothing within 30 s means the click landed while the page
             # reran under load (seen once in CI with two test workers: no request ever reached the worker).
-            page.get_by_text("Sweeping learning rates").or_(answer).first.wait_for(timeout=30_000)
+            page.get_by_text("Sweeping learning rates").or_(answer).first.wait_for(timeout=wait_ms(30))
         if not page.get_by_text("Sweeping learning rates").or_(answer).count():
             finder.click()
         wait("The loss fell fastest at a learning rate of about")
 
         # Explore: a new image with Grad-CAM, a confusion-matrix cell, embeddings, what the model sees.
-        go(page, "Explore", timeout=240_000)
+        go(page, "Explore", timeout=wait_ms(240))
         image = next((Path(prepared.dataset.root) / "images").rglob("*.png"))
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(image))
         wait("Grad-CAM for '")
@@ -127,9 +128,9 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
         wait("sees a 96x96 image")
 
         # Export: every format and the parity check (in the worker).
-        go(page, "Export", timeout=120_000)
+        go(page, "Export", timeout=wait_ms(120))
         page.get_by_role("button", name="Export and check").click()
-        wait("Every exported file gives the trained model's answers.", timeout=400_000)
+        wait("Every exported file gives the trained model's answers.", 400)
 
         pid = server.process.pid
         assert _tensorflow_mappings(pid) == [], "The Streamlit server loaded TensorFlow."

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from helpers.browser import chromium_page, require_browser, settle, streamlit_server
+from helpers.patience import wait_ms
 
 from transfer_core.config import ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.data import make_demo_dataset
@@ -64,12 +65,12 @@ def test_a_run_that_ends_while_watched_leaves_no_stale_fragment_polls(tmp_path, 
                         time.sleep(0.5)
                     log.write({"type": "epoch_end", "stage": "head", "epoch": epoch, "loss": 0.5, "accuracy": 0.6,
                                "val_loss": 0.6, "val_accuracy": 0.5, "seconds": 1.0, "elapsed": float(epoch)})
-            page.get_by_text("2 of 3 epochs done").first.wait_for(timeout=30_000)  # The live view followed.
+            page.get_by_text("2 of 3 epochs done").first.wait_for(timeout=wait_ms(30))  # The live view followed.
             atomic_write_json(run_dir / "report.json", RunReport(val_accuracy=0.5, epochs=2).to_dict())
             with EventLog(run_dir / "events.jsonl") as log:
                 log.write({"type": "stopped", "reason": "on request"})
             worker.kill()
-            page.get_by_text("Stopped:").first.wait_for(timeout=30_000)
+            page.get_by_text("Stopped:").first.wait_for(timeout=wait_ms(30))
             settle(page)
             assert page.get_by_role("button", name="Stop").count() == 0
             page.wait_for_timeout(8_000)  # Several of the old poll intervals: any stale poll shows by now.

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers.patience import wait_ms
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("TRANSFER_CHROMIUM", "/usr/bin/chromium"))
 SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
@@ -179,14 +181,16 @@ def chromium(args: Iterable[str] = CHROMIUM_ARGS) -> Iterator[Any]:
 
 
 @contextmanager
-def chromium_page(width: int = 1400, height: int = 1000, timeout_ms: int = 60_000, **context_options) -> Iterator[Any]:
+def chromium_page(width: int = 1400, height: int = 1000, timeout_ms: int | None = None,
+                  **context_options) -> Iterator[Any]:
     """One Playwright ``Page`` in a fresh context of :func:`chromium` (``context_options``, e.g.
-    ``accept_downloads=True``, go to ``Browser.new_context``); its default timeout is ``timeout_ms``."""
+    ``accept_downloads=True``, go to ``Browser.new_context``); its default timeout is ``timeout_ms``,
+    else :func:`~helpers.patience.wait_ms` of 60 s."""
     with chromium() as browser:
         context = browser.new_context(viewport={"width": width, "height": height}, **context_options)
         try:
             page = context.new_page()
-            page.set_default_timeout(timeout_ms)
+            page.set_default_timeout(timeout_ms or wait_ms(60))
             yield page
         finally:
             context.close()
@@ -206,14 +210,15 @@ _CONTENT_HEIGHT_JS = """
 """
 
 
-def settle(page, timeout: int = 60_000) -> None:
-    """Wait until Streamlit finished the current script run (its status widget no longer says Running)."""
+def settle(page, timeout: int | None = None) -> None:
+    """Wait until Streamlit finished the current script run (its status widget no longer says Running);
+    ``timeout`` in ms, else :func:`~helpers.patience.wait_ms` of 60 s."""
     page.wait_for_timeout(300)
-    page.wait_for_function(_STILL_RUNNING_JS, timeout=timeout)
+    page.wait_for_function(_STILL_RUNNING_JS, timeout=timeout or wait_ms(60))
     page.wait_for_timeout(300)
 
 
-def go(page, title: str, heading: str | None = None, timeout: int = 60_000) -> None:
+def go(page, title: str, heading: str | None = None, timeout: int | None = None) -> None:
     """Open a page from the sidebar and wait for its heading (``title`` unless given) and its script run."""
     page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
     page.get_by_role("heading", name=heading or title, exact=True).first.wait_for()

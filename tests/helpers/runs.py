@@ -5,12 +5,12 @@ Was ``tests/run_factory.py``; see ``helpers/__init__.py`` for how tests import i
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from helpers.models import TINY_MODEL
+from helpers.patience import patience
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.fileio import atomic_write_json
 from transfer_core.jobs import save_model
@@ -40,18 +40,6 @@ def make_finished_run(runs_dir: Path, config: RunConfig, settings: Settings) -> 
         atomic_write_json(run_dir / "report.json", {**result.report, "status": "finished", "reason": ""})
         log.write({"type": "finished", "reason": "", "val_accuracy": result.report.get("val_accuracy")})
     return run_dir, result
-
-
-def patience(seconds: float) -> float:
-    """A wait limit for this machine now: ``seconds`` on a quiet machine, longer under load.
-
-    Scaled by the 1-minute load average per core (1x to 6x), read at every poll: with other work on
-    every core (a CPU hog at normal priority) the workers, at nice 10, get a fraction of a core, and a
-    run that takes 20 s on a quiet machine can take minutes. Tests wait for events; this only bounds
-    how long a wait for an event that never comes takes to fail.
-    """
-    load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    return seconds * min(6.0, max(1.0, load))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, *, interval: float = 0.1) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers.models import TINY_MODEL_DEFAULT_DROPOUT as TINY_MODEL
 from helpers.ray_cluster import ray_address  # noqa: F401 - a fixture
-from helpers.runs import wait_for
+from helpers.runs import patience, wait_for
 
 from transfer_core.config import RunConfig, Settings, TrainConfig
 from transfer_core.jobs import follow, queue_position, request_stop, start_run, stop_and_wait
@@ -75,7 +75,7 @@ def test_worker_run_writes_every_artefact_and_the_model_reloads(tiny_dataset, an
 
     run_dir = start_run(_config(tiny_dataset), runs_dir=tmp_path / "runs", settings=any_settings)
     seen = []
-    status = follow(run_dir, seen.append, timeout=180)
+    status = follow(run_dir, seen.append, timeout=patience(180))
     assert status == "finished", load_run(run_dir).reason
     assert {"config.json", "events.jsonl", "metrics.csv", "model.keras", "report.json"} <= {
         p.name for p in run_dir.iterdir()
@@ -97,8 +97,8 @@ def test_second_run_waits_in_a_visible_queue(tiny_dataset, any_settings, tmp_pat
     assert wait_for(lambda: any(e["type"] == "queued" for e in read_events(second / "events.jsonl")[0]), 60)
     assert load_run(second).status == "queued"
     assert queue_position(second, settings) == 0
-    assert follow(first, timeout=180) == "finished"
-    assert follow(second, timeout=180) == "finished"
+    assert follow(first, timeout=patience(180)) == "finished"
+    assert follow(second, timeout=patience(180)) == "finished"
 
 
 def test_stop_ends_a_live_run_quickly(tiny_dataset, any_settings, tmp_path):
@@ -110,7 +110,7 @@ def test_stop_ends_a_live_run_quickly(tiny_dataset, any_settings, tmp_path):
         # Every thread of the worker, TensorFlow's pools included, trains below the server's priority.
         pid, _ = read_pid(run_dir)
         assert _thread_nice_values(pid) == {any_settings.worker_nice}
-    status = stop_and_wait(run_dir, timeout=180)  # Generous: a loaded machine slows every batch, not the stop.
+    status = stop_and_wait(run_dir, timeout=patience(180))  # Generous: a loaded machine slows every batch, not the stop.
     assert status == "stopped"
     # The worker itself saw the stop file (checked after every batch; within one batch is tested in
     # tests/unit/test_training.py) and ended the run long before its 200 epochs: nothing was killed.
@@ -129,7 +129,7 @@ def test_killed_worker_shows_as_interrupted_and_the_next_run_starts(tiny_dataset
     assert "worker process ended" in load_run(run_dir).reason
     # The slot was released by the kernel: the next run is not stuck in the queue.
     following = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings)
-    assert follow(following, timeout=180) == "finished"
+    assert follow(following, timeout=patience(180)) == "finished"
 
 
 def test_stop_while_queued(tiny_dataset, settings, tmp_path):
@@ -137,8 +137,8 @@ def test_stop_while_queued(tiny_dataset, settings, tmp_path):
     second = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings)
     assert wait_for(lambda: any(e["type"] == "queued" for e in read_events(second / "events.jsonl")[0]), 60)
     request_stop(second)
-    assert follow(second, timeout=30) == "stopped"
-    assert stop_and_wait(first, timeout=60) == "stopped"
+    assert follow(second, timeout=patience(30)) == "stopped"
+    assert stop_and_wait(first, timeout=patience(60)) == "stopped"
 
 
 def test_run_started_after_another_waits_for_it_to_end(tiny_dataset, tmp_path):
@@ -146,7 +146,7 @@ def test_run_started_after_another_waits_for_it_to_end(tiny_dataset, tmp_path):
     first = start_run(_config(tiny_dataset, epochs=3), runs_dir=tmp_path / "runs", settings=settings)
     second = start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings,
                        after=first)
-    assert follow(second, timeout=240) == "finished"
+    assert follow(second, timeout=patience(240)) == "finished"
     first_events = read_events(first / "events.jsonl")[0]
     second_events = read_events(second / "events.jsonl")[0]
     assert any("waiting for the" in e.get("message", "") for e in second_events)

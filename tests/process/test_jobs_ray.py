@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers.models import TINY_MODEL_DEFAULT_DROPOUT as TINY_MODEL
 from helpers.ray_cluster import ray_address  # noqa: F401 - a fixture
-from helpers.runs import wait_for
+from helpers.runs import patience, wait_for
 
 from transfer_core.config import RunConfig, Settings, TrainConfig
 from transfer_core.jobs import follow, queue_position, request_stop, start_run, stop_and_wait
@@ -39,12 +39,12 @@ def test_stop_cancels_a_run_that_ray_has_not_started(tiny_dataset, ray_address, 
     assert wait_for(lambda: load_run(first).status == "running", 120)
     second = start_run(_config(tiny_dataset, 1), runs_dir=tmp_path / "runs", settings=settings)
     assert load_run(second).status == "queued" and queue_position(second, settings) == 0
-    assert stop_and_wait(second, timeout=30) == "stopped"
+    assert stop_and_wait(second, timeout=patience(30)) == "stopped"
     assert "before its first epoch ended" in load_run(second).reason
     assert not any(e["type"] == "starting" for e in read_events(second / "events.jsonl")[0])
     assert queue_position(second, settings) is None
     request_stop(first)
-    assert stop_and_wait(first, timeout=60) == "stopped"
+    assert stop_and_wait(first, timeout=patience(60)) == "stopped"
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_a_ray_worker_stays_warm_between_runs_and_retires_after_max_runs(tiny_da
     runs = [start_run(_config(tiny_dataset, 1), runs_dir=tmp_path / f"runs{i}", settings=settings)
             for i in range(3)]
     for run_dir in runs:
-        assert follow(run_dir, timeout=240) == "finished", load_run(run_dir).reason
+        assert follow(run_dir, timeout=patience(240)) == "finished", load_run(run_dir).reason
     pids = [json.loads((run_dir / "ray_task.json").read_text())["pid"] for run_dir in runs]
     # One Ray worker process trained the first two (TensorFlow imported once); the third got a new one.
     assert pids[0] == pids[1] != pids[2]
@@ -95,9 +95,11 @@ def _in_a_new_driver(script: str, config: RunConfig, settings: Settings, runs_di
                      env: dict[str, str] | None = None) -> dict:
     """Run ``script`` in a fresh process, which joins the cluster itself as the app server does
     (this test process is the head's own driver); returns the JSON of its last line."""
+    # The script's own waits get the patience this machine needs now (its 4th argument, in seconds).
     completed = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(config.to_dict()), json.dumps(settings.to_dict()), str(runs_dir)],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT,
+        [sys.executable, "-c", script, json.dumps(config.to_dict()), json.dumps(settings.to_dict()), str(runs_dir),
+         str(patience(timeout * 0.75))],
+        capture_output=True, text=True, timeout=patience(timeout), cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -126,7 +128,7 @@ for thread in threads:
 for thread in threads:
     thread.join()
 # This process owns the tasks (Ray ends an owner's tasks with it): wait for them before leaving.
-print(json.dumps({"errors": errors, "status": [follow(r, timeout=300) for r in runs if r is not None]}))
+print(json.dumps({"errors": errors, "status": [follow(r, timeout=float(sys.argv[4])) for r in runs if r is not None]}))
 """
 
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from helpers.models import TINY_MODEL
-from helpers.runs import wait_for
+from helpers.runs import patience, wait_for
 
 from transfer_core import jobs
 from transfer_core.config import ModelSpec, RunConfig, Settings, TrainConfig
@@ -51,8 +51,8 @@ def test_two_runs_in_one_worker_the_second_sees_nothing_of_the_first(tiny_datase
     second_config = _config(tiny_dataset, seed=3, strategy="fine_tuning")
     first = jobs.start_run(first_config, runs_dir=tmp_path / "runs", settings=settings)
     second = jobs.start_run(second_config, runs_dir=tmp_path / "runs", settings=settings)
-    assert jobs.follow(first, timeout=240) == "finished", load_run(first).reason
-    assert jobs.follow(second, timeout=240) == "finished", load_run(second).reason
+    assert jobs.follow(first, timeout=patience(240)) == "finished", load_run(first).reason
+    assert jobs.follow(second, timeout=patience(240)) == "finished", load_run(second).reason
     assert _worker_pid(first) == _worker_pid(second)  # One warm process trained both.
     assert (_started(first)["precision"], _started(second)["precision"]) == ("mixed_bfloat16", "float32")
 
@@ -79,7 +79,7 @@ def test_queued_runs_share_one_worker_process_and_keep_fifo_order(tiny_dataset, 
     assert len(jobs.live_workers(jobs.workers_dir(settings), jobs.standby_key(settings))) == 1
     assert [jobs.queue_position(r, settings) for r in runs[1:]] in ([0, 1, 2], [1, 2, 3])
     for run_dir in runs:
-        assert jobs.follow(run_dir, timeout=240) == "finished", load_run(run_dir).reason
+        assert jobs.follow(run_dir, timeout=patience(240)) == "finished", load_run(run_dir).reason
     assert len({_worker_pid(r) for r in runs}) == 1
     starts = [_started(r)["time"] for r in runs]
     assert starts == sorted(starts)  # First started, first trained.
@@ -90,7 +90,7 @@ def test_a_worker_retires_after_max_runs_and_a_fresh_one_takes_the_queue(tiny_da
     runs = [jobs.start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / f"runs{i}", settings=settings)
             for i in range(3)]
     for run_dir in runs:
-        assert jobs.follow(run_dir, timeout=240) == "finished", load_run(run_dir).reason
+        assert jobs.follow(run_dir, timeout=patience(240)) == "finished", load_run(run_dir).reason
     pids = [_worker_pid(r) for r in runs]
     assert pids[0] == pids[1] != pids[2]
     assert wait_for(lambda: not _alive(pids[0]), 30)  # The retired one has left.
@@ -101,7 +101,7 @@ def test_a_worker_above_the_memory_ceiling_retires_after_its_run(tiny_dataset, s
     runs = [jobs.start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / f"runs{i}", settings=settings)
             for i in range(2)]
     for run_dir in runs:
-        assert jobs.follow(run_dir, timeout=240) == "finished", load_run(run_dir).reason
+        assert jobs.follow(run_dir, timeout=patience(240)) == "finished", load_run(run_dir).reason
     assert _worker_pid(runs[0]) != _worker_pid(runs[1])
 
 
@@ -114,7 +114,7 @@ def test_kill_9_interrupts_only_its_run_and_the_queued_run_gets_a_new_worker(tin
     os.killpg(killed, signal.SIGKILL)
     assert wait_for(lambda: load_run(running).status == "interrupted", 10)
     assert load_run(queued).status in ("queued", "running", "finished")  # Never interrupted with it.
-    assert jobs.follow(queued, timeout=240) == "finished", load_run(queued).reason
+    assert jobs.follow(queued, timeout=patience(240)) == "finished", load_run(queued).reason
     assert _worker_pid(queued) != killed
 
 
@@ -128,7 +128,7 @@ def test_stop_of_a_queued_run_cancels_it_and_leaves_the_running_one(tiny_dataset
     assert jobs.queue_position(queued, settings) is None
     assert not jobs.enforce_stop(queued, early_grace_seconds=0)  # Never a kill of the server's pid.
     assert load_run(running).status == "running"
-    assert jobs.stop_and_wait(running, timeout=60) == "stopped"
+    assert jobs.stop_and_wait(running, timeout=patience(60)) == "stopped"
     assert not (queued / "model.keras").exists()
 
 
@@ -141,7 +141,7 @@ def test_the_standby_is_ready_before_the_first_run_and_trains_it(tiny_dataset, t
         assert wait_for(lambda: [w.state for w in jobs.live_workers(directory, key)] == ["idle"], 120)
         [standby] = jobs.live_workers(directory, key)
         run_dir = jobs.start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "runs", settings=settings)
-        assert jobs.follow(run_dir, timeout=240) == "finished", load_run(run_dir).reason
+        assert jobs.follow(run_dir, timeout=patience(240)) == "finished", load_run(run_dir).reason
         assert _worker_pid(run_dir) == standby.pid
         # It stays, idle, for the next run.
         assert wait_for(lambda: [(w.pid, w.state) for w in jobs.live_workers(directory, key)]
@@ -155,8 +155,8 @@ def test_a_worker_only_takes_runs_started_with_its_settings(tiny_dataset, settin
     mine = jobs.start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "a", settings=settings)
     theirs = jobs.start_run(_config(tiny_dataset, epochs=1), runs_dir=tmp_path / "b", settings=other)
     try:
-        assert jobs.follow(mine, timeout=240) == "finished"
-        assert jobs.follow(theirs, timeout=240) == "finished"
+        assert jobs.follow(mine, timeout=patience(240)) == "finished"
+        assert jobs.follow(theirs, timeout=patience(240)) == "finished"
         assert _worker_pid(mine) != _worker_pid(theirs)
     finally:
         jobs.shutdown_workers(other, busy=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers.datasets import tiny_dataset_in
-from helpers.runs import TINY_MODEL, make_finished_run, tiny_config
+from helpers.runs import TINY_MODEL, make_finished_run, patience, tiny_config
 
 from transfer_core import compare
 from transfer_core.config import DatasetSpec, FreezePlan, ModelSpec, Settings, TrainConfig
@@ -105,7 +105,7 @@ def test_start_comparison_runs_real_workers_in_order(tiny_dataset, tmp_path):
     dirs = compare.start_comparison(tiny_dataset, TINY_MODEL, FreezePlan(), TrainConfig(epochs=1, fine_tune_epochs=1,
                                                                                         batch_size=8),
                                     ["feature_extraction", "fine_tuning"], settings.runs_dir, settings)
-    statuses = [jobs.follow(d, timeout=300) for d in dirs]
+    statuses = [jobs.follow(d, timeout=patience(300)) for d in dirs]
     assert statuses == ["finished", "finished"]
     first, second = (load_run(d) for d in dirs)
     first_end = next(e["time"] for e in first.events() if e["type"] == "finished")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers.models import TINY_MODEL
+from helpers.runs import patience
 
 from transfer_core import events as event_schema
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, Settings, TrainConfig
@@ -163,8 +164,12 @@ def written(tiny_dataset, tmp_path_factory, shared_weights_dir) -> dict[str, lis
     runs_dir = home / "runs"
     finished = jobs.start_run(_config(tiny_dataset, epochs=1), runs_dir=runs_dir, settings=settings)
     queued = jobs.start_run(_config(tiny_dataset, epochs=1), runs_dir=runs_dir, settings=settings)
-    jobs.follow(queued, lambda event: event["type"] == "queued" and jobs.request_stop(queued), timeout=180)
-    assert jobs.follow(finished, timeout=180) == "finished"
+    jobs.follow(queued, lambda event: event["type"] == "queued" and jobs.request_stop(queued), timeout=patience(180))
+    assert jobs.follow(finished, timeout=patience(180)) == "finished"
+    # Stopped while it trains: the worker answers with "stopping" before it saves.
+    live = jobs.start_run(_config(tiny_dataset, epochs=50), runs_dir=runs_dir, settings=settings)
+    assert jobs.follow(live, lambda event: event["type"] == "epoch_end" and jobs.request_stop(live),
+                       timeout=patience(180)) == "stopped"
     broken = RunStore(runs_dir).create(_config(tiny_dataset))
     (broken / "config.json").write_text("{not json")
     import subprocess
@@ -172,10 +177,13 @@ def written(tiny_dataset, tmp_path_factory, shared_weights_dir) -> dict[str, lis
 
     subprocess.run([sys.executable, "-m", "transfer_core", "worker", str(broken)], check=False, timeout=120,
                    env={**jobs.settings_env(settings), **_python_env()})
-    for name, run_dir in (("job_finished", finished), ("job_stopped_in_queue", queued), ("job_failed", broken)):
+    for name, run_dir in (("job_finished", finished), ("job_stopped_in_queue", queued), ("job_stopped_live", live),
+                          ("job_failed", broken)):
         written[name] = read_events(run_dir / "events.jsonl")[0]
     assert written["job_stopped_in_queue"][-1]["type"] == "stopped"
     assert written["job_failed"][-1]["type"] == "failed"
+    live_types = [e["type"] for e in written["job_stopped_live"]]
+    assert live_types[-1] == "stopped" and live_types.count("stopping") == 1, live_types
     return written
 
 

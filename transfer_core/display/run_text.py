@@ -62,7 +62,7 @@ def describe_event(event: dict[str, Any]) -> str:
     """One readable line for the event log (batch events are summarised elsewhere)."""
     kind = event.get("type", "?")
     stamp = time.strftime("%H:%M:%S", time.localtime(float(event.get("time", 0))))
-    if kind in ("queued", "starting"):
+    if kind in ("queued", "starting", "stopping"):
         text = event.get("message") or f"{kind}, position {event.get('position')}"
     elif kind == "run_started":
         text = (

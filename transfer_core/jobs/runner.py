@@ -70,18 +70,15 @@ def train_claimed_run(run_dir: Path, settings: Settings, slot: IO[str] | None) -
     """Train a run this process has taken (holding ``slot``, closed at the end) and write its
     artefacts; returns the worker's exit status. Everything of the run lives inside this call."""
     stop_file = run_dir / "stop"
-
-    def should_stop() -> bool:
-        return stop_file.exists()
-
     try:
         with EventLog(run_dir / "events.jsonl") as log:
+            should_stop = _stop_check(stop_file, log)
             try:
                 config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
             except (OSError, ValueError, TypeError) as error:
                 finish_run(run_dir, log, RunStatus.FAILED, f"config.json is unreadable: {error}", {})
                 return 1
-            if should_stop():
+            if stop_file.exists():
                 finish_run(run_dir, log, RunStatus.STOPPED, "stopped while waiting in the queue", {})
                 return 0
             log.write({"type": "starting", "message": "got a training slot; loading TensorFlow and the model"})
@@ -107,6 +104,24 @@ def train_claimed_run(run_dir: Path, settings: Settings, slot: IO[str] | None) -
         if slot is not None:
             slot.close()
     return 0
+
+
+def _stop_check(stop_file: Path, log: EventLog) -> Callable[[], bool]:
+    """The engine's ``should_stop``: True once Stop was asked for. The first True also writes a
+    ``stopping`` event, so the server knows this worker answered and is saving, not stuck in a
+    batch (on a busy machine saving can take many seconds without another event)."""
+    answered = False
+
+    def should_stop() -> bool:
+        nonlocal answered
+        if not stop_file.exists():
+            return False
+        if not answered:
+            answered = True
+            log.write({"type": "stopping", "message": "saw Stop: keeping the best epoch's weights and saving them"})
+        return True
+
+    return should_stop
 
 
 def score_assignment_run(run_dir: Path, config: RunConfig, model, report: dict[str, Any], settings: Settings) -> None:

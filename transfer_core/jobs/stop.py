@@ -37,13 +37,16 @@ def _kill_worker(run_dir: Path) -> bool:
     return True
 
 
-def enforce_stop(run_dir: Path, grace_seconds: float = 10.0, early_grace_seconds: float = 1.0) -> bool:
+def enforce_stop(run_dir: Path, grace_seconds: float = 10.0, early_grace_seconds: float = 1.0,
+                 saving_grace_seconds: float = 120.0) -> bool:
     """Kill a worker that was asked to stop and has not stopped in time.
 
     Once an epoch has ended the worker gets ``grace_seconds`` to finish its batch
     and save the best weights, counted from Stop or from its latest event, whichever is later: a
     worker that is still writing events is alive, only slowed (other work on a busy machine), and
-    killing it would lose the weights it is about to save. Before an epoch has ended there is
+    killing it would lose the weights it is about to save. A worker that wrote ``stopping`` has
+    answered and is evaluating and saving, which writes no events and can take long on a machine
+    whose every core is busy: it gets ``saving_grace_seconds``. Before an epoch has ended there is
     nothing to keep, so ``early_grace_seconds`` (the worker may be inside a long first step:
     loading weights, tracing) is enough. A Ray task is cancelled with ``ray.cancel(force=True)``.
 
@@ -62,14 +65,17 @@ def enforce_stop(run_dir: Path, grace_seconds: float = 10.0, early_grace_seconds
         return False
     events, _ = read_events(run_dir / "events.jsonl")
     has_epoch = any(e.get("type") == "epoch_end" for e in events)
+    answered = any(e.get("type") == "stopping" for e in events)
     latest = max((float(e.get("time") or 0.0) for e in events), default=0.0)
-    if has_epoch and time.time() - max(stop_file.stat().st_mtime, latest) < grace_seconds:
+    grace = saving_grace_seconds if answered else grace_seconds
+    if has_epoch and time.time() - max(stop_file.stat().st_mtime, latest) < grace:
         return False
     if not _kill_worker(run_dir):
         return False
     reason = (
         f"stopped by force after {waited:.0f} s: the worker was busy "
-        + ("and did not stop in time, so no model was kept" if has_epoch else "before its first epoch ended")
+        + (f"saving for over {grace:.0f} s, so no model was kept" if answered and has_epoch
+           else "and did not stop in time, so no model was kept" if has_epoch else "before its first epoch ended")
     )
     with EventLog(run_dir / "events.jsonl") as log:
         log.write({"type": "stopped", "reason": reason})
