@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from helpers.app_env import point_app_at
+from helpers.patience import patience
 from helpers.workspaces import app_environment, finished_workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ def app(home):
     """An AppTest of app.py that has run once (on Home)."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=patience(60))
     at.run()
     assert not at.exception, at.exception
     return at

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers.patience import patience
 
 from transfer_core.config import FreezePlan, ModelSpec
 
@@ -37,13 +38,13 @@ def test_zip_upload_then_training_matches_the_command_line(
 ):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(APP, default_timeout=120).run()
+    at = AppTest.from_file(APP, default_timeout=patience(120)).run()
     at.switch_page("pages/data.py").run()
     at.file_uploader(key="zip_file").set_value(
         ("hymenoptera.zip", _zip_folder(hymenoptera_dir), "application/zip")
     )
     at.run()
-    at.button(key="zip_create").click().run(timeout=300)
+    at.button(key="zip_create").click().run(timeout=patience(300))
     assert not at.exception, at.exception
     assert any("is ready and active" in s.value for s in at.success)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers.apptest import page_text
+from helpers.patience import patience
 from helpers.workspaces import model_page_ready, rerun_until, served
 from PIL import Image
 
@@ -60,7 +61,7 @@ def _sidebar_of(at):
     """
     from streamlit.testing.v1 import AppTest
 
-    fresh = AppTest.from_file(APP, default_timeout=60)
+    fresh = AppTest.from_file(APP, default_timeout=patience(60))
     for key in ("workspace", "dataset_root", "model_spec", "freeze_plan", "run_id"):
         if key in at.session_state:
             fresh.session_state[key] = at.session_state[key]
@@ -101,7 +102,7 @@ def test_home_does_not_import_tensorflow(home):
     script = (
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
-        f"at = AppTest.from_file({APP!r}, default_timeout=30).run()\n"
+        f"at = AppTest.from_file({APP!r}, default_timeout={patience(30)}).run()\n"
         "assert not at.exception, at.exception\n"
         "assert at.button(key='home_try_demo')\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
@@ -249,7 +250,7 @@ def test_server_folder_outside_the_allowed_ones_is_refused(home, monkeypatch, tm
             )
     monkeypatch.setenv("TRANSFER_ALLOWED_DATA_DIRS", str(allowed))
     state.settings.cache_clear()
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=patience(60)).run()
     at.switch_page("pages/data.py").run()
     at.text_input(key="folder_path").set_value("/etc").run()
     at.button(key="folder_create").click().run()
@@ -288,7 +289,7 @@ def _reloaded(at, page: str):
     """A new session (a reload, a new tab) on the same workspace, switched to ``page``."""
     from streamlit.testing.v1 import AppTest
 
-    again = AppTest.from_file(APP, default_timeout=120)
+    again = AppTest.from_file(APP, default_timeout=patience(120))
     again.query_params["ws"] = at.session_state["workspace"].workspace_id
     again.run()
     again.switch_page(page).run()
@@ -320,7 +321,7 @@ def _trainable(at) -> int:
 
 def test_model_page_freeze_controls_change_the_trainable_count(app):
     _demo(app)
-    app.switch_page("pages/model.py").run(timeout=120)
+    app.switch_page("pages/model.py").run(timeout=patience(120))
     assert not app.exception, app.exception
     app.selectbox(key="model_backbone").set_value("mobilenet_v2_0.35")
     app.selectbox(key="model_input_size").set_value(96)
@@ -393,7 +394,7 @@ def test_a_session_over_its_disk_limit_cannot_add_data(home, monkeypatch):
 
     monkeypatch.setenv("TRANSFER_MAX_SESSION_DISK_MB", "1")
     state.settings.cache_clear()
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=patience(60)).run()
     workspace = at.session_state["workspace"]
     (workspace.datasets_dir / "big.bin").write_bytes(b"\0" * 1_100_000)
     at.switch_page("pages/data.py").run()

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from helpers.apptest import page_text
+from helpers.patience import patience
 from helpers.workspaces import model_page_ready
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -21,7 +22,7 @@ APP = str(REPO_ROOT / "app.py")
 
 def _open(workspace_id: str, page: str | None = None) -> AppTest:
     """A new session (a reload, a new tab) on ``?ws=<workspace_id>``, optionally switched to ``page``."""
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=patience(120))
     at.query_params["ws"] = workspace_id
     at.run()
     assert not at.exception, at.exception
@@ -55,7 +56,7 @@ def _sidebar_script():
 
 
 def test_sidebar_shows_the_data_set_made_by_the_page_itself(home):
-    at = AppTest.from_function(_sidebar_script, default_timeout=60)
+    at = AppTest.from_function(_sidebar_script, default_timeout=patience(60))
     at.run()
     assert "none yet" in _sidebar_text(at)
     at.button(key="make").click().run()

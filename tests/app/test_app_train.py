@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers.models import TINY_MODEL
+from helpers.patience import patience
 
 from transfer_core.config import FreezePlan, ModelSpec, RunConfig, TrainConfig
 from transfer_core.fileio import atomic_write_json
@@ -31,7 +32,7 @@ def at(home):
 
     workspace = Workspace.open(state.settings())
     spec = make_demo_dataset(workspace.new_dataset_dir("demo"), images_per_class=10, image_size=32)
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=patience(60))
     at.session_state["workspace"] = workspace
     at.session_state["dataset_root"] = spec.root
     at.session_state["model_spec"] = TINY_MODEL
@@ -441,7 +442,7 @@ def test_a_reload_reopens_the_workspace_and_the_run_from_the_url(at):
     at.run()
     assert at.query_params["run"] == run_dir.name
     workspace_id = at.query_params["ws"]
-    reloaded = AppTest.from_file(APP, default_timeout=60)  # A new browser session: empty session state.
+    reloaded = AppTest.from_file(APP, default_timeout=patience(60))  # A new browser session: empty session state.
     reloaded.query_params["ws"] = workspace_id
     reloaded.query_params["run"] = run_dir.name
     reloaded.run()
@@ -455,7 +456,7 @@ def test_a_reload_reopens_the_workspace_and_the_run_from_the_url(at):
 def test_an_unknown_run_in_the_url_is_ignored(at):
     from streamlit.testing.v1 import AppTest
 
-    reloaded = AppTest.from_file(APP, default_timeout=60)
+    reloaded = AppTest.from_file(APP, default_timeout=patience(60))
     reloaded.query_params["ws"] = at.session_state["workspace"].workspace_id
     reloaded.query_params["run"] = "../../etc"
     reloaded.run()
@@ -521,7 +522,7 @@ def test_the_sidebar_polls_a_run_only_where_the_page_does_not_show_it_live(at, p
 
     run_dir = _fake_run(at, alive=True, events=_progress_events(1))
     for live_run, expected in ((run_dir.name, []), (None, [widgets.SIDEBAR_POLL_SECONDS])):
-        sidebar = AppTest.from_function(_sidebar_with_live_view, args=(live_run,), default_timeout=60)
+        sidebar = AppTest.from_function(_sidebar_with_live_view, args=(live_run,), default_timeout=patience(60))
         for name in ("workspace", "dataset_root", "model_spec"):
             sidebar.session_state[name] = at.session_state[name]
         sidebar.session_state["run_id"] = run_dir.name

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from helpers.models import TINY_MODEL
+from helpers.patience import patience
 
 from transfer_core.config import RunConfig, TrainConfig
 from transfer_core.fileio import atomic_write_json
@@ -37,7 +38,7 @@ def _comparison(home, statuses: list[str]):
                 log.write({"type": "run_started", "epochs_total": 3})
                 log.write({"type": "batch_end", "stage": "head", "epoch": 2, "batch": 1, "batches": 4, "step": 5})
         run_ids.append(run_dir.name)
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=patience(60))
     at.session_state["workspace"] = workspace
     at.session_state["dataset_root"] = spec.root
     at.session_state["model_spec"] = TINY_MODEL
@@ -71,7 +72,7 @@ def test_the_sidebar_shows_the_comparison_in_flight_instead_of_no_run(home):
 
     at = _comparison(home, ["running", "queued"])
     # AppTest drops the sidebar after a page switch: render the app in a fresh session with the same state.
-    fresh = AppTest.from_file(APP, default_timeout=60)
+    fresh = AppTest.from_file(APP, default_timeout=patience(60))
     for key in ("workspace", "dataset_root", "model_spec", "compare_group"):
         fresh.session_state[key] = at.session_state[key]
     fresh.run()

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from helpers.apptest import page_text
+from helpers.patience import patience
 from helpers.workspaces import open_page, rerun_until
 
 
@@ -126,7 +127,7 @@ def test_run_the_comparison_button_starts_runs_one_after_another(own_finished, t
     assert not at.exception, at.exception
     new = [run_id for run_id in at.session_state["compare_group"]]
     assert set(new) == set(own_finished.workspace.store.ids()) - before and len(new) == 3
-    statuses = [jobs.follow(own_finished.workspace.store.path_of(run_id), timeout=600) for run_id in new]
+    statuses = [jobs.follow(own_finished.workspace.store.path_of(run_id), timeout=patience(600)) for run_id in new]
     assert statuses == ["finished"] * 3, [load_run(own_finished.workspace.store.path_of(r)).reason for r in new]
     at.run()
     assert not at.exception

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers.images import noise_png
 from helpers.models import TINY_MODEL
+from helpers.patience import patience
 from helpers.runs import make_finished_run, tiny_config
 from helpers.workspaces import rerun_until
 
@@ -49,7 +50,7 @@ def world(home):
 def _train_page(world):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(APP, default_timeout=90)
+    at = AppTest.from_file(APP, default_timeout=patience(90))
     at.session_state["workspace"] = world["workspace"]
     at.session_state["dataset_root"] = world["spec"].root
     at.session_state["model_spec"] = TINY_MODEL
@@ -151,7 +152,7 @@ def test_explore_fixes_a_confusion_matrix_cell_and_adds_a_predicted_photo(world)
     from streamlit.testing.v1 import AppTest
 
     root, first = world["spec"].root, world["wrong"][0]
-    at = AppTest.from_file(APP, default_timeout=180)
+    at = AppTest.from_file(APP, default_timeout=patience(180))
     at.session_state["workspace"] = world["workspace"]
     at.session_state["dataset_root"] = root
     at.run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers.apptest import page_text
+from helpers.patience import patience
 from helpers.workspaces import open_page, rerun_until, served
 
 
@@ -113,7 +114,7 @@ def test_explore_without_runs_says_what_to_do(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TRANSFER_HOME", str(tmp_path / "home"))
     state.settings.cache_clear()
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=patience(60))
     at.run()
     at.switch_page("pages/explore.py")
     at.run()

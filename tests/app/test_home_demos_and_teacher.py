@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from helpers.patience import patience
 from helpers.runs import make_finished_run, tiny_config
 from helpers.workspaces import APP, app_environment, finished_workspace
 
@@ -39,7 +40,7 @@ def test_real_photo_demo_from_the_demo_folder_reaches_train(home, hymenoptera_di
     monkeypatch.setenv("TRANSFER_DEMO_DIR", str(hymenoptera_dir))
     at = _app()
     assert at.button(key="home_try_demo") and at.button(key="home_try_photos")
-    at.button(key="home_try_photos").click().run(timeout=180)
+    at.button(key="home_try_photos").click().run(timeout=patience(180))
     assert not at.exception, at.exception
     assert _titles(at) == ["Train"]
     assert any("Ants-and-bees photos ready" in s.value for s in at.success)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import SHARED_WEIGHTS
+from helpers.patience import patience
 from helpers.workspaces import model_page_ready
 
 
@@ -23,7 +24,7 @@ def _demo(at):
 def test_each_head_shows_its_weights_and_the_choice_reaches_the_run(app):
     _demo(app)
     classes = 4
-    app.switch_page("pages/model.py").run(timeout=120)
+    app.switch_page("pages/model.py").run(timeout=patience(120))
     app.selectbox(key="model_backbone").set_value("mobilenet_v2_0.35")
     app.selectbox(key="model_input_size").set_value(96)
     model_page_ready(app)
@@ -57,7 +58,7 @@ def test_the_classic_recipe_says_resnet50_is_missing_and_offers_one_click_on_a_b
     warning = " ".join(w.value for w in app.warning)
     assert "ResNet50's ImageNet weights" in warning and "does not download" in warning
     assert "model_classic_recipe" not in [b.key for b in app.button]  # Offline: no ResNet50 run offered.
-    app.button(key="model_classic_fallback").click().run(timeout=180)
+    app.button(key="model_classic_fallback").click().run(timeout=patience(180))
     notices = [s.value for s in app.success]  # Shown once, by the click's run.
     model_page_ready(app)
     spec = app.session_state["model_spec"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers.app_env import point_app_at
+from helpers.patience import patience
 from helpers.runs import make_finished_run, tiny_config
 from transfer_core import compare, inference
 from transfer_core.config import DatasetSpec, ModelSpec, Settings
@@ -93,7 +94,7 @@ def open_page(finished: FinishedWorkspace, page: str, *, active_dataset: bool = 
     """An AppTest on ``page`` in the finished workspace (``?ws=<id>``), with the data set and model chosen."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(APP, default_timeout=timeout)
+    at = AppTest.from_file(APP, default_timeout=patience(timeout))
     at.query_params["ws"] = finished.workspace.workspace_id
     at.run()
     assert not at.exception, at.exception

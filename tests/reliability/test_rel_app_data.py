@@ -15,6 +15,7 @@ import pytest
 from helpers.apptest import page_text
 from helpers.bad_files import changes_outside, file_cases, good_files, snapshot, zip_bytes
 from helpers.images import noise_png
+from helpers.patience import patience
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = str(REPO_ROOT / "app.py")
@@ -36,7 +37,7 @@ def home(tmp_path, monkeypatch) -> Path:
 def data_page(home):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=patience(120))
     at.run()
     at.switch_page("pages/data.py").run()
     assert not at.exception, at.exception
@@ -232,7 +233,7 @@ def test_server_folder_escaping_by_symlink_or_dots_is_refused_by_the_page(
     os.symlink(secret, allowed / "shortcut")
     monkeypatch.setenv("TRANSFER_ALLOWED_DATA_DIRS", str(allowed))
     state.settings.cache_clear()
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=patience(60)).run()
     at.switch_page("pages/data.py").run()
     for attempt in (str(allowed / "shortcut"), str(allowed / ".." / "secret"), str(secret), "/"):
         at.text_input(key="folder_path").set_value(attempt).run()
@@ -251,7 +252,7 @@ def test_a_session_over_its_disk_quota_is_refused_new_data_sets(home, monkeypatc
 
     monkeypatch.setenv("TRANSFER_MAX_SESSION_DISK_MB", "1")
     state.settings.cache_clear()
-    at = AppTest.from_file(APP, default_timeout=120).run()
+    at = AppTest.from_file(APP, default_timeout=patience(120)).run()
     at.switch_page("pages/data.py").run()
     _upload_zip(at, zip_bytes(good_files()))  # A few kB: fits.
     assert any("is ready and active" in s.value for s in at.success), page_text(at)

@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
+from helpers.patience import patience
 from helpers.workspaces import rerun_until
 from PIL import Image
 
@@ -24,7 +25,7 @@ def explore(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TRANSFER_OFFLINE", "1")
     state.settings.cache_clear()
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=patience(120))
     at.run()
     at.switch_page("pages/explore.py").run()
     assert not at.exception, at.exception

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from helpers.datasets import tiny_dataset_in
 from helpers.models import TINY_MODEL
+from helpers.patience import patience
 from helpers.runs import wait_for
 
 from transfer_core.config import FreezePlan, RunConfig, Settings, TrainConfig
@@ -83,7 +84,7 @@ def page(tmp_path, monkeypatch, tiny_dataset):
 
     def open_page(run_id: str | None = None):
         """A new AppTest session on the Train page, reopening ``?ws=`` like a reload after a restart."""
-        at = AppTest.from_file(APP, default_timeout=60)
+        at = AppTest.from_file(APP, default_timeout=patience(60))
         at.query_params["ws"] = workspace.workspace_id
         if run_id:
             at.query_params["run"] = run_id
@@ -231,7 +232,7 @@ def test_server_restart_mid_run_keeps_finished_runs_and_marks_the_killed_one(pag
         run_dir = jobs.start_run(
             _config(spec, strategy=strategy), runs_dir=workspace.runs_dir, settings=settings
         )
-        assert jobs.follow(run_dir, timeout=240) == "finished", load_run(run_dir).reason
+        assert jobs.follow(run_dir, timeout=patience(240)) == "finished", load_run(run_dir).reason
         finished.append(run_dir)
         time.sleep(1.1)  # Run ids sort by their creation second.
     before = {run_dir.name: _file_hashes(run_dir) for run_dir in finished}
@@ -295,7 +296,7 @@ def test_a_run_survives_the_server_process_dying(tmp_path, tiny_dataset) -> None
     server.wait()
     from transfer_core.jobs import follow
 
-    assert follow(run_dir, timeout=240) == "finished", load_run(run_dir).reason
+    assert follow(run_dir, timeout=patience(240)) == "finished", load_run(run_dir).reason
 
 
 def _run_worker_with(run_dir: Path, patch: str) -> subprocess.CompletedProcess:
@@ -368,7 +369,7 @@ def test_nan_loss_stops_the_run_and_the_page_suggests_a_fix(page) -> None:
     workspace, spec, open_page = page
     config = _config(spec, strategy="from_scratch", epochs=3, learning_rate=10.0, optimizer="adam")
     run_dir = jobs.start_run(config, runs_dir=workspace.runs_dir, settings=Settings.from_env())
-    assert jobs.follow(run_dir, timeout=240) == "failed"
+    assert jobs.follow(run_dir, timeout=patience(240)) == "failed"
     info = load_run(run_dir)
     assert "NaN" in info.reason and "learning rate" in info.reason
     at = open_page(run_id=run_dir.name)

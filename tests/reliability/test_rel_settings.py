@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers.bad_files import good_files
+from helpers.patience import patience
 
 from transfer_core.config import DatasetSpec, ModelSpec, RunConfig, Settings, TrainConfig
 from transfer_core.training import preflight
@@ -176,7 +177,7 @@ def train_page(tmp_path, monkeypatch):
     state.settings.cache_clear()
     workspace = Workspace.open(state.settings())
     spec = make_demo_dataset(workspace.new_dataset_dir("demo"), images_per_class=10, image_size=32)
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=patience(60))
     at.session_state["workspace"] = workspace
     at.session_state["dataset_root"] = spec.root
     yield at, workspace
