@@ -21,11 +21,15 @@ def process_alive(pid: int, start_time: float | None) -> bool:
         return True
     try:
         fields = stat_fields(Path(f"/proc/{pid}/stat"))
-        if fields[0] == "Z":  # A zombie has finished.
+        if fields[0] in ("Z", "X"):  # A zombie, or one being reaped ("X"), has finished.
             return False
         return abs(_started(fields) - start_time) < 5.0
+    except FileNotFoundError:
+        # Reaped between os.kill and the read (a zombie that was "dead" a moment ago must not come
+        # back to life: a page would show a killed run as running). Without /proc: os.kill said it ran.
+        return not Path("/proc/self/stat").exists()
     except (OSError, IndexError, ValueError):
-        return True  # No /proc (not Linux), or it ended meanwhile: os.kill said it ran.
+        return True  # Unreadable /proc: os.kill said it ran.
 
 
 def process_start_time(pid: int) -> float | None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from transfer_core import processes
 from transfer_core.processes import process_alive, process_start_time, stat_fields
 
 
@@ -29,3 +31,18 @@ def test_this_process_is_alive_and_a_wrong_start_time_is_another_process():
     assert process_alive(os.getpid(), None)
     assert not process_alive(os.getpid(), started - 3600)  # A recycled pid: not the process that wrote the file.
     assert int(stat_fields(Path(f"/proc/{os.getpid()}/stat"))[16]) == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux /proc only")
+def test_a_process_reaped_between_the_kill_check_and_the_proc_read_is_dead(monkeypatch):
+    """A worker killed with -9 is a zombie, then reaped by the spawner's thread: if the reap lands between
+    ``os.kill(pid, 0)`` and reading ``/proc/<pid>/stat``, the process must still count as ended (CI once
+    showed a killed run's page with Start disabled: the run read as running again)."""
+    process = subprocess.Popen(["sleep", "60"])
+    started = process_start_time(process.pid)
+    assert started is not None and process_alive(process.pid, started)
+    process.kill()
+    process.wait()  # Reaped: /proc/<pid> is gone.
+    assert not process_alive(process.pid, started)
+    monkeypatch.setattr(processes.os, "kill", lambda pid, signal: None)  # os.kill ran just before the reap.
+    assert not process_alive(process.pid, started)
