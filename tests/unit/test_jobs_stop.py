@@ -58,3 +58,23 @@ def test_a_worker_that_never_answered_stop_is_killed_after_the_grace(busy_worker
     assert enforce_stop(run_dir)
     assert worker.wait(timeout=10) is not None
     assert "did not stop in time" in load_run(run_dir).reason
+
+
+def test_a_worker_that_answered_stop_before_its_first_epoch_is_left_to_end_the_run(busy_worker):
+    """A warm worker that saw Stop inside its first epoch ends the run itself (nothing to keep) and takes
+    the next one; a kill would cost the next run a TensorFlow import."""
+    run_dir, worker = busy_worker
+    _events_ago(run_dir, 5, "starting", "stopping")
+    assert not enforce_stop(run_dir)  # Past the early grace (1 s), but it answered.
+    assert worker.poll() is None and load_run(run_dir).status == "running"
+    assert enforce_stop(run_dir, saving_grace_seconds=2)  # Not for ever either.
+    assert worker.wait(timeout=10) is not None
+    assert "before its first epoch ended" in load_run(run_dir).reason
+
+
+def test_a_worker_that_never_answered_stop_before_its_first_epoch_is_killed_early(busy_worker):
+    run_dir, worker = busy_worker
+    _events_ago(run_dir, 5, "starting")
+    assert enforce_stop(run_dir)
+    assert worker.wait(timeout=10) is not None
+    assert "before its first epoch ended" in load_run(run_dir).reason

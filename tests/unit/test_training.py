@@ -143,7 +143,19 @@ def test_stop_during_decoding_ends_the_run_as_stopped(tiny_dataset, settings):
     result = train(config, emit=emit, settings=settings,
                    should_stop=lambda: any(e.get("stage") == "decode" for e in events))
     assert result.status == "stopped"
+    assert result.classifier is None and "no model to keep" in result.reason  # Not "the best weights were kept".
     assert not list((settings.cache_dir / "images").glob("*.imgcache"))  # No half-written cache file.
+
+
+def test_stop_inside_the_first_epoch_keeps_no_model(tiny_dataset, settings):
+    """Stopped after the first batch: no epoch ended, so no half-trained head is saved, evaluated or called
+    "the best weights so far" (it was, before: the page showed a random head's accuracy)."""
+    events = []
+    result = train(_config(tiny_dataset, strategy="feature_extraction", epochs=3), emit=events.append,
+                   settings=settings, should_stop=lambda: any(e["type"] == "batch_end" for e in events))
+    assert result.status == "stopped" and result.classifier is None, result.reason
+    assert "no model to keep" in result.reason
+    assert result.history.empty and "val_accuracy" not in result.report
 
 
 def test_from_scratch_trains_every_layer(tiny_dataset, settings):

@@ -46,9 +46,10 @@ def enforce_stop(run_dir: Path, grace_seconds: float = 10.0, early_grace_seconds
     worker that is still writing events is alive, only slowed (other work on a busy machine), and
     killing it would lose the weights it is about to save. A worker that wrote ``stopping`` has
     answered and is evaluating and saving, which writes no events and can take long on a machine
-    whose every core is busy: it gets ``saving_grace_seconds``. Before an epoch has ended there is
-    nothing to keep, so ``early_grace_seconds`` (the worker may be inside a long first step:
-    loading weights, tracing) is enough. A Ray task is cancelled with ``ray.cancel(force=True)``.
+    whose every core is busy: it gets ``saving_grace_seconds``, before its first epoch too (a warm
+    worker then ends the run with nothing to keep and takes the next one). A worker that has not
+    answered before an epoch has ended has nothing to keep, so ``early_grace_seconds`` (it may be
+    inside a long first step: loading weights, tracing) is enough. A Ray task is cancelled with ``ray.cancel(force=True)``.
 
     Returns:
         True if a worker was killed.
@@ -68,7 +69,9 @@ def enforce_stop(run_dir: Path, grace_seconds: float = 10.0, early_grace_seconds
     answered = any(e.get("type") == "stopping" for e in events)
     latest = max((float(e.get("time") or 0.0) for e in events), default=0.0)
     grace = saving_grace_seconds if answered else grace_seconds
-    if has_epoch and time.time() - max(stop_file.stat().st_mtime, latest) < grace:
+    # A worker that answered ends the run itself, even before its first epoch (then with nothing to
+    # keep): killing it would only cost a warm worker, and the next run a TensorFlow import.
+    if (has_epoch or answered) and time.time() - max(stop_file.stat().st_mtime, latest) < grace:
         return False
     if not _kill_worker(run_dir):
         return False

@@ -103,6 +103,8 @@ def train(
     history = pd.DataFrame(ctx.progress.rows, columns=EPOCH_COLUMNS)
     if status != "failed" and ctx.final_inputs is None:
         # Stopped before any epoch finished: there is nothing worth keeping.
+        if status == "stopped":
+            reason = "stopped on request before the first epoch ended: there was no model to keep"
         return TrainResult(status, reason, None, history, {"status": status, "reason": reason})
     report: dict[str, Any] = {}
     if status != "failed":

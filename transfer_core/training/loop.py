@@ -57,7 +57,8 @@ def fit_stage(ctx: RunContext, model, stage: str, epochs: int, learning_rate: fl
                   class_weight=class_weight, shuffle=False)
     reason = progress.stop_reason
     keep_run_best(ctx, callback)
-    ctx.final_inputs = (model, val_inputs)
+    if progress.rows:  # Stopped inside the run's first epoch: no epoch to keep, no model to evaluate.
+        ctx.final_inputs = (model, val_inputs)
     if reason == "stopped":
         raise RunStopped()
     if reason == "budget":
