@@ -118,7 +118,7 @@ def _stop_check(stop_file: Path, log: EventLog) -> Callable[[], bool]:
             return False
         if not answered:
             answered = True
-            log.write({"type": "stopping", "message": "saw Stop: keeping the best epoch's weights and saving them"})
+            log.write({"type": "stopping", "message": "saw Stop: ending the run, keeping its best epoch so far if one has ended"})
         return True
 
     return should_stop
