@@ -70,6 +70,8 @@ class StageEvent(_Event):
     description: str
     epochs: int  # 0 for a one-pass stage.
     cached: bool  # The stage works on cached (decoded images / features) inputs.
+    # An epoch stage: this worker process trained the same stage before (its step traces faster).
+    traced_before: NotRequired[bool]
 
 
 class ProgressEvent(_Event):

@@ -154,3 +154,22 @@ def test_a_litert_conversion_is_left_out_of_the_one_pass_rate():
     without = [e for e in events if e.get("type") != "frozen_runtime"]
     assert _value(run_speeds(without, backbone=BACKBONE, input_size=SIZE, strategy="feature_extraction"),
                   "features") == pytest.approx(84 / 5.0)
+
+
+def test_a_new_worker_processes_first_trace_of_a_stage_is_kept_apart_from_a_warm_workers():
+    def scratch(traced_before):
+        events = _events([("scratch", False, [("batch", 9.0), ("batch", 0.32), ("epoch", 0.4)])])
+        stage = next(e for e in events if e["type"] == "stage")
+        if traced_before is not None:
+            stage["traced_before"] = traced_before
+        return run_speeds(events, backbone=BACKBONE, input_size=SIZE, strategy="from_scratch")
+
+    trace = 9.72 - 32 * 0.01 - 0.4
+    first = scratch(False)
+    assert _value(first, "scratch|trace:first") == pytest.approx(trace)
+    assert speed_key(BACKBONE, SIZE, "scratch|trace") not in first.overhead_seconds
+    # A warm worker's, and a run's from before the field was written, are the plain trace.
+    for traced_before in (True, None):
+        warm = scratch(traced_before)
+        assert _value(warm, "scratch|trace") == pytest.approx(trace)
+        assert speed_key(BACKBONE, SIZE, "scratch|trace:first") not in warm.overhead_seconds

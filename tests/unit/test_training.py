@@ -47,6 +47,20 @@ def test_feature_extraction_runs_head_on_features_computed_once(tiny_dataset, se
     assert report["trainable_params"] == result.classifier.head.count_params()
 
 
+def test_an_epoch_stage_says_whether_this_process_trained_it_before(tiny_dataset, settings, monkeypatch):
+    """A warm worker's second run traces its steps faster; the estimate keeps such traces apart."""
+    from transfer_core.training import context
+
+    monkeypatch.setattr(context, "_EPOCH_STAGES_SEEN", set())  # As in a new worker process.
+    seen = []
+    for strategy in ("feature_extraction", "feature_extraction", "fine_tuning"):
+        result, events = _collect(_config(tiny_dataset, strategy=strategy), settings)
+        assert result.status == "finished", result.reason
+        seen.append([(e["stage"], e["traced_before"]) for e in events if e["type"] == "stage" and e["epochs"]])
+        assert all("traced_before" not in e for e in events if e["type"] == "stage" and not e["epochs"])
+    assert seen == [[("head", False)], [("head", True)], [("head", True), ("fine_tune", False)]]
+
+
 def test_training_the_head_leaves_the_graph_optimiser_setting_as_it_was(tiny_dataset, settings):
     import tensorflow as tf
 

@@ -7,6 +7,9 @@ finished runs (per backbone and input size), taken at the new data set's counts:
     + epoch stages (trace + steady train steps + validation passes) + end (evaluating the test
     images, and the validation images when they are not cached inputs, at the features' rate)
 
+A stage's trace is a warm worker's (a comparison's runs go to the worker of the runs before them, which
+traced such a step before); where only a new process's first traces were measured, two thirds of them.
+
 From scratch with the same time budget trains until fine-tuning's training time is used (checked
 after every batch), but never less than its first batch and validation pass.
 
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 
 from transfer_core.compare.labels import report_of, run_label
 from transfer_core.compare.speeds import (
+    FIRST_TRACE,
     ROUGH_END_SECONDS,
     Speeds,
     load_speeds,
@@ -71,6 +75,10 @@ ROUGH_DECODE_SECONDS_PER_IMAGE = 0.0015
 # stage's steps (the whole network on images: ~6.5 s; a head or a suffix: well under a second), the
 # forward pass of the end's evaluation, reading a cache.
 ROUGH_SECONDS = {"handoff": 0.15, "start": 0.6, "trace": 0.3, "trace:network": 6.5, "eval": 0.8, "hit": 0.05}
+# A comparison's runs go to the warm worker that trained the runs before them, which traces a stage it
+# trained before in about two thirds of a new process's first trace (MobileNetV2-0.35 from scratch at
+# 224 px: ~6 s against ~9 s, BENCHMARKS.md). Used while only first traces were measured.
+WARM_TRACE_FRACTION = 2 / 3
 
 
 @dataclass(frozen=True)
@@ -318,6 +326,15 @@ class _RunCost:
         seconds = self._get(part, rate=False)
         return seconds if seconds is not None else rough
 
+    def _trace(self, part: str, rough: float) -> float:
+        """An epoch stage's trace in a worker that trained the stage before (see :data:`WARM_TRACE_FRACTION`)."""
+        backbone = self.config.model.backbone
+        first = self.speeds.seconds(backbone, self.input_size, f"{part}|{FIRST_TRACE}")
+        if first is not None and self.speeds.seconds(backbone, self.input_size, f"{part}|trace") is None:
+            self.measured += 1
+            return first * WARM_TRACE_FRACTION
+        return self._seconds(f"{part}|trace", rough)
+
     def one_pass(self, stage: str, cached: bool) -> None:
         """Features, the prefix's outputs or decoded images: computed once, or read from the cache."""
         if cached:
@@ -344,7 +361,7 @@ class _RunCost:
         else:
             rough_train = self.rough_train if part != "head:images" else self.rough_forward
             rough_val = self.rough_forward
-        trace = self._seconds(f"{part}|trace", ROUGH_SECONDS["trace:network" if network else "trace"])
+        trace = self._trace(part, ROUGH_SECONDS["trace:network" if network else "trace"])
         per_train = self._per_image(f"{part}|train", rough_train)
         per_val = self._per_image(f"{part}|val", rough_val)
         per_epoch = self.num_train * per_train + self.num_val * per_val

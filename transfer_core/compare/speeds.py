@@ -11,7 +11,8 @@ A run's wall time (Start -> finished) is cut by its events into parts that scale
   stage reads images rather than cached inputs): ``<stage>|train`` images per second of steady
   train steps (from consecutive ``batch_end`` events), ``<stage>|val`` validation images per second
   (``epoch_end`` minus the epoch's last ``batch_end``), and ``<stage>|trace`` seconds: what the stage
-  took beyond those rates (tracing its step on the first batch, building the pipeline).
+  took beyond those rates (tracing its step on the first batch, building the pipeline) in a worker that
+  trained the same stage before; ``<stage>|trace:first`` in a worker process doing so for the first time.
 - ``end`` seconds: the last epoch -> ``finished`` (saving, evaluating cached validation inputs)
   beyond the images evaluated through the whole network; those are timed by ``evaluated`` events:
   ``eval`` images per second and ``eval|trace`` seconds (what the first batch took beyond that rate:
@@ -48,6 +49,9 @@ SPEED_FORMAT = 3
 ROUGH_END_SECONDS = 0.5
 # Measurements kept per part.
 KEPT = 5
+# The trace part of an epoch stage a worker process trained for the first time (``<stage>|trace`` is a
+# later one's; runs from before ``traced_before`` was recorded count as later ones).
+FIRST_TRACE = "trace:first"
 
 
 @dataclass(frozen=True)
@@ -271,7 +275,9 @@ def _epoch_parts(stage: dict, stage_events: Sequence[dict], prefix: str, num_tra
         rates[f"{prefix}|val"] = 1 / per_val
     beyond_first_batch = max(0, trained - min(batch_size, num_train))
     trace = (end - stage["time"]) - beyond_first_batch * (per_train or 0.0) - epochs * num_val * (per_val or 0.0)
-    fixed[f"{prefix}|trace"] = max(0.0, trace)
+    # A new worker process's first trace of this stage pays Keras and TensorFlow's one-time costs too.
+    first = stage.get("traced_before") is False
+    fixed[f"{prefix}|{FIRST_TRACE if first else 'trace'}"] = max(0.0, trace)
 
 
 def _num_test(info: RunInfo) -> int:
