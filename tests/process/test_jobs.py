@@ -29,7 +29,9 @@ def settings(tmp_path) -> Settings:
     return Settings(home=tmp_path / "home", max_concurrent_runs=1)
 
 
-@pytest.fixture(params=["local", "ray"])
+# The Ray case asks for ``ray_address`` only when it runs, so the collection hook cannot see it: its group
+# is named here, so that it shares the xdist worker of every other test with a Ray head (tests/conftest.py).
+@pytest.fixture(params=["local", pytest.param("ray", marks=pytest.mark.xdist_group("ray"))])
 def any_settings(request, settings) -> Settings:
     """The same settings on each executor: local worker processes, or tasks on a real Ray head."""
     if request.param == "local":

@@ -53,7 +53,7 @@ RATES = {"features": 60.0, "prefix": 120.0, "decode": 400.0, "head|train": 1000.
          "eval": 60.0}
 FIXED = {"handoff": 0.1, "feature_extraction|start": 1.0, "fine_tuning|start": 1.0, "from_scratch|start": 1.0,
          "head|trace": 0.2, "fine_tune|trace": 0.5, "scratch|trace": 8.0, "features|hit": 0.05, "prefix|hit": 0.05,
-         "decode|hit": 0.05, "end": 0.5, "eval|trace": 1.0}
+         "decode|hit": 0.05, "end": 0.5, "eval|trace": 1.0, "convert": 1.5}
 
 
 def _speeds(rates=RATES, fixed=FIXED) -> Speeds:
@@ -73,11 +73,13 @@ def test_estimate_from_measured_parts_adds_up_each_part(tiny_dataset):
     estimate = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
                                            params=1_700_000, speeds=_speeds())
     fe, ft, scratch = estimate.runs
-    # Feature extraction: reach a worker, start, features once (120 images at 60/s), 5 head epochs, end.
-    assert fe.seconds == pytest.approx(0.1 + 1.0 + 120 / 60 + _epochs(5, 1000, 4000, 0.2) + 0.5)
+    # Feature extraction: reach a worker, start, convert the pooled backbone for LiteRT (nothing on this
+    # server did yet), features once (120 images at 60/s), 5 head epochs, end.
+    assert fe.seconds == pytest.approx(0.1 + 1.0 + 1.5 + 120 / 60 + _epochs(5, 1000, 4000, 0.2) + 0.5)
     assert fe.basis == "measured" and "features computed once" in fe.detail
-    # Fine-tuning reads the features feature extraction has just cached, computes its prefix once.
-    assert ft.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(3, 1000, 4000, 0.2) + 120 / 120
+    # Fine-tuning reads the features feature extraction has just cached, converts its prefix and computes
+    # its outputs once.
+    assert ft.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(3, 1000, 4000, 0.2) + 1.5 + 120 / 120
                                        + _epochs(2, 200, 400, 0.5) + 0.5)
     assert "features from the cache" in ft.detail and "prefix computed once" in ft.detail
     # From scratch decodes the images once, trains 5 epochs, then evaluates validation through the network
@@ -170,6 +172,35 @@ def test_what_finished_runs_left_in_the_cache_costs_only_reading_it(tiny_dataset
                                        + _epochs(2, 200, 400, 0.5) + 0.5)
     assert scratch.seconds == pytest.approx(0.1 + 1.0 + 0.05 + _epochs(5, 10, 40, 8.0) + 0.5 + 1.0 + 20 / 60)
     assert all("from the cache" in run.detail for run in estimate.runs)
+
+
+def test_a_frozen_part_is_converted_for_litert_once_per_backbone_size_and_cut_on_any_data(tiny_dataset, tmp_path):
+    """The converted networks do not depend on the data set: a finished run on other photos converted them."""
+    def seconds(runs=(), **kwargs):
+        estimate = compare.estimate_comparison(_configs(tiny_dataset), num_train=100, num_val=20, input_size=96,
+                                               params=1_700_000, speeds=_speeds(), runs=runs, **kwargs)
+        return [run.seconds for run in estimate.runs], estimate
+
+    first, estimate = seconds()
+    assert "converting it for LiteRT first (~2 s)" in estimate.runs[0].detail
+    # With LiteRT off (TensorFlow runs every frozen pass) nothing converts: the pooled backbone (feature
+    # extraction) and the prefix (fine-tuning) cost one conversion each, from scratch none.
+    no_litert, _ = seconds(litert=False)
+    assert [a - b for a, b in zip(first, no_litert, strict=True)] == pytest.approx([1.5, 1.5, 0.0])
+    other_photos = dataclasses.replace(tiny_dataset, root=tmp_path / "other")
+    store = RunStore(tmp_path / "runs")
+    for config in _configs(other_photos):
+        _finished(store, config)
+    runs = store.list_runs()
+    assert compare.estimate.litert_converted(_configs(tiny_dataset)[0], runs, 96)
+    assert not features_cached(_configs(tiny_dataset)[0], runs, 96)  # Their features are other photos'.
+    converted, estimate = seconds(runs)
+    assert converted == pytest.approx(no_litert)
+    assert "LiteRT" not in " ".join(run.detail for run in estimate.runs)
+    # Another input size or other frozen blocks: another network to convert.
+    assert not compare.estimate.litert_converted(_configs(tiny_dataset)[0], runs, 128)
+    other_plan = dataclasses.replace(_configs(tiny_dataset)[1], freeze=FreezePlan(mode="top_blocks", top_blocks=3))
+    assert not compare.estimate.litert_converted(other_plan, runs, 96, "prefix")
 
 
 def test_rough_default_when_nothing_is_measured_grows_with_parameters(tiny_dataset):

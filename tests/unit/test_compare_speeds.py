@@ -151,6 +151,7 @@ def test_a_litert_conversion_is_left_out_of_the_one_pass_rate():
                               "convert_seconds": 1.5, "time": events[index]["time"] + 1.6})
     speeds = run_speeds(events, backbone=BACKBONE, input_size=SIZE, strategy="feature_extraction")
     assert _value(speeds, "features") == pytest.approx(84 / (5.0 - 1.5))
+    assert _value(speeds, "convert") == pytest.approx(1.5)  # What the next new backbone, size or cut costs.
     without = [e for e in events if e.get("type") != "frozen_runtime"]
     assert _value(run_speeds(without, backbone=BACKBONE, input_size=SIZE, strategy="feature_extraction"),
                   "features") == pytest.approx(84 / 5.0)

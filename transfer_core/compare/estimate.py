@@ -3,7 +3,8 @@
 Each run is the sum of the parts :mod:`transfer_core.compare.speeds` measures on this server's
 finished runs (per backbone and input size), taken at the new data set's counts:
 
-    handoff + start + one-pass stages (features, prefix, decode: computed, or read from the cache)
+    handoff + start + one-pass stages (features, prefix, decode: computed, or read from the cache;
+    the first features or prefix at a backbone, size and cut also convert that frozen part for LiteRT)
     + epoch stages (trace + steady train steps + validation passes) + end (evaluating the test
     images, and the validation images when they are not cached inputs, at the features' rate)
 
@@ -16,7 +17,8 @@ after every batch), but never less than its first batch and validation pass.
 What was cached is read from the store: a finished run on the same data set, backbone and input
 size left its features (feature extraction, fine-tuning), its frozen prefix's outputs
 (fine-tuning) or its decoded images (from scratch) on disk; within one comparison, each run finds
-what the runs before it left.
+what the runs before it left. The converted LiteRT networks do not depend on the data set: a finished
+run at the same backbone and size on any data set (or an earlier run of the comparison) converted them.
 
 A part never measured at this backbone and size takes a **rough** default (calibrated on a 2-core
 server with MobileNetV2-0.35 at 224 px on real photos), and the estimate says so: "measured"
@@ -47,7 +49,7 @@ from transfer_core.display.run_text import format_seconds
 from transfer_core.runs import RunInfo
 
 __all__ = ["LONG_COMPARISON_SECONDS", "ComparisonEstimate", "RunEstimate", "Speeds", "estimate_comparison",
-           "estimate_for", "features_cached", "load_speeds", "measured_speeds",
+           "estimate_for", "features_cached", "litert_converted", "load_speeds", "measured_speeds",
            "record_speeds", "speed_file", "speed_key"]
 
 # Above this many seconds in total the page warns before Start.
@@ -73,8 +75,10 @@ ROUGH_HEAD_SECONDS_PER_IMAGE = 5e-5
 ROUGH_DECODE_SECONDS_PER_IMAGE = 0.0015
 # Fixed costs, seconds, in a warm worker: reaching it, reading the data and building, tracing a
 # stage's steps (the whole network on images: ~6.5 s; a head or a suffix: well under a second), the
-# forward pass of the end's evaluation, reading a cache.
-ROUGH_SECONDS = {"handoff": 0.15, "start": 0.6, "trace": 0.3, "trace:network": 6.5, "eval": 0.8, "hit": 0.05}
+# forward pass of the end's evaluation, reading a cache, converting a frozen part for LiteRT once (MobileNetV2-0.35
+# at 224 px: the pooled backbone 1.0-1.8 s, a prefix 1.3 s; BENCHMARKS.md).
+ROUGH_SECONDS = {"handoff": 0.15, "start": 0.6, "trace": 0.3, "trace:network": 6.5, "eval": 0.8, "hit": 0.05,
+                 "convert": 1.5}
 # A comparison's runs go to the warm worker that trained the runs before them, which traces a stage it
 # trained before in about two thirds of a new process's first trace (MobileNetV2-0.35 from scratch at
 # 224 px: ~6 s against ~9 s, BENCHMARKS.md). Used while only first traces were measured.
@@ -147,7 +151,7 @@ _WORDS = {"features": "computing features", "prefix": "computing the frozen bloc
           "scratch": "from-scratch epochs", "head:images": "head epochs on images",
           "fine_tune:images": "fine-tuning epochs on images", "handoff": "reaching a worker",
           "train": "training steps", "val": "validation", "trace": "tracing", "start": "starting",
-          "end": "saving", "eval": "evaluating images", "feature_extraction": "feature extraction", "fine_tuning": "fine-tuning",
+          "end": "saving", "eval": "evaluating images", "convert": "converting the frozen part for LiteRT", "feature_extraction": "feature extraction", "fine_tuning": "fine-tuning",
           "from_scratch": "from scratch"}
 
 
@@ -165,17 +169,22 @@ def features_cached(config: RunConfig, runs: Sequence[RunInfo], input_size: int,
     with ImageNet weights), ``prefix`` (the frozen prefix's outputs: fine-tuning the same blocks)
     or ``decode`` (decoded images: any run that reads the images every epoch).
     """
+    return _finished_alike(config, runs, input_size, kind, same_data=True)
+
+
+def litert_converted(config: RunConfig, runs: Sequence[RunInfo], input_size: int, kind: str = "features") -> bool:
+    """Whether a finished run, on any data set, already converted the frozen part ``config``'s
+    ``kind`` (``features`` or ``prefix``) runs on LiteRT (see :func:`features_cached`)."""
+    return _finished_alike(config, runs, input_size, kind, same_data=False)
+
+
+def _finished_alike(config: RunConfig, runs: Sequence[RunInfo], input_size: int, kind: str, *,
+                    same_data: bool) -> bool:
     if not _computes(config, kind):
         return False
-    for info in runs:
-        other = info.config
-        if (info.status == "finished" and other is not None and other.dataset.root == config.dataset.root
-                and report_of(info).input_size == input_size and _computes(other, kind)
-                and (kind == "decode" or (other.model.backbone == config.model.backbone
-                                          and other.train.precision == config.train.precision))
-                and (kind != "prefix" or other.freeze == config.freeze)):
-            return True
-    return False
+    return any(info.status == "finished" and info.config is not None and report_of(info).input_size == input_size
+               and _computes(info.config, kind) and _same_cache(info.config, config, kind, same_data=same_data)
+               for info in runs)
 
 
 def _computes(config: RunConfig, kind: str) -> bool:
@@ -200,6 +209,7 @@ def estimate_comparison(
     runs: Sequence[RunInfo] = (),
     same_time_budget: bool = False,
     num_test: int = 0,
+    litert: bool = True,
 ) -> ComparisonEstimate:
     """The time each run of a comparison will take, in the order they run.
 
@@ -211,6 +221,8 @@ def estimate_comparison(
         speeds: Measured speeds (:func:`record_speeds`); None: nothing measured.
         runs: Runs of the store, to know what is already cached.
         same_time_budget: From scratch is capped at fine-tuning's training time.
+        litert: Frozen passes run on LiteRT (``Settings.frozen_runtime``): a part not converted yet
+            is converted first.
 
     Returns:
         A :class:`ComparisonEstimate`.
@@ -226,15 +238,19 @@ def estimate_comparison(
             return (features_cached(config, runs, input_size, kind)
                     or any(_computes(before, kind) and _same_cache(before, config, kind) for before in earlier))
 
+        def converts(kind: str, config: RunConfig = config) -> bool:
+            return litert and not (litert_converted(config, runs, input_size, kind) or any(
+                _computes(before, kind) and _same_cache(before, config, kind, same_data=False) for before in earlier))
+
         if _computes(config, "decode"):
             run.one_pass("decode", cached("decode"))
         if config.train.strategy != "from_scratch":
             if _computes(config, "features"):
-                run.one_pass("features", cached("features"))
+                run.one_pass("features", cached("features"), converts("features"))
             run.epochs("head", config.train.epochs)
             if config.train.strategy == "fine_tuning":
                 if _computes(config, "prefix"):
-                    run.one_pass("prefix", cached("prefix"))
+                    run.one_pass("prefix", cached("prefix"), converts("prefix"))
                 run.epochs("fine_tune", config.train.fine_tune_epochs)
         else:
             budget = fine_tune_training if same_time_budget else None
@@ -246,8 +262,9 @@ def estimate_comparison(
     return ComparisonEstimate(tuple(estimates))
 
 
-def _same_cache(before: RunConfig, config: RunConfig, kind: str) -> bool:
-    if before.dataset.root != config.dataset.root:
+def _same_cache(before: RunConfig, config: RunConfig, kind: str, *, same_data: bool = True) -> bool:
+    """Whether ``before``'s run left what ``config``'s reads as ``kind`` (its data set aside: ``same_data=False``)."""
+    if same_data and before.dataset.root != config.dataset.root:
         return False
     if kind == "decode":
         return True
@@ -282,7 +299,7 @@ def estimate_for(configs: Sequence[RunConfig], runs: Sequence[RunInfo], settings
         configs, num_train=int(counts.get("train", 0)), num_val=int(counts.get("val", 0)),
         num_test=int(counts.get("test", 0)), input_size=input_size,
         params=zoo.get_backbone_info(model.backbone).params, speeds=record_speeds(speed_file(settings), runs),
-        runs=runs, same_time_budget=same_time_budget)
+        runs=runs, same_time_budget=same_time_budget, litert=settings.frozen_runtime == "litert")
 
 
 class _RunCost:
@@ -335,18 +352,25 @@ class _RunCost:
             return first * WARM_TRACE_FRACTION
         return self._seconds(f"{part}|trace", rough)
 
-    def one_pass(self, stage: str, cached: bool) -> None:
-        """Features, the prefix's outputs or decoded images: computed once, or read from the cache."""
+    def one_pass(self, stage: str, cached: bool, converts: bool = False) -> None:
+        """Features, the prefix's outputs or decoded images: computed once, or read from the cache.
+
+        ``converts``: the frozen part is converted for LiteRT first (also when its outputs are cached,
+        since the test split still goes through it).
+        """
+        converting = self._seconds("convert", ROUGH_SECONDS["convert"]) if converts else 0.0
+        self.other += converting
+        converted = f", converting it for LiteRT first (~{converting:.0f} s)" if converts else ""
         if cached:
             self.cached_passes.add(stage)
             self.other += self._seconds(f"{stage}|hit", ROUGH_SECONDS["hit"])
-            self.parts.append(f"{stage} from the cache")
+            self.parts.append(f"{stage} from the cache{converted}")
             return
         rough = {"decode": ROUGH_DECODE_SECONDS_PER_IMAGE, "features": self.rough_frozen,
                  "prefix": self.rough_frozen}[stage]
         seconds = (self.num_train + self.num_val) * self._per_image(stage, rough)
         self.other += seconds
-        self.parts.append(f"{stage} computed once (~{seconds:.0f} s)")
+        self.parts.append(f"{stage} computed once (~{seconds:.0f} s){converted}")
 
     def epochs(self, stage: str, epochs: int, budget: float | None = None) -> None:
         part = stage_part(stage, self.config.train.caches_features)

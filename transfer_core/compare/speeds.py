@@ -7,6 +7,9 @@ A run's wall time (Start -> finished) is cut by its events into parts that scale
 - ``<strategy>|start``: ``starting`` -> the first stage (reading the data set, building the model).
 - one-pass stages ``features``, ``prefix``, ``decode``: images per second over the training and
   validation images when computed; ``<stage>|hit`` seconds when read from the cache.
+- ``convert`` seconds: converting a frozen part (the pooled backbone, a prefix) for LiteRT, which
+  happens once per backbone, size and cut (then read from ``cache/litert/``), so it is kept out of the
+  stage's rate (from the ``frozen_runtime`` event's ``convert_seconds``).
 - epoch stages (``head``, ``fine_tune``, ``scratch``; ``:images`` appended when a head or fine-tuning
   stage reads images rather than cached inputs): ``<stage>|train`` images per second of steady
   train steps (from consecutive ``batch_end`` events), ``<stage>|val`` validation images per second
@@ -42,9 +45,10 @@ from transfer_core.runs import RunInfo, read_events
 ONE_PASS_STAGES = ("features", "prefix", "decode")
 EPOCH_STAGES = ("head", "fine_tune", "scratch")
 TERMINAL = ("finished", "stopped", "failed")
-# Speed files written before the parts were measured used other keys, and before format 3 ``eval`` held the
-# trace of the forward pass too: they are ignored.
-SPEED_FORMAT = 3
+# Speed files written before the parts were measured used other keys, before format 3 ``eval`` held the
+# trace of the forward pass too, and before format 4 no ``convert`` was read: they are ignored (and the
+# runs read again).
+SPEED_FORMAT = 4
 # The end of a run that evaluates no image through the network, before one was measured.
 ROUGH_END_SECONDS = 0.5
 # Measurements kept per part.
@@ -191,6 +195,8 @@ def run_speeds(events: Sequence[dict[str, Any]], *, backbone: str, input_size: i
             converted = sum(float(e.get("convert_seconds") or 0.0) for e in stage_events
                             if e.get("type") == "frozen_runtime")
             seconds = following - stage["time"] - converted
+            if converted > 0:
+                fixed[key("convert")] = converted
             hit = any(e.get("type") == "progress" and e.get("cached") for e in stage_events)
             if hit:
                 fixed[key(f"{name}|hit")] = max(0.0, seconds)
