@@ -234,13 +234,18 @@ def estimate_comparison(
     for config in configs:
         run = _RunCost(config, speeds, (num_train, num_val, num_test), input_size, params)
 
-        def cached(kind: str, config: RunConfig = config) -> bool:
-            return (features_cached(config, runs, input_size, kind)
-                    or any(_computes(before, kind) and _same_cache(before, config, kind) for before in earlier))
+        def left_before(kind: str, same_data: bool = True, config: RunConfig = config) -> bool:
+            """A finished run or an earlier run of this comparison left ``kind`` (same data: its outputs;
+            any data: its converted network)."""
+            return (_finished_alike(config, runs, input_size, kind, same_data=same_data)
+                    or any(_computes(before, kind) and _same_cache(before, config, kind, same_data=same_data)
+                           for before in earlier))
 
-        def converts(kind: str, config: RunConfig = config) -> bool:
-            return litert and not (litert_converted(config, runs, input_size, kind) or any(
-                _computes(before, kind) and _same_cache(before, config, kind, same_data=False) for before in earlier))
+        def cached(kind: str) -> bool:
+            return left_before(kind)
+
+        def converts(kind: str) -> bool:
+            return litert and not left_before(kind, same_data=False)
 
         if _computes(config, "decode"):
             run.one_pass("decode", cached("decode"))
