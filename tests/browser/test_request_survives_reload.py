@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.browser import chromium_page, go, no_exception, require_browser, settle, streamlit_server
+from helpers.browser import (
+    chromium_page,
+    click_until_shown,
+    go,
+    no_exception,
+    require_browser,
+    settle,
+    streamlit_server,
+)
 from helpers.patience import wait_ms
 from helpers.workspaces import finished_workspace
 
@@ -59,8 +67,9 @@ def test_the_finders_answer_survives_a_reload_under_a_cpu_hog_and_runs_once(prep
             settle(page, wait_ms(120))
         go(page, "Compare", timeout=wait_ms(120))
         page.get_by_text("Find a learning rate").click()
-        page.get_by_role("button", name="Run the learning-rate finder").click()
-        page.get_by_text("Sweeping learning rates...").first.wait_for(timeout=wait_ms(120))  # Pending: the worker has it.
+        pending = page.get_by_text("Sweeping learning rates...")
+        click_until_shown(page, page.get_by_role("button", name="Run the learning-rate finder"), pending)
+        pending.first.wait_for(timeout=wait_ms(120))  # Pending: the worker has it.
         assert _served(Path(prepared.home), "lr_find") == 0
 
         page.reload()  # Mid-wait: a new session on the same workspace, nothing clicked.

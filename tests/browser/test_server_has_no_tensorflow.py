@@ -10,12 +10,12 @@ resident memory stays small. The work was done by the inference worker.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
 from helpers.browser import (
     chromium_page,
+    click_until_shown,
     go,
     no_exception,
     require_browser,
@@ -25,7 +25,6 @@ from helpers.browser import (
 )
 from helpers.patience import wait_ms
 from helpers.workspaces import finished_workspace
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -104,14 +103,8 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
             page.wait_for_timeout(1000)
         if not finder.is_visible():  # The click landed while the page moved: open the expander again.
             page.get_by_text("Find a learning rate").click()
-        finder.click()
         answer = page.get_by_text("The loss fell fastest at a learning rate of about").first
-        with contextlib.suppress(PlaywrightTimeoutError):
-            # The sweep shows its progress at once; nothing within 30 s means the click landed while the page
-            # reran under load (seen once in CI with two test workers: no request ever reached the worker).
-            page.get_by_text("Sweeping learning rates").or_(answer).first.wait_for(timeout=wait_ms(30))
-        if not page.get_by_text("Sweeping learning rates").or_(answer).count():
-            finder.click()
+        click_until_shown(page, finder, page.get_by_text("Sweeping learning rates").or_(answer))
         wait("The loss fell fastest at a learning rate of about")
 
         # Explore: a new image with Grad-CAM, a confusion-matrix cell, embeddings, what the model sees.

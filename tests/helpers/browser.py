@@ -225,6 +225,20 @@ def go(page, title: str, heading: str | None = None, timeout: int | None = None)
     settle(page, timeout)
 
 
+def click_until_shown(page, button, shown, seconds: float = 30) -> None:
+    """Click ``button`` and wait (:func:`~helpers.patience.wait_ms` of ``seconds``) for the locator ``shown``;
+    click once more if it did not appear. Under load a click can land while the page reruns and never
+    reach the server (seen in CI: no request reached the worker); a second click of a request identified
+    by its inputs follows the first one, it never starts it twice."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    button.click()
+    with suppress(PlaywrightTimeoutError):
+        shown.first.wait_for(timeout=wait_ms(seconds))
+    if not shown.count():
+        button.click()
+
+
 def no_exception(page) -> None:
     """Fail with the traceback text when the page shows a Streamlit exception box."""
     boxes = page.locator('[data-testid="stException"]')
