@@ -68,7 +68,7 @@ def test_the_finders_answer_survives_a_reload_under_a_cpu_hog_and_runs_once(prep
         go(page, "Compare", timeout=wait_ms(120))
         page.get_by_text("Find a learning rate").click()
         pending = page.get_by_text("Sweeping learning rates...")
-        click_until_shown(page, page.get_by_role("button", name="Run the learning-rate finder"), pending)
+        click_until_shown(page.get_by_role("button", name="Run the learning-rate finder"), pending)
         pending.first.wait_for(timeout=wait_ms(120))  # Pending: the worker has it.
         assert _served(Path(prepared.home), "lr_find") == 0
 

@@ -104,7 +104,7 @@ def test_every_page_and_feature_leaves_the_server_without_tensorflow(prepared):
         if not finder.is_visible():  # The click landed while the page moved: open the expander again.
             page.get_by_text("Find a learning rate").click()
         answer = page.get_by_text("The loss fell fastest at a learning rate of about").first
-        click_until_shown(page, finder, page.get_by_text("Sweeping learning rates").or_(answer))
+        click_until_shown(finder, page.get_by_text("Sweeping learning rates").or_(answer))
         wait("The loss fell fastest at a learning rate of about")
 
         # Explore: a new image with Grad-CAM, a confusion-matrix cell, embeddings, what the model sees.

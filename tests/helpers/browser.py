@@ -225,7 +225,7 @@ def go(page, title: str, heading: str | None = None, timeout: int | None = None)
     settle(page, timeout)
 
 
-def click_until_shown(page, button, shown, seconds: float = 30) -> None:
+def click_until_shown(button, shown, seconds: float = 30) -> None:
     """Click ``button`` and wait (:func:`~helpers.patience.wait_ms` of ``seconds``) for the locator ``shown``;
     click once more if it did not appear. Under load a click can land while the page reruns and never
     reach the server (seen in CI: no request reached the worker); a second click of a request identified
