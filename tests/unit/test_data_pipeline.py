@@ -82,6 +82,33 @@ def test_repeat_goes_on_past_one_epoch(demo_spec) -> None:
     assert sum(len(labels) for _, labels in dataset.take(count).as_numpy_iterator()) == 2 * count
 
 
+@pytest.mark.parametrize("pattern", ["noise", "black_and_white", "white", "254_and_255"])
+def test_decoded_pixels_are_whole_numbers_in_range_without_a_clip(pattern: str) -> None:
+    # decode_and_resize rounds and does not clip (a clip cost ~10 % of decoding): bilinear weights
+    # are convex, so rounding lands in 0..255. Extreme pictures, shrunk and enlarged, hold that.
+    import tensorflow as tf
+
+    from transfer_core.data.decode import decode_and_resize
+
+    rng = np.random.default_rng(len(pattern))
+    for height, width in [(1, 1), (3, 700), (97, 96), (223, 225), (500, 375), (640, 17)]:
+        if pattern == "noise":
+            pixels = rng.integers(0, 256, (height, width, 3))
+        elif pattern == "black_and_white":
+            pixels = rng.integers(0, 2, (height, width, 3)) * 255
+        elif pattern == "white":
+            pixels = np.full((height, width, 3), 255)
+        else:
+            pixels = np.where(rng.random((height, width, 3)) < 0.5, 254, 255)
+        png = encode(Image.fromarray(pixels.astype(np.uint8)), "PNG")
+        for size in (96, 224):
+            out = decode_and_resize(tf.constant(png), size).numpy()
+            resized = tf.image.resize(pixels.astype(np.uint8), (size, size), method="bilinear").numpy()
+            np.testing.assert_array_equal(out, np.clip(np.round(resized), 0, 255))
+            assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 255
+            assert not np.signbit(out).any()
+
+
 def test_decode_for_model_matches_the_pipeline_for_stored_files(mixed_spec) -> None:
     spec, originals = mixed_spec
     frame = read_manifest(spec)

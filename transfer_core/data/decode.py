@@ -29,5 +29,7 @@ def decode_and_resize(contents: Any, image_size: int) -> tf.Tensor:
 
     image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    image = tf.image.resize(image, (image_size, image_size), method="bilinear")
-    return tf.clip_by_value(tf.round(tf.cast(image, tf.float32)), 0.0, 255.0)
+    # Bilinear weights are convex, so the float32 result stays within 0..255 (test_data_pipeline.py
+    # tries extreme pictures) and rounding alone gives whole numbers in range: a clip
+    # would be a no-op costing ~10 % of the decode stage's CPU (BENCHMARKS.md, "Frozen passes").
+    return tf.round(tf.image.resize(image, (image_size, image_size), method="bilinear"))

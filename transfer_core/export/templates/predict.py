@@ -17,7 +17,7 @@ model = keras.saving.load_model(MODEL_FILE)
 # Raw RGB pixels in 0..255: the preprocessing is inside the model.
 image = tf.io.decode_image(tf.io.read_file(sys.argv[1]), channels=3, expand_animations=False)
 image = tf.image.resize(image, (INPUT_SIZE, INPUT_SIZE), method="bilinear")
-image = tf.clip_by_value(tf.round(image), 0.0, 255.0)  # Whole numbers, as the app's pipeline gives.
+image = tf.round(image)  # Whole numbers in 0..255, as the app's pipeline gives.
 probabilities = model.predict(image[None], verbose=0)[0]
 for index in np.argsort(-probabilities)[:3]:
     print(f"{CLASS_NAMES[index]}: {probabilities[index]:.1%}")

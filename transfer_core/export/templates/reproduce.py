@@ -142,7 +142,7 @@ def decode(path, label):
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     image = tf.image.resize(image, (INPUT_SIZE, INPUT_SIZE), method="bilinear")
-    return tf.clip_by_value(tf.round(image), 0.0, 255.0), label
+    return tf.round(image), label  # Whole numbers in 0..255, as the app gives.
 
 
 def make_dataset(paths, labels, shuffle):
