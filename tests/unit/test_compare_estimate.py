@@ -88,6 +88,9 @@ def test_estimate_from_measured_parts_adds_up_each_part(tiny_dataset):
     assert estimate.total_seconds == pytest.approx(fe.seconds + ft.seconds + scratch.seconds)
     assert estimate.confidence == "measured" and not estimate.rough
     assert estimate.sureness.startswith("±30 %: from this server's own runs")
+    # Each part in words a reader can use: a few hundredths of a second is "under 0.1 s", never "~0 s".
+    assert "5 head epochs of ~" in fe.detail and "+ ~" in fe.detail
+    assert all("~0 s" not in run.detail and "~0.0 s" not in run.detail for run in estimate.runs)
     assert estimate.is_long is (estimate.total_seconds > compare.LONG_COMPARISON_SECONDS)
 
 
@@ -182,7 +185,7 @@ def test_a_frozen_part_is_converted_for_litert_once_per_backbone_size_and_cut_on
         return [run.seconds for run in estimate.runs], estimate
 
     first, estimate = seconds()
-    assert "converting it for LiteRT first (~2 s)" in estimate.runs[0].detail
+    assert "converting it for LiteRT first (~1.5 s)" in estimate.runs[0].detail
     # With LiteRT off (TensorFlow runs every frozen pass) nothing converts: the pooled backbone (feature
     # extraction) and the prefix (fine-tuning) cost one conversion each, from scratch none.
     no_litert, _ = seconds(litert=False)

@@ -85,6 +85,11 @@ ROUGH_SECONDS = {"handoff": 0.15, "start": 0.6, "trace": 0.3, "trace:network": 6
 WARM_TRACE_FRACTION = 2 / 3
 
 
+def _about(seconds: float) -> str:
+    """A part's rough time in words: ``"~2.0 s"``, ``"~1 min 05 s"``, ``"under 0.1 s"`` (not "~0 s")."""
+    return "under 0.1 s" if seconds < 0.05 else f"~{format_seconds(seconds)}"
+
+
 @dataclass(frozen=True)
 class RunEstimate:
     """The estimated time of one run of a comparison."""
@@ -365,7 +370,7 @@ class _RunCost:
         """
         converting = self._seconds("convert", ROUGH_SECONDS["convert"]) if converts else 0.0
         self.other += converting
-        converted = f", converting it for LiteRT first (~{converting:.0f} s)" if converts else ""
+        converted = f", converting it for LiteRT first ({_about(converting)})" if converts else ""
         if cached:
             self.cached_passes.add(stage)
             self.other += self._seconds(f"{stage}|hit", ROUGH_SECONDS["hit"])
@@ -375,7 +380,7 @@ class _RunCost:
                  "prefix": self.rough_frozen}[stage]
         seconds = (self.num_train + self.num_val) * self._per_image(stage, rough)
         self.other += seconds
-        self.parts.append(f"{stage} computed once (~{seconds:.0f} s){converted}")
+        self.parts.append(f"{stage} computed once ({_about(seconds)}){converted}")
 
     def epochs(self, stage: str, epochs: int, budget: float | None = None) -> None:
         part = stage_part(stage, self.config.train.caches_features)
@@ -397,14 +402,14 @@ class _RunCost:
         # The first batch's time is in the trace.
         seconds = trace + max(0.0, epochs * per_epoch - self.batch_size * per_train)
         name = stage.replace("_", "-")
-        self.parts.append(f"{epochs} {name} epoch{'s' if epochs != 1 else ''} of ~{per_epoch:.1f} s"
-                          f" + ~{trace:.0f} s tracing")
+        self.parts.append(f"{epochs} {name} epoch{'s' if epochs != 1 else ''} of {_about(per_epoch)}"
+                          f" + {_about(trace)} tracing")
         if budget is not None:
             # Checked after every batch: at least the first batch, then the cut epoch validates.
             capped = max(budget, trace) + self.num_val * per_val
             if capped < seconds:
                 seconds = capped
-                self.parts.append(f"capped at fine-tuning's training time (~{budget:.0f} s)")
+                self.parts.append(f"capped at fine-tuning's training time ({_about(budget)})")
                 # A capped run's steady train rate is not in its time (and a capped run never measures it).
                 with contextlib.suppress(ValueError):
                     self.guessed.remove(f"{part}|train")
@@ -422,7 +427,7 @@ class _RunCost:
             # when they were: a cost the estimate leaves out).
             seconds = self.num_test * self._per_image(self.final_arrays, self.rough_frozen)
             self.other += seconds
-            self.parts.append(f"{self.num_test} test images through the frozen part (~{seconds:.0f} s)")
+            self.parts.append(f"{self.num_test} test images through the frozen part ({_about(seconds)})")
         evaluated = (self.num_test if test_through_network else 0) + (self.num_val if self.on_images else 0)
         end = self._seconds("end", ROUGH_END_SECONDS)
         if evaluated:
@@ -430,7 +435,7 @@ class _RunCost:
             seconds = (self._seconds("eval|trace", ROUGH_SECONDS["eval"])
                        + evaluated * self._per_image("eval", self.rough_forward))
             end += seconds
-            self.parts.append(f"evaluating {evaluated} images through the network (~{seconds:.0f} s)")
+            self.parts.append(f"evaluating {evaluated} images through the network ({_about(seconds)})")
         seconds = start + self.other + self.training + end
         basis = "measured" if not self.guessed else ("rough" if not self.measured else "partly measured")
         return RunEstimate(run_label(self.config), strategy, seconds, basis, ", ".join(self.parts),
