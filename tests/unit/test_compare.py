@@ -274,6 +274,18 @@ def test_reading_counts_cached_features_in_the_time_comparison():
     assert "reused backbone features from the cache" in sentences[1]
 
 
+def test_reading_gives_a_head_epochs_hundredths_of_a_second():
+    # A head epoch on cached features takes hundredths of a second: "0.03 s", not "0.0 s".
+    table = _table([
+        {"run_id": "a", "label": "feature extraction", "strategy": "feature_extraction",
+         "final_val_accuracy": 0.50, "final_val_loss": 1.2, "seconds": 1.3, "seconds_per_epoch": 0.031},
+        {"run_id": "b", "label": "fine-tuning", "strategy": "fine_tuning",
+         "final_val_accuracy": 0.75, "final_val_loss": 0.8, "seconds": 3.5, "seconds_per_epoch": 0.2},
+    ])
+    sentences = compare.reading(table)
+    assert "3.5 s in total (0.2 s per epoch) against 1.3 s (0.03 s per epoch)" in sentences[1]
+
+
 def test_reading_with_too_few_runs_says_so():
     assert "No run has a validation score" in compare.reading(_table([]))[0]
     one = _table([{"run_id": "a", "label": "fine-tuning", "strategy": "fine_tuning", "final_val_accuracy": 0.5,

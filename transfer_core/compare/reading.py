@@ -26,6 +26,10 @@ def _points(value: float) -> str:
 def _seconds(value: float | None) -> str:
     if value is None:
         return "?"
+    if value < 0.005:
+        return "under 0.01 s"
+    if value < 0.095:  # A head epoch on cached features: "0.03 s", where one decimal said "0.0 s".
+        return f"{value:.2f} s"
     return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
