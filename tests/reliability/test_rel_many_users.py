@@ -62,8 +62,13 @@ QUEUED = "Queued: waiting for a free training slot"
 # polling eight busy pages one after another from here takes longer than it lasts (it did in CI).
 _WATCH_FOR_QUEUE = """(text) => {
     window.__sawQueue = false;
-    const check = () => { if (document.body.textContent.includes(text)) window.__sawQueue = true; };
-    new MutationObserver(check).observe(document.body, {childList: true, subtree: true, characterData: true});
+    const observer = new MutationObserver(() => check());
+    const check = () => {
+        if (!document.body.textContent.includes(text)) return;
+        window.__sawQueue = true;
+        observer.disconnect();  // Seen once is enough: stop reading the page on every change.
+    };
+    observer.observe(document.body, {childList: true, subtree: true, characterData: true});
     check();
 }"""
 

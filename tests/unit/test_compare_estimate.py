@@ -367,7 +367,7 @@ def test_reading_says_same_number_of_epochs_without_a_budget():
                "are compared at equal training time." in s for s in compare.reading(budgeted))
     # One epoch longer than the budget used to be reported as "the same" time; the reading says it was not.
     overran = budgeted.assign(training_seconds=[14.0, 146.0], time_budget_seconds=[None, 14.0], epochs=[10, 1])
-    assert any("From scratch trained for 146 s and fine-tuning for 14 s" in s and "more time than fine-tuning" in s
+    assert any("From scratch trained for 2 min 26 s and fine-tuning for 14 s" in s and "more time than fine-tuning" in s
                for s in compare.reading(overran))
 
 

@@ -125,7 +125,7 @@ def test_empty_events_give_a_starting_summary():
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "?"), (0.26, "0.3 s"), (4.44, "4.4 s"), (12.4, "12 s"), (75, "1 min 15 s"), (3700, "1 h 01 min")],
+    [(None, "?"), (0, "0.0 s"), (0.003, "under 0.01 s"), (0.031, "0.03 s"), (0.26, "0.3 s"), (4.44, "4.4 s"), (12.4, "12 s"), (75, "1 min 15 s"), (3700, "1 h 01 min")],
 )
 def test_format_seconds(seconds, text):
     assert run_text.format_seconds(seconds) == text

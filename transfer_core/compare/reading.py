@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from transfer_core.compare.labels import BN_PITFALL_LABEL, as_number
+from transfer_core.display.run_text import format_seconds
 
 # How far train accuracy may exceed validation accuracy before we call it overfitting.
 OVERFIT_GAP = 0.10
@@ -21,16 +22,6 @@ def _pct(value: float) -> str:
 def _points(value: float) -> str:
     points = value * 100
     return f"{points:.1f} percentage point{'s' if round(points, 1) != 1 else ''}"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "?"
-    if value < 0.005:
-        return "under 0.01 s"
-    if value < 0.095:  # A head epoch on cached features: "0.03 s", where one decimal said "0.0 s".
-        return f"{value:.2f} s"
-    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
 def _final_gap(curves: pd.DataFrame) -> float | None:
@@ -155,9 +146,10 @@ def reading(table: pd.DataFrame, curves: pd.DataFrame | None = None) -> list[str
             if borrowed else ""
         )
         sentences.append(
-            f"{best['label'].capitalize()} {cost}: {_seconds(best_seconds)} in total "
-            f"({_seconds(as_number(best['seconds_per_epoch']))} per epoch) against {_seconds(second_seconds)} "
-            f"({_seconds(as_number(second['seconds_per_epoch']))} per epoch) for {second['label']}{counted}."
+            f"{best['label'].capitalize()} {cost}: {format_seconds(best_seconds)} in total "
+            f"({format_seconds(as_number(best['seconds_per_epoch']))} per epoch) against "
+            f"{format_seconds(second_seconds)} ({format_seconds(as_number(second['seconds_per_epoch']))} per epoch) "
+            f"for {second['label']}{counted}."
         )
     # Transfer vs from scratch.
     scratch = done[done["strategy"] == "from_scratch"]
@@ -248,15 +240,15 @@ def _scratch_budget(row: pd.Series, done: pd.DataFrame) -> str:
     source = fine_tuning.iloc[0]["label"] if len(fine_tuning) else "fine-tuning"
     if budget is not None and bool(row.get("stopped_by_budget")):
         used = used if used is not None else budget
-        sentence = (f"{label} trained for {_seconds(used)} and {source} for {_seconds(budget)}, its budget: "
-                    f"{int(epochs or 0)} of {int(planned or 0)} epochs")
+        sentence = (f"{label} trained for {format_seconds(used)} and {source} for {format_seconds(budget)}, "
+                    f"its budget: {int(epochs or 0)} of {int(planned or 0)} epochs")
         if used > 1.2 * budget + 1.0:  # A single batch and validation pass longer than the whole budget.
             return (f"{sentence}; its first batch and validation alone took longer than the budget, so it "
                     "had more time than fine-tuning.")
         return f"{sentence}, so the two are compared at equal training time."
     if budget is not None:
-        return (f"{label} had {source}'s {_seconds(budget)} of training time but finished all its "
-                f"{int(epochs or 0)} epochs in {_seconds(used)}.")
+        return (f"{label} had {source}'s {format_seconds(budget)} of training time but finished all its "
+                f"{int(epochs or 0)} epochs in {format_seconds(used)}.")
     return (f"{label} trained for the same number of epochs ({int(epochs or 0)}) as the other runs, not for the "
             "same time: it costs more per epoch.")
 

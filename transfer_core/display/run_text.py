@@ -28,9 +28,13 @@ STAGE_LABELS = {
 # Stages that pass over the images once, reporting images done rather than epochs.
 
 def format_seconds(seconds: float | None) -> str:
-    """``75`` -> ``"1 min 15 s"``, ``0.26`` -> ``"0.3 s"``; ``None`` -> ``"?"``."""
+    """``75`` -> ``"1 min 15 s"``, ``0.26`` -> ``"0.3 s"``, ``0.031`` -> ``"0.03 s"``; ``None`` -> ``"?"``."""
     if seconds is None or not math.isfinite(seconds):
         return "?"
+    if 0 < seconds < 0.005:
+        return "under 0.01 s"
+    if 0 < seconds < 0.095:  # A head epoch on cached features: hundredths, where one decimal said "0.0 s".
+        return f"{seconds:.2f} s"
     if seconds < 9.95:
         return f"{max(0.0, seconds):.1f} s"  # A run on cached features takes well under a second.
     seconds = int(round(seconds))
